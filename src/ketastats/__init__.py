@@ -1,0 +1,1 @@
+"""ketastats: illness effects on IV ketamine outcomes, rigorously and reproducibly."""
