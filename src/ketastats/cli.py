@@ -1,0 +1,217 @@
+"""The ``ketastats`` command: argument parsing and calls into the package, nothing more."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from .exceptions import KetastatsError
+
+log = logging.getLogger("ketastats")
+
+EPILOG = """\
+Typical use: run the whole workflow with `snakemake --cores 2` (see README.md); the
+subcommands below are its steps, for use on their own or from scripts.
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="ketastats",
+        description="Illness effects on IV ketamine outcomes: simulate, validate, fit, report.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    p.add_argument("-v", "--verbose", action="store_true", help="log debugging detail")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("simulate", help="generate a synthetic cohort with known truth")
+    s.add_argument("--patients", type=int, default=200, help="number of patients (default 200)")
+    s.add_argument("--seed", type=int, default=0, help="random seed (same seed, same bytes)")
+    s.add_argument("--scenario", default="sickness", help="true-effect scenario (default sickness)")
+    s.add_argument("--params", type=Path, help="YAML file overriding generator parameters")
+    s.add_argument("--out", type=Path, required=True, help="output folder (sessions.csv, truth.json)")
+
+    v = sub.add_parser("validate", help="check a session file against the data contract")
+    v.add_argument("file", type=Path, help="CSV, TSV, Parquet, Excel or REDCap export")
+    v.add_argument("--config", type=Path, help="config file holding the cohort's column mapping")
+    v.add_argument("--cohort", help="cohort name in --config")
+    v.add_argument("--problems", type=Path, help="write the problems table to this CSV")
+
+    f = sub.add_parser(
+        "fit",
+        help="fit a linear mixed model to a long-format CSV or Parquet file",
+        description="Fit a linear mixed model (random effects for one grouping column). "
+        "Rows with a missing outcome, predictor or group are dropped.",
+    )
+    f.add_argument("data", type=Path, help="long-format CSV or Parquet file")
+    f.add_argument("--formula", required=True, help='fixed effects, patsy syntax: "y ~ x1 + x2"')
+    f.add_argument("--group", required=True, help="grouping column (e.g. patient id)")
+    f.add_argument(
+        "--re", dest="re_formula", default=None, help='random effects, e.g. "~x1" (default: intercept)'
+    )
+    f.add_argument("--ml", action="store_true", help="maximum likelihood instead of REML")
+    f.add_argument("--engine", choices=["auto", "fast", "statsmodels"], default="auto")
+    f.add_argument(
+        "--reference",
+        action="append",
+        default=[],
+        metavar="COL=LEVEL",
+        help="reference level of a categorical column (repeatable), e.g. treatment=TAU",
+    )
+    f.add_argument("--json", dest="json_out", type=Path, required=True, help="write results as JSON here")
+
+    r = sub.add_parser("report", help="render results.json and report.html for a cohort already run")
+    r.add_argument("--cohort", required=True)
+    r.add_argument("--config", type=Path, default=Path("config/config.yaml"))
+    r.add_argument("--root", type=Path, default=Path("."), help="project folder (default: here)")
+    return p
+
+
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("ketastats")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+# ----------------------------------------------------------------- commands
+def cmd_simulate(a: argparse.Namespace) -> int:
+    from .simulate import load_params, simulate_cohort, write_cohort
+
+    overrides = load_params(a.params) if a.params else None
+    cohort = simulate_cohort(a.patients, seed=a.seed, scenario=a.scenario, overrides=overrides)
+    paths = write_cohort(cohort, a.out)
+    for kind, path in paths.items():
+        log.info("wrote %s: %s", kind, path)
+    return 0
+
+
+def cmd_validate(a: argparse.Namespace) -> int:
+    from .config import cohort_config, load_config
+    from .validate import validate_file
+
+    cohort = None
+    if a.config or a.cohort:
+        if not (a.config and a.cohort):
+            raise KetastatsError("give both --config and --cohort, or neither")
+        cohort = cohort_config(load_config(a.config), a.cohort)
+    report = validate_file(a.file, cohort, problems_csv=a.problems)
+    print(report.format_text())
+    return 0 if report.ok else 1
+
+
+def _parse_refs(items: Sequence[str]) -> dict[str, str]:
+    refs = {}
+    for item in items:
+        if "=" not in item:
+            raise KetastatsError(f"--reference {item!r}: write it as COLUMN=LEVEL, e.g. treatment=TAU")
+        col, level = item.split("=", 1)
+        refs[col.strip()] = level.strip()
+    return refs
+
+
+def read_long(path: Path):
+    """Read a long-format CSV or Parquet file for ``ketastats fit``."""
+    import pandas as pd
+
+    if not path.exists():
+        raise KetastatsError(f"data file {path} does not exist")
+    suffix = path.suffix.lower()
+    if suffix in (".parquet", ".pq"):
+        return pd.read_parquet(path)
+    if suffix in (".csv", ".txt", ".tsv"):
+        return pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",")
+    raise KetastatsError(f"{path}: unsupported file type {suffix!r}; use .csv, .tsv or .parquet")
+
+
+def cmd_fit(a: argparse.Namespace) -> int:
+    from .models import fit_mixed
+    from .pipeline import write_json
+
+    t0 = time.perf_counter()
+    data = read_long(a.data)
+    t_read = time.perf_counter() - t0
+    res = fit_mixed(
+        data,
+        a.formula,
+        a.group,
+        a.re_formula,
+        reml=not a.ml,
+        engine=a.engine,
+        references=_parse_refs(a.reference),
+    )
+    out = res.to_dict()
+    out["seconds"] = {"read": t_read, "fit": res.seconds_fit}
+    write_json(a.json_out, out)
+    log.info(
+        "%s fit (%s engine): %d observations, %d groups, loglik %.4f, converged=%s -> %s",
+        out["method"],
+        out["engine"],
+        out["nobs"],
+        out["ngroups"],
+        out["loglik"],
+        out["converged"],
+        a.json_out,
+    )
+    return 0
+
+
+def cmd_report(a: argparse.Namespace) -> int:
+    from .config import cohort_config, load_config
+    from .pipeline import step_report
+
+    config = load_config(a.config)
+    cohort_config(config, a.cohort)
+    proc = a.root / "data" / "processed" / a.cohort
+    out = a.root / "reports" / a.cohort
+    models = {name: proc / "models" / f"{name}.json" for name in config["models"]}
+    missing = [
+        str(p) for p in [proc / "sessions.parquet", proc / "input.json", *models.values()] if not p.exists()
+    ]
+    if missing:
+        raise KetastatsError(
+            f"cohort {a.cohort!r} has not been run yet (missing: {', '.join(missing)}); "
+            "run `snakemake --cores 2` first"
+        )
+    step_report(
+        a.cohort,
+        config,
+        sessions=proc / "sessions.parquet",
+        input_json=proc / "input.json",
+        model_jsons=models,
+        out_results=out / "results.json",
+        out_html=out / "report.html",
+        root=a.root,
+        command="ketastats " + " ".join(sys.argv[1:]),
+    )
+    log.info("wrote %s and %s", out / "results.json", out / "report.html")
+    return 0
+
+
+COMMANDS = {"simulate": cmd_simulate, "validate": cmd_validate, "fit": cmd_fit, "report": cmd_report}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``ketastats`` console script."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return COMMANDS[args.command](args)
+    except KetastatsError as exc:
+        print(f"ketastats {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,152 @@
+"""Load the workflow configuration, check it against its schema, resolve defaults.
+
+The schema (``config/schema.yaml``, JSON Schema draft 2020-12) checks shape and types;
+:func:`check_config` adds the cross-field rules a schema cannot express. Every problem is
+reported at once, each naming the offending key by its dotted path.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+from collections.abc import Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from jsonschema import Draft202012Validator
+
+from .exceptions import ConfigError
+
+__all__ = ["load_config", "check_config", "schema", "cohort_config", "model_specs"]
+
+_DEFAULT_REPORT = {"small_cell_threshold": 10, "confidence_level": 0.95}
+_DEFAULT_MODEL = {"re_formula": None, "method": "REML", "engine": "auto"}
+
+
+def schema() -> dict[str, Any]:
+    """The configuration's JSON schema (shipped with the package, mirrored in config/)."""
+    text = resources.files("ketastats").joinpath("data/config.schema.yaml").read_text("utf-8")
+    return yaml.safe_load(text)
+
+
+def _path(err) -> str:
+    parts = [str(p) for p in err.absolute_path]
+    return ".".join(parts) if parts else "(top level)"
+
+
+def _describe(err, sch: Mapping[str, Any]) -> str:
+    where = _path(err)
+    if err.validator == "additionalProperties":
+        allowed = sorted((err.schema.get("properties") or {}).keys())
+        extra = [k for k in err.instance if k not in allowed]
+        msgs = []
+        for key in extra:
+            full = f"{where}.{key}" if where != "(top level)" else key
+            hint = difflib.get_close_matches(key, allowed, n=1)
+            did = f" Did you mean {hint[0]!r}?" if hint else ""
+            msgs.append(f"{full}: unknown key {key!r}.{did} Allowed here: {', '.join(allowed) or '(none)'}.")
+        if msgs:
+            return "\n".join(msgs)
+    if err.validator == "required":
+        return f"{where}: {err.message}; add it (see config/config.yaml for an example)."
+    if err.validator == "enum":
+        return (
+            f"{where}: {err.instance!r} is not allowed; "
+            f"use one of: {', '.join(map(str, err.validator_value))}."
+        )
+    if err.validator == "pattern" and err.validator_value.startswith("^[A-Za-z0-9]"):
+        return f"{where}: name {err.instance!r} must consist of letters, digits, '_' or '-'."
+    return f"{where}: {err.message}."
+
+
+def check_config(config: Mapping[str, Any], *, source: str = "config") -> dict[str, Any]:
+    """Check ``config`` and return a copy with defaults filled in.
+
+    Raises
+    ------
+    ConfigError
+        Listing every problem, each with the dotted path of the key, what is wrong and how
+        to fix it.
+    """
+    sch = schema()
+    errors = sorted(Draft202012Validator(sch).iter_errors(config), key=lambda e: list(e.absolute_path))
+    problems = [_describe(e, sch) for e in errors]
+    cfg = copy.deepcopy(dict(config))
+    if not problems:
+        for name, cohort in cfg["cohorts"].items():
+            fmt = cohort.get("format") or _format_from_suffix(cohort["input"])
+            if fmt is None:
+                problems.append(
+                    f"cohorts.{name}.input: cannot tell the format of {cohort['input']!r} from its "
+                    "extension; add cohorts.{name}.format (csv, tsv, parquet, excel or redcap)."
+                )
+            if fmt == "redcap" and not cohort.get("redcap_dictionary"):
+                problems.append(
+                    f"cohorts.{name}.redcap_dictionary: required when format is redcap; give the path "
+                    "of the project's data dictionary CSV."
+                )
+            cohort.setdefault("columns", {})
+            cohort.setdefault("recode", {})
+            cohort.setdefault("safe_columns", [])
+            cohort["format"] = fmt
+        for name, spec in cfg["models"].items():
+            for key, value in _DEFAULT_MODEL.items():
+                spec.setdefault(key, value)
+            if "~" not in spec["formula"]:
+                problems.append(
+                    f"models.{name}.formula: {spec['formula']!r} has no '~'; write it as "
+                    "'outcome ~ term + term'."
+                )
+            re_f = spec.get("re_formula")
+            if re_f is not None and not str(re_f).strip().startswith("~"):
+                problems.append(f"models.{name}.re_formula: {re_f!r} must start with '~' (e.g. '~session').")
+        rep = cfg.setdefault("report", {})
+        for key, value in _DEFAULT_REPORT.items():
+            rep.setdefault(key, value)
+    if problems:
+        raise ConfigError(
+            f"{source} has {len(problems)} problem(s):\n" + "\n".join(f"  - {p}" for p in problems)
+        )
+    return cfg
+
+
+def _format_from_suffix(path: str) -> str | None:
+    suffix = Path(path).suffix.lower()
+    return {
+        ".csv": "csv",
+        ".tsv": "tsv",
+        ".txt": "tsv",
+        ".parquet": "parquet",
+        ".pq": "parquet",
+        ".xlsx": "excel",
+    }.get(suffix)
+
+
+def load_config(path: str | Path = "config/config.yaml") -> dict[str, Any]:
+    """Read a YAML config file and :func:`check_config` it."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file {str(path)!r} not found; pass --config PATH") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path} must hold a mapping with at least 'cohorts' and 'models'")
+    return check_config(raw, source=str(path))
+
+
+def cohort_config(config: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """The settings of cohort ``name`` (raises ConfigError naming the known cohorts)."""
+    try:
+        return dict(config["cohorts"][name])
+    except KeyError:
+        known = ", ".join(sorted(config.get("cohorts", {})))
+        raise ConfigError(f"cohort {name!r} is not in the config; known cohorts: {known}") from None
+
+
+def model_specs(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Model specifications by name, defaults filled in."""
+    return {k: {**_DEFAULT_MODEL, **v} for k, v in config["models"].items()}

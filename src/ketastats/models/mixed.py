@@ -1,0 +1,398 @@
+"""Linear mixed models behind one interface.
+
+:func:`fit_mixed` fits a two-level linear mixed model (random effects for one grouping
+factor) by REML or ML and returns a :class:`MixedModelResult`, whatever engine did the work.
+Engines:
+
+``"statsmodels"``
+    :class:`statsmodels.regression.mixed_linear_model.MixedLM`, started from several
+    optimizers; the best optimum is kept (statsmodels' own ``converged`` flag is not proof
+    of an optimum, see ``shared/reference/README.md``).
+``"fast"``
+    :mod:`ketastats.models.fast`, the profiled-deviance engine of Bates et al. (2015) for
+    up to three correlated random effects per group.
+``"auto"``
+    ``"fast"`` when the model is in its class, else ``"statsmodels"``.
+
+Fixed-effect standard errors are ``sigma^2 (X' V^-1 X)^-1`` at the estimates, as lme4 and
+SAS PROC MIXED report them, for every engine.
+
+References
+----------
+Bates, D., Maechler, M., Bolker, B., & Walker, S. (2015). Fitting linear mixed-effects
+models using lme4. *Journal of Statistical Software*, 67(1), 1-48.
+https://doi.org/10.18637/jss.v067.i01
+
+Lindstrom, M. J., & Bates, D. M. (1988). Newton-Raphson and EM algorithms for linear
+mixed-effects models for repeated-measures data. *JASA*, 83(404), 1014-1022.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import patsy
+from scipy import stats
+
+from ..exceptions import ConvergenceWarning, ModelError
+
+__all__ = ["MixedModelResult", "fit_mixed", "design_matrices", "ENGINES"]
+
+log = logging.getLogger(__name__)
+
+ENGINES = ("auto", "fast", "statsmodels")
+#: optimizers tried in turn by the statsmodels engine; the best log-likelihood wins
+_SM_METHODS = ("bfgs", "lbfgs", "powell")
+
+
+@dataclass
+class MixedModelResult:
+    """A fitted linear mixed model, engine-independent and JSON-serializable.
+
+    Attributes
+    ----------
+    fixed : pandas.DataFrame
+        One row per fixed-effect term (patsy names, e.g. ``Intercept``,
+        ``treatment[T.BtheB]``) with ``estimate`` and ``se``.
+    cov_beta : numpy.ndarray
+        Covariance matrix of the fixed effects, ``sigma^2 (X' V^-1 X)^-1``.
+    random_names : list of str
+        Names of the random effects (columns of the random-effects design).
+    re_cov : numpy.ndarray
+        Random-effect covariance matrix in variance units.
+    residual_variance : float
+        Residual variance ``sigma^2``.
+    loglik : float
+        Log-likelihood; under REML the REML log-likelihood as lme4's ``logLik`` prints it.
+    """
+
+    formula: str
+    group: str
+    re_formula: str | None
+    method: str
+    fixed: pd.DataFrame
+    cov_beta: np.ndarray
+    random_names: list[str]
+    re_cov: np.ndarray
+    residual_variance: float
+    loglik: float
+    nobs: int
+    ngroups: int
+    converged: bool
+    singular: bool
+    engine: str
+    optimizer: str = ""
+    messages: list[str] = field(default_factory=list)
+    blups: pd.DataFrame | None = None
+    seconds_fit: float = float("nan")
+
+    # ------------------------------------------------------------------ inference
+    def coef_table(self, alpha: float = 0.05) -> pd.DataFrame:
+        """Fixed effects with Wald z statistics, two-sided p-values and ``1 - alpha`` CIs.
+
+        The degrees-of-freedom method is ``"normal"`` (large-sample Wald); it is recorded in
+        the ``df_method`` column so that every reported p-value says how it was obtained.
+        """
+        z = stats.norm.ppf(1 - alpha / 2)
+        tab = self.fixed.copy()
+        tab["z"] = tab["estimate"] / tab["se"]
+        tab["p_value"] = 2 * stats.norm.sf(np.abs(tab["z"]))
+        tab["ci_low"] = tab["estimate"] - z * tab["se"]
+        tab["ci_high"] = tab["estimate"] + z * tab["se"]
+        tab["df_method"] = "normal"
+        return tab
+
+    def to_dict(self) -> dict[str, Any]:
+        """The result as plain JSON types (the ``ketastats fit --json`` format)."""
+        return {
+            "fixed": {
+                str(t): {"estimate": _num(e), "se": _num(s)}
+                for t, e, s in zip(self.fixed["term"], self.fixed["estimate"], self.fixed["se"])
+            },
+            "random": {
+                "group": self.group,
+                "names": list(self.random_names),
+                "cov": [[_num(v) for v in row] for row in np.atleast_2d(self.re_cov)],
+            },
+            "residual_variance": _num(self.residual_variance),
+            "loglik": _num(self.loglik),
+            "nobs": int(self.nobs),
+            "ngroups": int(self.ngroups),
+            "method": self.method,
+            "converged": bool(self.converged),
+            "singular": bool(self.singular),
+            "engine": self.engine,
+            "optimizer": self.optimizer,
+            "formula": self.formula,
+            "re_formula": self.re_formula,
+            "messages": list(self.messages),
+        }
+
+
+def _num(x: float) -> float | None:
+    x = float(x)
+    return None if not math.isfinite(x) else x
+
+
+# ---------------------------------------------------------------------- design
+def design_matrices(
+    data: pd.DataFrame, formula: str, group: str, re_formula: str | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[str], list[str], pd.DataFrame]:
+    """Build ``y, X, Z, groups`` from a patsy formula, dropping rows with missing values.
+
+    Returns
+    -------
+    y, X, Z, groups, fixed_names, random_names, used
+        ``used`` is the subset of ``data`` that entered the fit (rows with a missing
+        outcome, predictor or group dropped).
+    """
+    if group not in data.columns:
+        raise ModelError(
+            f"grouping column {group!r} is not in the data; columns are: {', '.join(map(str, data.columns))}"
+        )
+    try:
+        y_df, x_df = patsy.dmatrices(formula, data, return_type="dataframe", NA_action="drop")
+    except patsy.PatsyError as exc:
+        raise ModelError(f"cannot build the fixed-effects design from {formula!r}: {exc}") from exc
+    keep = x_df.index
+    if re_formula:
+        try:
+            z_df = patsy.dmatrix(re_formula, data.loc[keep], return_type="dataframe", NA_action="drop")
+        except patsy.PatsyError as exc:
+            raise ModelError(f"cannot build the random-effects design from {re_formula!r}: {exc}") from exc
+        keep = z_df.index
+    else:
+        z_df = pd.DataFrame({"Intercept": np.ones(len(keep))}, index=keep)
+    grp = data.loc[keep, group]
+    keep = grp.index[grp.notna()]
+    if len(keep) == 0:
+        raise ModelError(f"no complete rows for {formula!r} (group {group!r}): nothing to fit")
+    y = y_df.loc[keep].to_numpy(dtype=float).ravel()
+    X = x_df.loc[keep].to_numpy(dtype=float)
+    Z = z_df.loc[keep].to_numpy(dtype=float)
+    groups = data.loc[keep, group].to_numpy()
+    rank = np.linalg.matrix_rank(X)
+    if rank < X.shape[1]:
+        raise ModelError(
+            f"the fixed-effects design of {formula!r} is rank deficient ({rank} < {X.shape[1]} "
+            f"columns: {', '.join(x_df.columns)}); drop a collinear term or a constant predictor"
+        )
+    return y, X, Z, groups, list(x_df.columns), list(z_df.columns), data.loc[keep]
+
+
+def _gls_cov_beta(
+    X: np.ndarray, Z: np.ndarray, groups: np.ndarray, re_cov: np.ndarray, sigma2: float
+) -> np.ndarray:
+    """``(X' V^-1 X)^-1`` with ``V_i = Z_i G Z_i' + sigma^2 I`` (Woodbury, per group)."""
+    q = Z.shape[1]
+    order = np.argsort(groups, kind="stable")
+    g_sorted = groups[order]
+    bounds = np.flatnonzero(np.r_[True, g_sorted[1:] != g_sorted[:-1], True])
+    XtVX = np.zeros((X.shape[1], X.shape[1]))
+    # V^-1 = (I - Z (sigma^2 G^-1 + Z'Z)^-1 Z') / sigma^2, with G possibly singular handled
+    # through the equivalent form (I - Z G (sigma^2 I + Z'Z G)^-1 Z') / sigma^2.
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        idx = order[a:b]
+        Xi, Zi = X[idx], Z[idx]
+        ZtZ = Zi.T @ Zi
+        M = np.linalg.solve(sigma2 * np.eye(q) + ZtZ @ re_cov, np.eye(q))
+        ZtX = Zi.T @ Xi
+        XtVX += (Xi.T @ Xi - ZtX.T @ (re_cov @ M) @ ZtX) / sigma2
+    return np.linalg.inv(XtVX)
+
+
+# ------------------------------------------------------------------------ fit
+def fit_mixed(
+    data: pd.DataFrame,
+    formula: str,
+    group: str,
+    re_formula: str | None = None,
+    *,
+    reml: bool = True,
+    engine: str = "auto",
+    references: Mapping[str, str] | None = None,
+) -> MixedModelResult:
+    """Fit a linear mixed model with random effects for one grouping factor.
+
+    Parameters
+    ----------
+    data : pandas.DataFrame
+        Long-format data, one row per observation. Rows with a missing outcome, predictor
+        or group are dropped.
+    formula : str
+        Fixed-effects formula in patsy syntax, e.g. ``"madrs ~ session + ill"``.
+    group : str
+        Column identifying the groups (patients).
+    re_formula : str, optional
+        Random-effects formula, e.g. ``"~session"`` for a random intercept and slope.
+        ``None`` gives a random intercept only.
+    reml : bool, default True
+        REML (True) or maximum likelihood (False).
+    engine : {"auto", "fast", "statsmodels"}
+        Which engine fits the model; the result's ``engine`` records which one ran.
+    references : mapping, optional
+        Reference level per categorical column (``{"treatment": "TAU"}``), so that patsy
+        names the contrasts ``treatment[T.BtheB]``.
+
+    Returns
+    -------
+    MixedModelResult
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from ketastats.models import fit_mixed
+    >>> df = pd.read_csv("tests/data/sleepstudy.csv")  # doctest: +SKIP
+    >>> fit_mixed(df, "Reaction ~ Days", "Subject", "~Days").fixed  # doctest: +SKIP
+    """
+    if engine not in ENGINES:
+        raise ModelError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
+    data = _apply_references(data, references or {})
+    y, X, Z, groups, xnames, znames, used = design_matrices(data, formula, group, re_formula)
+    chosen = engine
+    if engine == "auto":
+        chosen = "fast" if _fast_available() and Z.shape[1] <= _fast_max_q() else "statsmodels"
+    t0 = time.perf_counter()
+    if chosen == "fast":
+        res = _fit_fast(y, X, Z, groups, xnames, znames, reml)
+    else:
+        res = _fit_statsmodels(used, formula, group, re_formula, y, X, Z, groups, xnames, znames, reml)
+    res.seconds_fit = time.perf_counter() - t0
+    res.formula, res.group, res.re_formula = formula, group, re_formula
+    if not res.converged:
+        warnings.warn(
+            f"mixed model {formula!r} (random {re_formula or '~1'} | {group}) did not converge "
+            f"({res.engine}): {'; '.join(res.messages) or 'optimizer stopped early'}",
+            ConvergenceWarning,
+            stacklevel=2,
+        )
+    if res.singular:
+        warnings.warn(
+            f"mixed model {formula!r}: singular fit (a random-effect variance is at the boundary); "
+            "consider a simpler random-effects structure",
+            ConvergenceWarning,
+            stacklevel=2,
+        )
+    return res
+
+
+def _apply_references(data: pd.DataFrame, references: Mapping[str, str]) -> pd.DataFrame:
+    if not references:
+        return data
+    data = data.copy()
+    for col, ref in references.items():
+        if col not in data.columns:
+            raise ModelError(f"reference level given for {col!r}, which is not a column of the data")
+        values = data[col].dropna().astype(str)
+        levels = sorted(values.unique())
+        if ref not in levels:
+            raise ModelError(
+                f"reference level {ref!r} for {col!r} does not occur; levels are: {', '.join(levels)}"
+            )
+        order = [ref] + [lv for lv in levels if lv != ref]
+        data[col] = pd.Categorical(data[col].where(data[col].isna(), data[col].astype(str)), categories=order)
+    return data
+
+
+def _fast_available() -> bool:
+    try:
+        from . import fast  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _fast_max_q() -> int:
+    from . import fast
+
+    return int(getattr(fast, "MAX_Q", 3))
+
+
+def _fit_fast(y, X, Z, groups, xnames, znames, reml) -> MixedModelResult:
+    from .fast import fit_lmm_fast
+
+    r = fit_lmm_fast(y, X, Z, groups, reml=reml)
+    se = np.sqrt(np.diag(r.cov_beta))
+    blups = pd.DataFrame(r.blups, columns=znames)
+    blups.insert(0, "group", r.group_labels)
+    return MixedModelResult(
+        formula="",
+        group="",
+        re_formula=None,
+        method="REML" if reml else "ML",
+        fixed=pd.DataFrame({"term": xnames, "estimate": r.beta, "se": se}),
+        cov_beta=np.asarray(r.cov_beta),
+        random_names=znames,
+        re_cov=np.asarray(r.re_cov),
+        residual_variance=float(r.resid_var),
+        loglik=float(r.loglik),
+        nobs=int(r.n_obs),
+        ngroups=int(r.n_groups),
+        converged=bool(r.converged),
+        singular=bool(r.singular),
+        engine="fast",
+        optimizer="profiled deviance",
+        messages=[r.message] if r.message and not r.converged else [],
+        blups=blups,
+    )
+
+
+def _fit_statsmodels(used, formula, group, re_formula, y, X, Z, groups, xnames, znames, reml):
+    from statsmodels.regression.mixed_linear_model import MixedLM
+
+    model = MixedLM(y, X, groups=groups, exog_re=Z)
+    best, best_method, messages = None, "", []
+    for method in _SM_METHODS:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                r = model.fit(reml=reml, method=[method])
+            except (np.linalg.LinAlgError, ValueError) as exc:
+                messages.append(f"{method}: {exc}")
+                continue
+        if not np.isfinite(r.llf):
+            continue
+        log.debug("statsmodels %s: llf=%.8f converged=%s", method, r.llf, r.converged)
+        if best is None or r.llf > best.llf + 1e-9:
+            best, best_method = r, method
+    if best is None:
+        raise ModelError(f"statsmodels could not fit {formula!r}: {'; '.join(messages)}")
+    re_cov = np.asarray(best.cov_re, dtype=float).reshape(Z.shape[1], Z.shape[1])
+    sigma2 = float(best.scale)
+    beta = np.asarray(best.fe_params, dtype=float)
+    cov_beta = _gls_cov_beta(X, Z, groups, re_cov, sigma2)
+    converged = bool(best.converged)
+    eig = np.linalg.eigvalsh(re_cov) if re_cov.size else np.array([1.0])
+    singular = bool(eig.min() <= 1e-6 * max(sigma2, 1e-12))
+    re = best.random_effects
+    labels = list(re.keys())
+    blups = pd.DataFrame(np.vstack([np.asarray(re[k], dtype=float) for k in labels]), columns=znames)
+    blups.insert(0, "group", labels)
+    return MixedModelResult(
+        formula=formula,
+        group=group,
+        re_formula=re_formula,
+        method="REML" if reml else "ML",
+        fixed=pd.DataFrame({"term": xnames, "estimate": beta, "se": np.sqrt(np.diag(cov_beta))}),
+        cov_beta=cov_beta,
+        random_names=znames,
+        re_cov=re_cov,
+        residual_variance=sigma2,
+        loglik=float(best.llf),
+        nobs=len(y),
+        ngroups=len(np.unique(groups)),
+        converged=converged,
+        singular=singular,
+        engine="statsmodels",
+        optimizer=best_method,
+        messages=messages,
+        blups=blups,
+    )

@@ -1,0 +1,293 @@
+"""The workflow's steps as functions: one per Snakemake rule, shared with the CLI.
+
+Each step reads its inputs, calls the package, and writes its outputs atomically, so a
+failing step leaves nothing half-written behind. Snakemake scripts (``workflow/scripts``)
+and the ``ketastats`` command are thin wrappers around these functions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import subprocess
+from collections.abc import Iterator, Mapping, Sequence
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from ._atomic import atomic_path, write_text_atomic
+from .exceptions import DataValidationError, KetastatsError
+
+__all__ = [
+    "log_to",
+    "write_json",
+    "read_json",
+    "step_simulate",
+    "step_validate",
+    "step_prepare",
+    "step_fit",
+    "step_report",
+    "provenance",
+]
+
+log = logging.getLogger(__name__)
+
+_PACKAGES = (
+    "ketastats",
+    "numpy",
+    "pandas",
+    "scipy",
+    "statsmodels",
+    "patsy",
+    "matplotlib",
+    "snakemake",
+    "pyarrow",
+)
+
+
+# ------------------------------------------------------------------- helpers
+@contextlib.contextmanager
+def log_to(path: str | os.PathLike) -> Iterator[None]:
+    """Send ketastats' log records (and any error) to ``path``: a Snakemake rule's log.
+
+    An error is logged with its message, and re-raised so that the job fails.
+    """
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, mode="w", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    try:
+        yield
+    except KetastatsError as exc:
+        logging.getLogger("ketastats").error("%s", exc)
+        raise
+    except BaseException:
+        logging.getLogger("ketastats").exception("unexpected error")
+        raise
+    finally:
+        root.removeHandler(handler)
+        handler.close()
+
+
+def _clean(obj: Any) -> Any:
+    """Plain JSON types; NaN and infinities become null."""
+    if isinstance(obj, Mapping):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _clean(obj.tolist())
+    if isinstance(obj, (np.bool_, bool)):
+        return bool(obj)
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if math.isfinite(obj) else None
+    return obj
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    """Write ``obj`` as indented JSON, atomically and deterministically."""
+    write_text_atomic(path, json.dumps(_clean(obj), indent=2, allow_nan=False) + "\n")
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def write_parquet(df: pd.DataFrame, path: str | os.PathLike) -> None:
+    """Write a data frame as Parquet atomically (byte-identical for identical frames)."""
+    with atomic_path(path) as tmp:
+        df.to_parquet(tmp, index=False, engine="pyarrow", compression="zstd")
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# --------------------------------------------------------------------- steps
+def step_simulate(cohort: Mapping[str, Any], *, root: Path = Path(".")) -> Path:
+    """Generate a synthetic cohort's input file (and ``truth.json`` beside it)."""
+    from .simulate import simulate_cohort, write_cohort
+
+    sim = cohort["simulate"]
+    target = root / cohort["input"]
+    result = simulate_cohort(
+        int(sim["patients"]), seed=int(sim["seed"]), scenario=sim.get("scenario", "sickness")
+    )
+    paths = write_cohort(result, target.parent)
+    if Path(paths["sessions"]).resolve() != target.resolve():
+        raise KetastatsError(
+            f"the simulator writes {paths['sessions']}, but the cohort's input is {target}; "
+            "point cohorts.<name>.input at <folder>/sessions.csv"
+        )
+    return target
+
+
+def step_validate(
+    cohort_name: str,
+    cohort: Mapping[str, Any],
+    *,
+    out_table: str | os.PathLike,
+    out_input: str | os.PathLike,
+    problems_csv: str | os.PathLike,
+    root: Path = Path("."),
+) -> None:
+    """Read and validate a cohort's raw input; write the typed table only if it passes.
+
+    The problems table (errors and warnings) is always written to ``problems_csv``; on any
+    error :class:`~ketastats.exceptions.DataValidationError` is raised and neither
+    ``out_table`` nor ``out_input`` is written.
+    """
+    from .io import read_cohort
+    from .validate import coerce_sessions, validate_file
+
+    raw = root / cohort["input"]
+    if not raw.exists():
+        raise DataValidationError(
+            f"cohort {cohort_name!r}: input file {raw} does not exist; check cohorts.{cohort_name}.input"
+        )
+    checksum = sha256_file(raw)
+    report = validate_file(raw, cohort, root=root, problems_csv=problems_csv)
+    if not report.ok:
+        raise DataValidationError(
+            f"cohort {cohort_name!r}: {raw} failed validation "
+            f"({len(report.errors)} error(s); the full table is in {problems_csv}):\n" + report.format_text(),
+            report.problems,
+        )
+    if len(report.warnings):
+        log.warning("%s", report.format_text())
+    table = coerce_sessions(read_cohort(cohort, root=root))
+    if sha256_file(raw) != checksum:
+        raise KetastatsError(f"{raw} changed while it was being read; run again")
+    write_parquet(table, out_table)
+    write_json(
+        out_input,
+        {
+            "cohort": cohort_name,
+            "file": str(cohort["input"]),
+            "sha256": checksum,
+            "records": int(len(table)),
+            "patients": int(table["patient_id"].nunique()),
+            "warnings": int(len(report.warnings)),
+        },
+    )
+
+
+def step_prepare(validated: str | os.PathLike, out: str | os.PathLike) -> None:
+    """Derive the analysis variables (:func:`ketastats.prepare.prepare_sessions`)."""
+    from .prepare import prepare_sessions
+
+    write_parquet(prepare_sessions(pd.read_parquet(validated)), out)
+
+
+def step_fit(
+    sessions: str | os.PathLike | pd.DataFrame,
+    spec: Mapping[str, Any],
+    out_json: str | os.PathLike,
+    *,
+    alpha: float = 0.05,
+) -> dict[str, Any]:
+    """Fit one model specification and write its JSON (estimates, CIs, BLUPs, status)."""
+    from .models import fit_mixed
+
+    data = pd.read_parquet(sessions) if not isinstance(sessions, pd.DataFrame) else sessions
+    res = fit_mixed(
+        data,
+        spec["formula"],
+        spec.get("group", "patient_id"),
+        spec.get("re_formula"),
+        reml=spec.get("method", "REML") == "REML",
+        engine=spec.get("engine", "auto"),
+    )
+    out = res.to_dict()
+    out["spec"] = dict(spec)
+    out["coefficients"] = res.coef_table(alpha).to_dict(orient="records")
+    if res.blups is not None:
+        out["blups"] = res.blups.to_dict(orient="list")
+    write_json(out_json, out)
+    return out
+
+
+def _git_commit(root: Path) -> str:
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+    return sha + (" (with uncommitted changes)" if dirty else "")
+
+
+def provenance(config: Mapping[str, Any], input_info: Mapping[str, Any], root: Path) -> dict[str, Any]:
+    """What produced a result: input checksum, config, code version, package versions."""
+    packages = {}
+    for name in _PACKAGES:
+        try:
+            packages[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            packages[name] = "not installed"
+    return {
+        "input": {"file": input_info["file"], "sha256": input_info["sha256"]},
+        "git_commit": _git_commit(root),
+        "packages": packages,
+        "config_yaml": yaml.safe_dump(_clean(config), sort_keys=False),
+    }
+
+
+def step_report(
+    cohort_name: str,
+    config: Mapping[str, Any],
+    *,
+    sessions: str | os.PathLike,
+    input_json: str | os.PathLike,
+    model_jsons: Mapping[str, str | os.PathLike],
+    out_results: str | os.PathLike,
+    out_html: str | os.PathLike,
+    root: Path = Path("."),
+    command: str | None = None,
+) -> dict[str, Any]:
+    """Write ``results.json`` and the self-contained ``report.html`` for one cohort."""
+    from .report import build_results, render_html
+
+    info = read_json(input_json)
+    raw = root / info["file"]
+    if raw.exists() and sha256_file(raw) != info["sha256"]:
+        raise KetastatsError(f"{raw} changed since it was validated (checksum differs); rerun the workflow")
+    data = pd.read_parquet(sessions)
+    models = {name: read_json(path) for name, path in model_jsons.items()}
+    cohort_cfg = dict(config["cohorts"][cohort_name])
+    cfg_view = {"cohort": {cohort_name: cohort_cfg}, "models": config["models"], "report": config["report"]}
+    prov = provenance(cfg_view, info, root)
+    results = build_results(cohort_name, data, info, models, prov, config["report"])
+    write_json(out_results, results)
+    results_view = dict(results)
+    results_view["provenance"] = {**prov, "command": command or "ketastats report"}
+    render_html(results_view, data, out_html)
+    return results
+
+
+def model_names(config: Mapping[str, Any]) -> Sequence[str]:
+    return list(config["models"])

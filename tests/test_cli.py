@@ -1,0 +1,87 @@
+"""The ketastats console script."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from ketastats.cli import main
+
+
+def test_console_script_help_lists_subcommands():
+    exe = shutil.which("ketastats") or shutil.which(
+        "ketastats", path=str(__import__("pathlib").Path(sys.executable).parent)
+    )
+    assert exe, "the ketastats console script is not installed (pip install -e .)"
+    out = subprocess.run([exe, "--help"], capture_output=True, text=True, check=True).stdout
+    for sub in ("simulate", "validate", "fit", "report"):
+        assert sub in out
+
+
+@pytest.mark.parametrize("sub", ["simulate", "validate", "fit", "report"])
+def test_subcommand_help(sub, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([sub, "--help"])
+    assert exc.value.code == 0
+    assert "usage: ketastats " + sub in capsys.readouterr().out
+
+
+def test_fit_drops_rows_with_missing_outcome(data_dir, tmp_path):
+    out = tmp_path / "fit.json"
+    assert (
+        main(
+            [
+                "fit",
+                str(data_dir / "btheb_long.csv"),
+                "--formula",
+                "bdi ~ time",
+                "--group",
+                "id",
+                "--engine",
+                "statsmodels",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    res = json.loads(out.read_text())
+    import pandas as pd
+
+    df = pd.read_csv(data_dir / "btheb_long.csv")
+    assert res["nobs"] == int(df["bdi"].notna().sum()) == 280
+    assert res["ngroups"] == 97
+
+
+def test_fit_reads_parquet(data_dir, tmp_path):
+    import pandas as pd
+
+    pq = tmp_path / "sleep.parquet"
+    pd.read_csv(data_dir / "sleepstudy.csv").to_parquet(pq)
+    out = tmp_path / "fit.json"
+    assert (
+        main(["fit", str(pq), "--formula", "Reaction ~ Days", "--group", "Subject", "--json", str(out)]) == 0
+    )
+    assert json.loads(out.read_text())["nobs"] == 180
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--formula", "Reaction ~ Nope", "--group", "Subject"], "Nope"),
+        (
+            ["--formula", "Reaction ~ Days", "--group", "Patient"],
+            "grouping column 'Patient' is not in the data",
+        ),
+        (["--formula", "Reaction ~ Days", "--group", "Subject", "--reference", "Days"], "COLUMN=LEVEL"),
+    ],
+)
+def test_fit_errors_are_for_people(argv, message, data_dir, tmp_path, capsys):
+    code = main(["fit", str(data_dir / "sleepstudy.csv"), *argv, "--json", str(tmp_path / "x.json")])
+    assert code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "x.json").exists()

@@ -1,0 +1,85 @@
+"""The workflow config is checked against its schema, every problem named by its key."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import yaml
+
+from ketastats.config import check_config, load_config, schema
+from ketastats.exceptions import ConfigError
+
+
+@pytest.fixture()
+def cfg(project_root):
+    return yaml.safe_load((project_root / "config/config.yaml").read_text())
+
+
+def test_default_config_is_valid_and_gets_defaults(project_root):
+    c = load_config(project_root / "config/config.yaml")
+    assert "demo" in c["cohorts"]
+    assert c["report"]["small_cell_threshold"] == 10
+    assert c["models"]["primary"]["method"] == "REML"
+
+
+def test_config_schema_file_is_the_package_schema(project_root):
+    assert yaml.safe_load((project_root / "config/schema.yaml").read_text()) == schema()
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (
+            lambda c: c["cohorts"]["demo"].update(formatt="csv"),
+            "cohorts.demo.formatt: unknown key 'formatt'. Did you mean 'format'?",
+        ),
+        (lambda c: c["cohorts"]["demo"].update(format="xls"), "cohorts.demo.format: 'xls' is not allowed"),
+        (
+            lambda c: c["models"]["primary"].update(method="REM"),
+            "models.primary.method: 'REM' is not allowed; use one of: REML, ML",
+        ),
+        (
+            lambda c: c["models"]["primary"].update(engine="lme4"),
+            "models.primary.engine: 'lme4' is not allowed",
+        ),
+        (lambda c: c["cohorts"]["demo"].pop("input"), "cohorts.demo: 'input' is a required property"),
+        (lambda c: c.update(cohort={}), "cohort: unknown key 'cohort'. Did you mean 'cohorts'?"),
+        (lambda c: c["report"].update(small_cell_threshold=-1), "report.small_cell_threshold"),
+        (lambda c: c["cohorts"].update({"bad name": {"input": "x.csv"}}), "name 'bad name' must consist of"),
+        (
+            lambda c: c["models"]["primary"].update(formula="madrs session"),
+            "models.primary.formula: 'madrs session' has no '~'",
+        ),
+        (
+            lambda c: c["cohorts"]["demo"].update(format="redcap"),
+            "cohorts.demo.redcap_dictionary: required when format is redcap",
+        ),
+        (
+            lambda c: c["cohorts"].update(x={"input": "data/raw/x/file.dat"}),
+            "cohorts.x.input: cannot tell the format",
+        ),
+    ],
+)
+def test_bad_config_names_the_key(cfg, mutate, expected):
+    bad = copy.deepcopy(cfg)
+    mutate(bad)
+    with pytest.raises(ConfigError) as exc:
+        check_config(bad)
+    assert expected in str(exc.value)
+
+
+def test_all_problems_are_listed_at_once(cfg):
+    bad = copy.deepcopy(cfg)
+    bad["cohorts"]["demo"]["formatt"] = "csv"
+    bad["models"]["primary"]["method"] = "REM"
+    with pytest.raises(ConfigError) as exc:
+        check_config(bad)
+    text = str(exc.value)
+    assert "2 problem(s)" in text
+    assert "cohorts.demo.formatt" in text and "models.primary.method" in text
+
+
+def test_missing_config_file_says_so(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.yaml")

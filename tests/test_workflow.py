@@ -1,0 +1,136 @@
+"""The Snakemake workflow end to end, in a throw-away copy of the project."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+pytestmark = pytest.mark.workflow
+
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+
+def copy_project(root: Path, dest: Path) -> Path:
+    """The workflow's own files (no data, no outputs) in ``dest``."""
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copy(root / "Snakefile", dest / "Snakefile")
+    shutil.copytree(root / "workflow", dest / "workflow", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(root / "config", dest / "config")
+    return dest
+
+
+def snakemake(workdir: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*SNAKEMAKE, "--cores", "2", *args], cwd=workdir, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def demo_run(project_root, tmp_path_factory):
+    work = copy_project(project_root, tmp_path_factory.mktemp("demo"))
+    proc = snakemake(work)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    return work
+
+
+def test_demo_run_produces_every_output(demo_run):
+    w = demo_run
+    assert (w / "data/raw/demo/sessions.csv").exists()
+    for rel in [
+        "data/processed/demo/validated.parquet",
+        "data/processed/demo/sessions.parquet",
+        "data/processed/demo/input.json",
+        "data/processed/demo/models/primary.json",
+        "reports/demo/results.json",
+        "reports/demo/report.html",
+    ]:
+        assert (w / rel).stat().st_size > 0, rel
+
+
+def test_primary_model_is_random_slope_reml(demo_run):
+    m = json.loads((demo_run / "data/processed/demo/models/primary.json").read_text())
+    assert m["method"] == "REML"
+    assert m["random"]["names"] == ["Intercept", "session"]
+    assert len(m["random"]["cov"]) == 2
+    assert {"Intercept", "session", "ill"} <= set(m["fixed"])
+    assert m["converged"] is True
+
+
+def test_results_json_holds_every_estimate_the_report_shows(demo_run):
+    res = json.loads((demo_run / "reports/demo/results.json").read_text())
+    html = (demo_run / "reports/demo/report.html").read_text()
+    coefs = res["models"]["primary"]["coefficients"]
+    assert {c["term"] for c in coefs} >= {"Intercept", "session", "ill"}
+    for c in coefs:
+        for key in ("estimate", "se", "ci_low", "ci_high"):
+            assert f"{c[key]:.2f}" in html, (c["term"], key)
+    for sentence in res["summary"]:
+        assert sentence.replace("<", "&lt;").replace(">", "&gt;") in html
+    assert res["provenance"]["input"]["sha256"] == sha256(demo_run / "data/raw/demo/sessions.csv")
+
+
+def test_report_is_self_contained(demo_run):
+    html = (demo_run / "reports/demo/report.html").read_text()
+    assert "<img" in html
+    # every src/href is embedded data or an in-page anchor: nothing to fetch
+    for url in re.findall(r'(?:src|href)="([^"]*)"', html):
+        assert url.startswith(("data:", "#")), url
+    assert "http://" not in html.split("<body>")[0] and "https://" not in html.split("<body>")[0]
+
+
+def test_bad_config_key_is_named_before_any_job(project_root, tmp_path):
+    work = copy_project(project_root, tmp_path / "p")
+    cfg = yaml.safe_load((work / "config/config.yaml").read_text())
+    cfg["cohorts"]["demo"]["columnz"] = {}
+    (work / "config/config.yaml").write_text(yaml.safe_dump(cfg))
+    proc = snakemake(work)
+    assert proc.returncode != 0
+    assert "cohorts.demo.columnz: unknown key 'columnz'. Did you mean 'columns'?" in proc.stdout + proc.stderr
+    assert not (work / "data").exists() and not (work / "reports").exists()
+
+
+def test_adding_a_cohort_is_a_config_edit(demo_run, tmp_path):
+    """A second cohort with renamed columns runs from config alone; bad data stop it cleanly."""
+    work = copy_project(Path(demo_run), tmp_path / "p")
+    src = pd.read_csv(demo_run / "data/raw/demo/sessions.csv", dtype=str, keep_default_na=False)
+    (work / "data/raw/site_a").mkdir(parents=True)
+    renamed = src.rename(columns={"patient_id": "StudyID", "session": "InfusionNo"})
+    renamed.to_csv(work / "data/raw/site_a/export.tsv", sep="\t", index=False)
+    bad = src.copy()
+    bad.loc[3, "day"] = "-4"
+    (work / "data/raw/site_b").mkdir(parents=True)
+    bad.to_csv(work / "data/raw/site_b/sessions.csv", index=False)
+    raw_sum = sha256(work / "data/raw/site_b/sessions.csv")
+    cfg = yaml.safe_load((work / "config/config.yaml").read_text())
+    cfg["cohorts"]["site_a"] = {
+        "input": "data/raw/site_a/export.tsv",
+        "columns": {"patient_id": "StudyID", "session": "InfusionNo"},
+    }
+    cfg["cohorts"]["site_b"] = {"input": "data/raw/site_b/sessions.csv"}
+    (work / "config/config.yaml").write_text(yaml.safe_dump(cfg))
+    shutil.copytree(demo_run / "data/raw/demo", work / "data/raw/demo")
+    proc = snakemake(work, "--keep-going")
+    assert proc.returncode != 0  # site_b is invalid
+    a = json.loads((work / "reports/site_a/results.json").read_text())
+    d = json.loads((demo_run / "reports/demo/results.json").read_text())
+    assert a["models"]["primary"]["coefficients"] == d["models"]["primary"]["coefficients"]
+    # the invalid cohort: nothing processed or reported, raw data untouched, problem named
+    assert not list((work / "data/processed").glob("site_b/**/*.*"))
+    assert not (work / "reports/site_b").exists()
+    assert sha256(work / "data/raw/site_b/sessions.csv") == raw_sum
+    problems = pd.read_csv(work / "logs/site_b/validation_problems.csv")
+    hit = problems[(problems["column"] == "day") & (problems["severity"] == "error")]
+    assert len(hit) >= 1 and int(hit["row"].iloc[0]) == 5  # data row 3 = line 5 (header is line 1)

@@ -1,0 +1,42 @@
+# Shared helpers: config check, cohort lists, input functions.
+import os
+import shlex
+import sys
+
+from ketastats.config import check_config
+
+# The config is checked against config/schema.yaml (and cross-field rules) before any job
+# runs; every problem is listed with the key that has it.
+config.update(check_config(config, source="config/config.yaml"))
+
+COHORTS = sorted(config["cohorts"])
+MODELS = sorted(config["models"])
+SIMULATED = sorted(
+    name
+    for name, c in config["cohorts"].items()
+    if c.get("simulate") and c["input"] == f"data/raw/{name}/sessions.csv"
+)
+
+# The command line goes to the report's provenance section through the environment, not
+# through params, so that a different command (--cores, --profile) does not force a rerun.
+os.environ.setdefault("KETASTATS_COMMAND", shlex.join(["snakemake", *sys.argv[1:]]))
+
+
+wildcard_constraints:
+    cohort="|".join(COHORTS) or "^$",
+    model="|".join(MODELS) or "^$",
+
+
+def cohort_input(wildcards):
+    return config["cohorts"][wildcards.cohort]["input"]
+
+
+def cohort_extra_inputs(wildcards):
+    c = config["cohorts"][wildcards.cohort]
+    return [c["redcap_dictionary"]] if c.get("redcap_dictionary") else []
+
+
+def all_outputs():
+    return expand(
+        ["reports/{cohort}/results.json", "reports/{cohort}/report.html"], cohort=COHORTS
+    )

@@ -1,0 +1,14 @@
+# Derived variables (baseline, change, response/remission, within/between illness, lags).
+rule prepare:
+    input:
+        "data/processed/{cohort}/validated.parquet",
+    output:
+        "data/processed/{cohort}/sessions.parquet",
+    log:
+        "logs/{cohort}/prepare.log",
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=20,
+    script:
+        "../scripts/prepare.py"

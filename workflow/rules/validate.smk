@@ -1,0 +1,20 @@
+# First rule: read the raw export, check everything (all problems at once, identifier
+# guard), record its checksum. Writes the typed table only when the input passes.
+rule validate:
+    input:
+        raw=cohort_input,
+        extra=cohort_extra_inputs,
+    output:
+        table="data/processed/{cohort}/validated.parquet",
+        info="data/processed/{cohort}/input.json",
+    params:
+        cohort=lambda wc: config["cohorts"][wc.cohort],
+    log:
+        log="logs/{cohort}/validate.log",
+        problems="logs/{cohort}/validation_problems.csv",
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=20,
+    script:
+        "../scripts/validate.py"
