@@ -14,6 +14,7 @@ include: "workflow/rules/validate.smk"
 include: "workflow/rules/prepare.smk"
 include: "workflow/rules/models.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/recovery.smk"
 
 
 rule all:

@@ -66,6 +66,27 @@ def _parser() -> argparse.ArgumentParser:
     )
     f.add_argument("--json", dest="json_out", type=Path, required=True, help="write results as JSON here")
 
+    rc = sub.add_parser("recovery", help="recovery study: fit the primary model to simulated cohorts")
+    rc.add_argument("--scenario", default="sickness", help="simulation scenario (default sickness)")
+    rc.add_argument("--replicates", type=int, default=100, help="number of simulated cohorts")
+    rc.add_argument("--patients", type=int, default=200, help="patients per cohort")
+    rc.add_argument("--seed", type=int, default=0)
+    rc.add_argument("--config", type=Path, help="take the model spec from this config (default: built-in)")
+    rc.add_argument("--model", default="primary", help="model name in --config (default primary)")
+    rc.add_argument("--alpha", type=float, default=0.05)
+    rc.add_argument("--out", type=Path, required=True, help="output folder")
+
+    pw = sub.add_parser("power", help="power by simulation over a grid of cohort sizes")
+    pw.add_argument("--sizes", type=int, nargs="+", default=[50, 100, 200, 400])
+    pw.add_argument("--effect", type=float, help="true within-person illness effect, MADRS points")
+    pw.add_argument("--scenario", default="sickness")
+    pw.add_argument("--replicates", type=int, default=100)
+    pw.add_argument("--seed", type=int, default=0)
+    pw.add_argument("--config", type=Path)
+    pw.add_argument("--model", default="primary")
+    pw.add_argument("--alpha", type=float, default=0.05)
+    pw.add_argument("--out", type=Path, required=True)
+
     r = sub.add_parser("report", help="render results.json and report.html for a cohort already run")
     r.add_argument("--cohort", required=True)
     r.add_argument("--config", type=Path, default=Path("config/config.yaml"))
@@ -196,7 +217,62 @@ def cmd_report(a: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"simulate": cmd_simulate, "validate": cmd_validate, "fit": cmd_fit, "report": cmd_report}
+def _spec_from(a: argparse.Namespace):
+    if not a.config:
+        return None
+    from .config import load_config
+
+    models = load_config(a.config)["models"]
+    if a.model not in models:
+        raise KetastatsError(f"model {a.model!r} is not in {a.config}; models: {', '.join(models)}")
+    return models[a.model]
+
+
+def cmd_recovery(a: argparse.Namespace) -> int:
+    from .recovery import run_recovery, write_recovery
+
+    table, summary = run_recovery(
+        a.scenario, a.replicates, a.patients, a.seed, spec=_spec_from(a), alpha=a.alpha
+    )
+    paths = write_recovery(table, summary, a.out)
+    log.info(
+        "recovery %s: bias %.3f (MCSE %.3f), coverage %.3f, rejection rate %.3f -> %s",
+        a.scenario,
+        summary["bias"],
+        summary["bias_mcse"],
+        summary["coverage"],
+        summary["rejection_rate"],
+        paths["summary_json"],
+    )
+    return 0
+
+
+def cmd_power(a: argparse.Namespace) -> int:
+    from .power import run_power, write_power
+
+    table = run_power(
+        a.sizes,
+        a.replicates,
+        effect=a.effect,
+        scenario=a.scenario,
+        seed=a.seed,
+        spec=_spec_from(a),
+        alpha=a.alpha,
+    )
+    paths = write_power(table, a.out, a.alpha)
+    print(table.to_string(index=False))
+    log.info("wrote %s", ", ".join(map(str, paths.values())))
+    return 0
+
+
+COMMANDS = {
+    "simulate": cmd_simulate,
+    "recovery": cmd_recovery,
+    "power": cmd_power,
+    "validate": cmd_validate,
+    "fit": cmd_fit,
+    "report": cmd_report,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -102,6 +102,19 @@ def check_config(config: Mapping[str, Any], *, source: str = "config") -> dict[s
             re_f = spec.get("re_formula")
             if re_f is not None and not str(re_f).strip().startswith("~"):
                 problems.append(f"models.{name}.re_formula: {re_f!r} must start with '~' (e.g. '~session').")
+        for name, study in cfg.get("recovery", {}).items():
+            study.setdefault("batch_size", 10)
+            study.setdefault("model", "primary")
+            if name not in cfg["cohorts"]:
+                problems.append(
+                    f"recovery.{name}: {name!r} is not a cohort; recovery studies are keyed by the cohort "
+                    f"whose report shows them ({', '.join(sorted(cfg['cohorts']))})."
+                )
+            if study["model"] not in cfg["models"]:
+                problems.append(
+                    f"recovery.{name}.model: no model named {study['model']!r} in models: "
+                    f"({', '.join(sorted(cfg['models']))})."
+                )
         rep = cfg.setdefault("report", {})
         for key, value in _DEFAULT_REPORT.items():
             rep.setdefault(key, value)

@@ -289,5 +289,33 @@ def step_report(
     return results
 
 
+def step_recovery_batch(
+    study: Mapping[str, Any], spec: Mapping[str, Any], batch: int, out_csv: str | os.PathLike
+) -> pd.DataFrame:
+    """Run replicates ``batch * batch_size ...`` of a recovery study; write them as CSV."""
+    from .recovery import run_replicate
+
+    size = int(study["batch_size"])
+    reps = range(batch * size, min((batch + 1) * size, int(study["replicates"])))
+    rows = [
+        run_replicate(study["scenario"], int(study["patients"]), int(study["seed"]), r, spec=spec)
+        for r in reps
+    ]
+    table = pd.DataFrame(rows)
+    with atomic_path(out_csv) as tmp:
+        table.to_csv(tmp, index=False, lineterminator="\n", float_format="%.10g")
+    return table
+
+
+def step_recovery_summary(batches: Sequence[str | os.PathLike], out_replicates: str | os.PathLike) -> dict:
+    """Combine batch CSVs; write replicates.csv, summary.json and summary.csv beside it."""
+    from .recovery import summarize_replicates, write_recovery
+
+    table = pd.concat([pd.read_csv(b) for b in batches], ignore_index=True)
+    summary = summarize_replicates(table)
+    write_recovery(table, summary, Path(out_replicates).parent)
+    return summary
+
+
 def model_names(config: Mapping[str, Any]) -> Sequence[str]:
     return list(config["models"])

@@ -37,6 +37,6 @@ def cohort_extra_inputs(wildcards):
 
 
 def all_outputs():
-    return expand(
-        ["reports/{cohort}/results.json", "reports/{cohort}/report.html"], cohort=COHORTS
-    )
+    out = expand(["reports/{cohort}/results.json", "reports/{cohort}/report.html"], cohort=COHORTS)
+    out += expand("reports/{cohort}/recovery/summary.json", cohort=sorted(config.get("recovery", {})))
+    return out

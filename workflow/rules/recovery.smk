@@ -1,0 +1,47 @@
+# Recovery studies (config recovery.<cohort>): replicates scattered over batch jobs, so a
+# cluster runs them in parallel; the summary goes into that cohort's report.
+RECOVERY = config.get("recovery", {})
+
+
+def recovery_batches(cohort):
+    r = RECOVERY[cohort]
+    return list(range(-(-int(r["replicates"]) // int(r["batch_size"]))))
+
+
+rule recovery_batch:
+    output:
+        "data/processed/{cohort}/recovery/batch_{batch}.csv",
+    params:
+        study=lambda wc: RECOVERY[wc.cohort],
+        spec=lambda wc: config["models"][RECOVERY[wc.cohort]["model"]],
+    log:
+        "logs/{cohort}/recovery_batch_{batch}.log",
+    wildcard_constraints:
+        batch=r"\d+",
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    script:
+        "../scripts/recovery_batch.py"
+
+
+rule recovery_summary:
+    input:
+        lambda wc: expand(
+            "data/processed/{cohort}/recovery/batch_{batch}.csv",
+            cohort=wc.cohort,
+            batch=recovery_batches(wc.cohort),
+        ),
+    output:
+        replicates="reports/{cohort}/recovery/replicates.csv",
+        summary="reports/{cohort}/recovery/summary.json",
+        table="reports/{cohort}/recovery/summary.csv",
+    log:
+        "logs/{cohort}/recovery_summary.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    script:
+        "../scripts/recovery_summary.py"
