@@ -1,13 +1,17 @@
-"""Shared fixtures: paths to the project and its test data."""
+"""Shared fixtures: project paths, a throw-away copy of the workflow, one demo run."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parent / "data"
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 
 @pytest.fixture(scope="session")
@@ -18,3 +22,28 @@ def project_root() -> Path:
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     return DATA
+
+
+def copy_project(root: Path, dest: Path) -> Path:
+    """The workflow's own files (no data, no outputs) in ``dest``."""
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copy(root / "Snakefile", dest / "Snakefile")
+    for sub in ("workflow", "config", "profiles"):
+        shutil.copytree(root / sub, dest / sub, ignore=shutil.ignore_patterns("__pycache__"))
+    return dest
+
+
+def run_snakemake(workdir: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    """``snakemake --cores 2 ARGS`` in ``workdir`` (the venv's snakemake)."""
+    return subprocess.run(
+        [*SNAKEMAKE, "--cores", "2", *args], cwd=workdir, capture_output=True, text=True, timeout=timeout
+    )
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory) -> Path:
+    """The default workflow (demo cohort + its recovery study), run once per test session."""
+    work = copy_project(ROOT, tmp_path_factory.mktemp("demo"))
+    proc = run_snakemake(work)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    return work

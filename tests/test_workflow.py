@@ -6,44 +6,18 @@ import hashlib
 import json
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
+from conftest import copy_project, run_snakemake
 
 pytestmark = pytest.mark.workflow
-
-SNAKEMAKE = [sys.executable, "-m", "snakemake"]
-
-
-def copy_project(root: Path, dest: Path) -> Path:
-    """The workflow's own files (no data, no outputs) in ``dest``."""
-    dest.mkdir(parents=True, exist_ok=True)
-    shutil.copy(root / "Snakefile", dest / "Snakefile")
-    shutil.copytree(root / "workflow", dest / "workflow", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(root / "config", dest / "config")
-    return dest
-
-
-def snakemake(workdir: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [*SNAKEMAKE, "--cores", "2", *args], cwd=workdir, capture_output=True, text=True, timeout=timeout
-    )
 
 
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-@pytest.fixture(scope="module")
-def demo_run(project_root, tmp_path_factory):
-    work = copy_project(project_root, tmp_path_factory.mktemp("demo"))
-    proc = snakemake(work)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
-    return work
 
 
 def test_demo_run_produces_every_output(demo_run):
@@ -96,7 +70,7 @@ def test_bad_config_key_is_named_before_any_job(project_root, tmp_path):
     cfg = yaml.safe_load((work / "config/config.yaml").read_text())
     cfg["cohorts"]["demo"]["columnz"] = {}
     (work / "config/config.yaml").write_text(yaml.safe_dump(cfg))
-    proc = snakemake(work)
+    proc = run_snakemake(work)
     assert proc.returncode != 0
     assert "cohorts.demo.columnz: unknown key 'columnz'. Did you mean 'columns'?" in proc.stdout + proc.stderr
     assert not (work / "data").exists() and not (work / "reports").exists()
@@ -120,9 +94,10 @@ def test_adding_a_cohort_is_a_config_edit(demo_run, tmp_path):
         "columns": {"patient_id": "StudyID", "session": "InfusionNo"},
     }
     cfg["cohorts"]["site_b"] = {"input": "data/raw/site_b/sessions.csv"}
+    cfg.pop("recovery", None)
     (work / "config/config.yaml").write_text(yaml.safe_dump(cfg))
     shutil.copytree(demo_run / "data/raw/demo", work / "data/raw/demo")
-    proc = snakemake(work, "--keep-going")
+    proc = run_snakemake(work, "--keep-going")
     assert proc.returncode != 0  # site_b is invalid
     a = json.loads((work / "reports/site_a/results.json").read_text())
     d = json.loads((demo_run / "reports/demo/results.json").read_text())
