@@ -41,18 +41,23 @@ def _column_text(series: pd.Series) -> np.ndarray:
 
 def format_sessions_csv(sessions: pd.DataFrame) -> str:
     """Return the session table as CSV text with the fixed formats (header included)."""
+    header = ",".join(sessions.columns) + "\n"
     if sessions.empty:
-        return ",".join(sessions.columns) + "\n"
-    columns = [_column_text(sessions[c]) for c in sessions.columns]
-    body = columns[0].astype(object)
-    for col in columns[1:]:
-        body = body + "," + col.astype(object)
-    return ",".join(sessions.columns) + "\n" + "\n".join(body.tolist()) + "\n"
+        return header
+    columns = [_column_text(sessions[c]).tolist() for c in sessions.columns]
+    return header + "\n".join(map(",".join, zip(*columns, strict=True))) + "\n"
 
 
 def truth_json(cohort: SimulatedCohort) -> str:
-    """Return ``truth.json`` text (stable key order, indented, trailing newline)."""
-    return json.dumps(cohort.truth, indent=1, ensure_ascii=True, allow_nan=False) + "\n"
+    """Return ``truth.json`` text: stable key order, one line per patient, trailing newline."""
+    head = dict(cohort.truth)
+    patients = head.pop("patients", [])
+    head["patients"] = "__PATIENTS__"
+    text = json.dumps(head, indent=1, ensure_ascii=True, allow_nan=False)
+    rows = ",\n".join(
+        json.dumps(p, separators=(",", ":"), ensure_ascii=True, allow_nan=False) for p in patients
+    )
+    return text.replace('"__PATIENTS__"', "[\n" + rows + "\n ]" if rows else "[]") + "\n"
 
 
 def write_cohort(cohort: SimulatedCohort, out_dir: str | os.PathLike) -> dict[str, Path]:
