@@ -5,6 +5,11 @@ infusions", the true within-person illness effect) and :mod:`ketastats.simulate.
 for the parameters (domain.md section 6) and scenarios.
 """
 
+from ketastats.simulate.calibration import (
+    CALIBRATION_TARGETS,
+    calibration_summary,
+    check_calibration,
+)
 from ketastats.simulate.generator import SESSION_COLUMNS, SimulatedCohort, simulate_cohort
 from ketastats.simulate.output import format_sessions_csv, truth_json, write_cohort
 from ketastats.simulate.params import (
@@ -16,10 +21,13 @@ from ketastats.simulate.params import (
 )
 
 __all__ = [
+    "CALIBRATION_TARGETS",
     "PARAM_DOCS",
     "SCENARIOS",
     "SESSION_COLUMNS",
     "SimulatedCohort",
+    "calibration_summary",
+    "check_calibration",
     "default_params",
     "format_sessions_csv",
     "load_params",
