@@ -210,18 +210,25 @@ class _Episodes:
         none = med_any & ~np.any(np.column_stack([meds[c] for c in MED_CLASSES]), axis=1)
         meds["antipyretic"] = meds["antipyretic"] | none  # a medicated episode has a class
         order = np.lexsort((onset, pid))
-        self.pid = pid[order]
-        self.type = etype[order]
-        self.onset = onset[order]
-        self.dur = dur[order]
-        self.sev = sev[order]
+        # one sentinel episode at the end (never active, no pulse) keeps `array[max(e, 0)]`
+        # lookups valid when a cohort has no episodes at all; `self.m` excludes it
+        self.m = m
+
+        def pad(a, fill):
+            return np.append(a[order], np.asarray(fill, dtype=a.dtype))
+
+        self.pid = pad(pid, 0)
+        self.type = pad(etype, 0)
+        self.onset = pad(onset, np.inf)
+        self.dur = pad(dur, 0.0)
+        self.sev = pad(sev, 0)
         self.febrile = _FEBRILE[self.type]
-        self.meds = {k: v[order] for k, v in meds.items()}
+        self.meds = {k: pad(v, False) for k, v in meds.items()}
         self.anti_inflammatory = self.meds["nsaid"] | self.meds["steroid"]
         # dominance rank: most severe wins, then the latest onset
         rank_order = np.lexsort((self.onset, self.sev))
-        self.rank = np.empty(m, dtype=np.int64)
-        self.rank[rank_order] = np.arange(m)
+        self.rank = np.empty(m + 1, dtype=np.int64)
+        self.rank[rank_order] = np.arange(m + 1)
         self.by_rank = rank_order
         self.n = n
 
@@ -239,7 +246,9 @@ class _Episodes:
         during = np.minimum(1.0, (np.maximum(tau, 0.0) + 1.0) / (rise + 1.0))
         at_end = np.minimum(1.0, (self.dur + 1.0) / (rise + 1.0))
         after = at_end * 0.5 ** (np.maximum(tau - self.dur, 0.0) / half)
-        shape = np.where(tau < 0, 0.0, np.where(tau < self.dur, during, after))
+        with np.errstate(invalid="ignore"):
+            shape = np.where(tau < 0, 0.0, np.where(tau < self.dur, during, after))
+        shape[self.m :] = 0.0
         return np.bincount(self.pid, weights=log_peak * shape, minlength=self.n)
 
 
@@ -590,14 +599,16 @@ def _simulate(n: int, p: dict, rng: dict) -> dict:
         ],
         dtype=float,
     )
-    fp_type = np.searchsorted(np.cumsum(rates / rates.sum())[:-1], r.random(shape), side="right")
+    type_p = rates / rates.sum() if rates.sum() > 0 else np.full(rates.size, 1.0 / rates.size)
+    fp_type = np.searchsorted(np.cumsum(type_p)[:-1], r.random(shape), side="right")
     fp_days = r.integers(0, 4, shape)
     eidx = np.maximum(ep_at, 0)
     out["ill_true"] = ill
     out["reported"] = reported
     out["rep_type"] = np.where(ill, ep.type[eidx], fp_type)
     out["rep_sev"] = np.where(ill, ep.sev[eidx], 0)
-    out["rep_days"] = np.where(ill, np.floor(day - ep.onset[eidx]).astype(np.int64), fp_days)
+    since = np.floor(np.where(ill, day - ep.onset[eidx], 0.0)).astype(np.int64)
+    out["rep_days"] = np.where(ill, since, fp_days)
     out["fp"] = fp
     out["meds"] = {c: ill & ep.meds[c][eidx] for c in MED_CLASSES}
 
@@ -831,7 +842,7 @@ def _truth(sim: dict, p: dict, *, scenario: str, seed: int, n: int) -> dict:
     patients = []
     pid = sim["patient_id"]
     day0 = sim["day"][:, 0]
-    ep_ranges = np.searchsorted(ep.pid, np.arange(n + 1))
+    ep_ranges = np.searchsorted(ep.pid[: ep.m], np.arange(n + 1))
     for i in range(n):
         lo, hi = ep_ranges[i], ep_ranges[i + 1]
         last = int(sim["last_visit"][i])
