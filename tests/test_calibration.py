@@ -117,8 +117,8 @@ def test_calibration_summary_on_a_hand_made_table():
         params={"schedule": {"planned_infusions": 6}},
         seed=0,
         scenario="x",
-        n_patients=2,
     )
+    assert cohort.n_patients == 2
     s = calibration_summary(cohort)
     assert s["response_after_1"] == 0.0  # 20/30 and 38/40 are not >= 50% lower
     assert s["response_after_6"] == 0.5  # A: 10 <= 15; B: 30 > 20

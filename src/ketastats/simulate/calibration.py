@@ -93,13 +93,14 @@ def calibration_summary(cohort: SimulatedCohort) -> dict[str, float]:
             change = y[ok] - base[ok]
             out[f"change_after_{label}_mean"] = float(np.mean(change))
             out[f"change_after_{label}_sd"] = float(np.std(change, ddof=1))
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore"):
         resp = (base[:, None] - madrs[:, 1:]) / base[:, None] >= 0.5
     any_resp = resp.any(axis=1)
-    first = resp.argmax(axis=1) + 1
-    out["median_infusions_to_response"] = (
-        float(np.median(first[any_resp])) if any_resp.any() else float("nan")
-    )
+    if any_resp.any():
+        first = resp.argmax(axis=1) + 1
+        out["median_infusions_to_response"] = float(np.median(first[any_resp]))
+    else:
+        out["median_infusions_to_response"] = float("nan")
     patients = cohort.truth["patients"]
     n_ill = sum(len(p["true_ill_sessions"]) for p in patients)
     out["ill_session_share"] = n_ill / len(s)

@@ -59,7 +59,7 @@ The true within-person effect
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -149,7 +149,13 @@ class SimulatedCohort:
     params: dict
     seed: int
     scenario: str
-    n_patients: int = field(default=0)
+
+    @property
+    def n_patients(self) -> int:
+        """Number of simulated patients (including any who attended only session 1)."""
+        if "n_patients" in self.truth:
+            return int(self.truth["n_patients"])
+        return int(self.sessions["patient_id"].nunique())
 
 
 def _truncnorm(rng: np.random.Generator, n: int, mean, sd, lo, hi) -> np.ndarray:
@@ -336,7 +342,7 @@ def simulate_cohort(
     sessions = _session_table(sim, p)
     truth = _truth(sim, p, scenario=scenario, seed=int(seed), n=n)
     return SimulatedCohort(
-        sessions=sessions, truth=truth, params=p, seed=int(seed), scenario=scenario, n_patients=n
+        sessions=sessions, truth=truth, params=p, seed=int(seed), scenario=scenario
     )
 
 
