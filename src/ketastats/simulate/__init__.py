@@ -11,7 +11,12 @@ from ketastats.simulate.calibration import (
     check_calibration,
 )
 from ketastats.simulate.generator import SESSION_COLUMNS, SimulatedCohort, simulate_cohort
-from ketastats.simulate.output import format_sessions_csv, truth_json, write_cohort
+from ketastats.simulate.output import (
+    format_sessions_csv,
+    simulate_to_dir,
+    truth_json,
+    write_cohort,
+)
 from ketastats.simulate.params import (
     PARAM_DOCS,
     SCENARIOS,
@@ -33,6 +38,7 @@ __all__ = [
     "load_params",
     "resolve_params",
     "simulate_cohort",
+    "simulate_to_dir",
     "truth_json",
     "write_cohort",
 ]

@@ -17,9 +17,10 @@ import numpy as np
 import pandas as pd
 
 from ketastats._atomic import write_text_atomic
-from ketastats.simulate.generator import SimulatedCohort
+from ketastats.simulate.generator import SimulatedCohort, simulate_cohort
+from ketastats.simulate.params import load_params
 
-__all__ = ["format_sessions_csv", "truth_json", "write_cohort"]
+__all__ = ["format_sessions_csv", "simulate_to_dir", "truth_json", "write_cohort"]
 
 logger = logging.getLogger(__name__)
 
@@ -89,3 +90,38 @@ def write_cohort(cohort: SimulatedCohort, out_dir: str | os.PathLike) -> dict[st
         out,
     )
     return paths
+
+
+def simulate_to_dir(
+    out_dir: str | os.PathLike,
+    *,
+    n_patients: int = 200,
+    seed: int = 0,
+    scenario: str = "sickness",
+    params_path: str | os.PathLike | None = None,
+) -> dict[str, Path]:
+    """Simulate a cohort and write it: the whole of ``ketastats simulate`` in one call.
+
+    Parameters
+    ----------
+    out_dir : path-like
+        Output directory for ``sessions.csv`` and ``truth.json``.
+    n_patients, seed, scenario
+        As in :func:`~ketastats.simulate.generator.simulate_cohort`.
+    params_path : path-like, optional
+        YAML file of parameter overrides (:func:`~ketastats.simulate.params.load_params`).
+
+    Returns
+    -------
+    dict of str to Path
+        As :func:`write_cohort`.
+
+    Raises
+    ------
+    ConfigError
+        For an unknown scenario, a bad parameter file or invalid arguments (before
+        anything is written).
+    """
+    overrides = load_params(params_path) if params_path is not None else None
+    cohort = simulate_cohort(n_patients, seed=seed, scenario=scenario, overrides=overrides)
+    return write_cohort(cohort, out_dir)

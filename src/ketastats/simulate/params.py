@@ -176,7 +176,7 @@ DEFAULTS: dict[str, Any] = {
         "platform": "hs",
         "lod": {
             "hs": {"il6": 0.15, "tnfa": 0.2, "il1b": 0.15, "crp": 0.15},
-            "standard_multiplex": {"il6": 2.0, "tnfa": 1.5, "il1b": 0.8, "crp": 0.15},
+            "standard_multiplex": {"il6": 1.4, "tnfa": 1.5, "il1b": 0.8, "crp": 0.15},
         },
         "sampling_prob": {"baseline": 0.60, "end": 0.50, "ill": 0.30, "other": 0.10},
     },
@@ -282,7 +282,11 @@ PARAM_DOCS: dict[str, str] = {
     "biomarkers.rise_days": "days from onset to peak [S: IL-6 d2, CRP d2-4, TNF d3]",
     "biomarkers.decay_half_life_days": "half-life of the pulse after resolution, days [S/A]",
     "biomarkers.platform": "assay profile: 'hs' or 'standard_multiplex' [A/S]",
-    "biomarkers.lod": "limits of detection per platform [A; S: Thompson 2012]",
+    "biomarkers.lod": (
+        "limits of detection per platform [A]; standard_multiplex IL-6 1.4 pg/mL gives the "
+        "~35% non-detects of Thompson 2012 [S] with the hs IL-6 distribution (domain.md's "
+        "'~2 pg/mL' would give ~55%) [D]"
+    ),
     "biomarkers.sampling_prob": "P(blood draw): baseline, end, reported ill, other [A]",
     "missingness.dropout_mechanism": "'mar' (last observed) or 'mnar' (unobserved next value) [A]",
     "missingness.dropout_share": "expected share of patients dropping out [S: 3-15%]",
@@ -348,7 +352,7 @@ SCENARIOS: dict[str, dict] = {
     "winter": {"illness": {"respiratory_rate_per_year": 5.2}},
     # community clinic: less severe, wider baseline
     "clinic": {"cohort": {"baseline_profile": "clinic"}},
-    # standard multiplex assay: IL-6 LOD ~2 pg/mL, many non-detects
+    # standard multiplex assay: IL-6 LOD 1.4 pg/mL, ~35% non-detects (Thompson 2012)
     "standard_multiplex": {"biomarkers": {"platform": "standard_multiplex"}},
 }
 
