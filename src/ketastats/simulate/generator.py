@@ -54,6 +54,14 @@ The true within-person effect
     ill infusions), which are reported separately as ``lagged_effect_after_reported_illness``.
     It is a sample (cohort-specific) average: the severity mix of attended ill sessions is
     thinned by postponement. Under the ``null`` scenario every component is exactly 0.
+    Per patient and visit the truth also lists each part (``direct_shift``,
+    ``carryover_shift``, ``mediated_shift`` - which persists while the IL-6 pulse decays
+    after an episode - and ``efficacy_shift``), the noise-free ``expected_madrs`` and the
+    complete-data ``complete_madrs`` (also for visits lost to dropout or missing ratings).
+Baseline
+    ``B_i`` is the true baseline (truncated normal, e.g. >= 20 in the trial profile); the
+    session-1 rating adds the residual, so an observed baseline can fall a little below the
+    inclusion threshold, as screening-to-baseline drift does in trials.
 """
 
 from __future__ import annotations
