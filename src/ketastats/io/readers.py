@@ -217,7 +217,8 @@ def read_table(
             df = pd.read_excel(p, sheet_name=0 if sheet is None else sheet, dtype=object,
                                engine="openpyxl")
     except UnicodeDecodeError as exc:
-        raise _fail(p, f"the file is not valid {encoding} text (byte {exc.start}: "
+        enc = "UTF-8" if encoding.lower().replace("_", "-") in ("utf-8", "utf-8-sig") else encoding
+        raise _fail(p, f"the file is not valid {enc} text (byte {exc.start}: "
                     f"{exc.reason}). Save it as UTF-8 (Excel: 'CSV UTF-8'), or set "
                     "'encoding' in the cohort config (e.g. cp1252).") from exc
     except pd.errors.EmptyDataError as exc:
