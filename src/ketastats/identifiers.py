@@ -131,7 +131,8 @@ _VALUE_PATTERNS: dict[str, str] = {
              r"|\b(?:0?[1-9]|1[0-2])/(?:0?[1-9]|[12]\d|3[01])/\d{2}\b"
              rf"|(?i:\b\d{{1,2}}(?:st|nd|rd|th)?[\s-]+{_MONTHS}[\s,-]+\d{{2,4}}\b)"
              rf"|(?i:\b{_MONTHS}\s+\d{{1,2}}(?:st|nd|rd|th)?,?\s+\d{{4}}\b)"),
-    "phone": r"(?:\+\d{1,3}[\s.-]?)?(?:\(\d{2,4}\)\s?|\b\d{3,4}[\s.-])\d{3,4}[\s.-]\d{3,4}\b",
+    "phone": r"(?:\+\d{1,3}[\s.-]?)?(?:\(\d{2,4}\)\s?|\b\d{3,4}[\s.-])\d{3,4}[\s.-]\d{3,4}\b"
+             r"|\+\d{1,3}(?:[\s.-]\d{2,5}){2,5}\b",
     "address": (r"(?i)\b\d{1,6}[a-z]?\s+(?:[A-Za-z0-9.'-]+\s+){0,4}(?:street|st|avenue|ave|"
                 r"road|rd|boulevard|blvd|lane|ln|drive|dr|court|ct|way|place|pl|terrace|"
                 r"highway|hwy|strasse|straße|weg|gasse)\b\.?(?!\d)|\bp\.?\s?o\.?\s+box\s+\d+"),
