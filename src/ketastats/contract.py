@@ -11,8 +11,8 @@ References
 ----------
 .. [1] Montgomery SA, Asberg M. A new depression scale designed to be sensitive to change.
    Br J Psychiatry 1979;134:382-389.
-.. [2] Hawley CJ et al. Defining remission by cut-off score on the MADRS. Hum
-   Psychopharmacol 2002;17:233-238.
+.. [2] Hawley CJ, Gale TM, Sivakumaran T. Defining remission by cut off score on the MADRS:
+   selecting the optimal value. J Affect Disord 2002;72:177-184.
 .. [3] Duru G, Fantino B. The clinical relevance of changes in the MADRS using the minimum
    clinically important difference approach. Curr Med Res Opin 2008;24:1329-1335.
 .. [4] Frank E et al. Conceptualization and rationale for consensus definitions of terms in
@@ -250,8 +250,10 @@ def _build_columns() -> dict[str, ColumnSpec]:
                    "Days from illness onset to this session; only when ill = 1.",
                    "days", 0, 60),
     ]
+    labels = {"il6_pg_ml": "IL-6", "tnfa_pg_ml": "TNF-alpha", "il1b_pg_ml": "IL-1beta",
+              "crp_mg_l": "C-reactive protein"}
     for marker, unit in CYTOKINES.items():
-        label = marker.split("_")[0].upper().replace("TNFA", "TNF-alpha")
+        label = labels[marker]
         c.append(ColumnSpec(marker, "cytokine", "cytokines",
                             f"{label} concentration; '<L' when below the detection limit L.",
                             unit, 0, None))

@@ -241,9 +241,10 @@ def _numeric(text: pd.Series, kind: str) -> pd.Series:
     """Numbers from text; booleans spelt out are accepted for 0/1 columns."""
     num = pd.to_numeric(text, errors="coerce").astype("float64")
     if kind == "binary":
-        words = text.str.lower().map(_TRUE, na_action="ignore")
-        num = num.where(num.notna(), pd.to_numeric(words, errors="coerce"))
-    return num
+        words = pd.to_numeric(text.str.lower().map(_TRUE, na_action="ignore"),
+                              errors="coerce").astype("float64")
+        num = num.where(num.notna(), words)
+    return num.astype("float64")
 
 
 def _unique_columns(df: pd.DataFrame, col: _Collector) -> pd.DataFrame:
@@ -732,6 +733,7 @@ def coerce_sessions(df: pd.DataFrame) -> pd.DataFrame:
             cats = list(spec.levels) or sorted(norm.dropna().unique())
             if not norm.dropna().isin(cats).all():
                 bad.append(name)
+                continue
             out[name] = pd.Series(pd.Categorical(norm.astype(object).where(present, None),
                                                  categories=cats,
                                                  ordered=spec.levels == SEVERITIES),
@@ -740,11 +742,16 @@ def coerce_sessions(df: pd.DataFrame) -> pd.DataFrame:
         if spec.kind == "age":
             t = t.mask(t == AGE_TOP_CODE, "90")
         x = _numeric(t, spec.kind)
-        if (present & x.isna()).any():
+        xv = x.to_numpy(dtype="float64", na_value=np.nan)
+        finite = np.isfinite(xv)
+        if (present.to_numpy() & ~finite).any():
             bad.append(name)
+            continue
         if spec.kind in ("int", "binary", "age"):
-            if (x.dropna() % 1 != 0).any():
+            vals = xv[finite]
+            if (np.mod(vals, 1) != 0).any() or (np.abs(vals) > 2**53).any():
                 bad.append(name)
+                continue
             out[name] = x.round().astype("Int64")
         else:
             out[name] = x.astype("float64")
