@@ -146,6 +146,8 @@ def test_safe_columns_are_skipped_entirely():
     assert scan_identifiers(df, safe_columns=["clinic_name"])["column"].tolist() == [
         "contact", "contact"]
     assert scan_identifiers(df, safe_columns=["clinic_name", "contact"]).empty
+    # a single name is one column, not its letters
+    assert set(scan_identifiers(df, safe_columns="contact")["column"]) == {"clinic_name"}
 
 
 def test_empty_identifier_columns_are_harmless():

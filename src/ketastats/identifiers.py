@@ -292,7 +292,9 @@ def scan_identifiers(
     >>> scan_identifiers(df)[["column", "rule"]].to_dict("records")
     [{'column': 'contact', 'rule': 'identifier:email'}]
     """
-    safe = {str(c) for c in safe_columns}
+    if isinstance(safe_columns, str):
+        safe_columns = (safe_columns,)
+    safe = {str(c) for c in (safe_columns or ())}
     rows: list[dict] = []
 
     def add(column: str, kind: str, how: str, mask: np.ndarray | None = None) -> None:
