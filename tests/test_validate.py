@@ -338,6 +338,25 @@ def test_safe_columns_override_the_guard():
     assert report.ok
 
 
+def test_age_stays_top_coded_even_when_declared_safe():
+    df = setpatient("P3A9F0C", "age", "93")(valid_table())
+    report = validate_sessions(df, safe_columns=["age"])
+    assert set(zip(report.errors["rule"], report.errors["column"], strict=True)) == {
+        ("range", "age")}
+
+
+def test_a_non_unique_index_does_not_confuse_rows():
+    df = valid_table()
+    df.index = [0] * len(df)
+    bad = df.copy()
+    bad.iloc[6, bad.columns.get_loc("madrs")] = "75"
+    report = validate_sessions(bad)
+    assert report.errors[["row", "rule"]].values.tolist() == [[8, "range"]]
+    assert report.errors["value"].tolist() == ["75"]
+    out = coerce_sessions(df)
+    assert len(out) == len(df) and out.index.is_unique
+
+
 def test_identifier_values_are_never_echoed():
     df = add_column("contact", cycle(["ann.smith@example.org"]))(valid_table())
     report = validate_sessions(df)

@@ -10,28 +10,16 @@ and validates it, turning unreadable files into problem rows too. After validati
 
 Rules (stable names, used in tests and documented in ``docs/data_contract.md``):
 
-=========================== ======== ===================================================
-rule                        severity meaning
-=========================== ======== ===================================================
-read, mapping, checksum     error    the file cannot be read / mapped / changed on disk
-empty                       error    the table has no rows or no columns
-duplicate_column            error    two columns with the same name
-required                    error    a required column or a key value is missing
-type                        error    not a number / not a whole number / not 0-1
-range                       error    outside the contract range
-level                       error    not one of the allowed category levels
-lod_string                  error    a malformed below-detection-limit value
-duplicate                   error    the same (patient_id, session) twice
-day_order                   error    ``day`` does not increase with ``session``
-items_total                 error    MADRS items do not add up to the MADRS total
-cross_field:<name>          error    inconsistent fields (see ``CROSS_FIELD_RULES``)
-identifier:<kind>           error    looks like a direct identifier (Safe Harbor)
-items_incomplete            warning  some but not all MADRS items in a row
-lod_fraction                warning  > 30% of a marker's measured values below the LOD
-cross_field:below_lod       warning  a number below its own stated detection limit
-cross_field:ill_type_missing warning ill = 1 without an illness type
-unknown_column              warning  a column that is not in the contract (dropped)
-=========================== ======== ===================================================
+- errors: ``read``, ``mapping``, ``checksum`` (the file cannot be read, the mapping does not
+  fit, the file changed while read); ``empty``; ``duplicate_column``; ``required``; ``type``;
+  ``range``; ``level``; ``lod_string`` (malformed below-detection-limit value);
+  ``duplicate`` (same patient_id and session twice); ``day_order`` (day does not increase
+  with session); ``items_total`` (MADRS items do not add up to the total);
+  ``cross_field:<name>`` (see :data:`CROSS_FIELD_RULES`); ``identifier:<kind>`` (see
+  :mod:`ketastats.identifiers`).
+- warnings: ``items_incomplete``, ``lod_fraction`` (more than 30% of a marker's measured
+  values below the detection limit), ``cross_field:below_lod``,
+  ``cross_field:ill_type_missing``, ``unknown_column``.
 """
 
 from __future__ import annotations
@@ -258,7 +246,7 @@ def _unique_columns(df: pd.DataFrame, col: _Collector) -> pd.DataFrame:
             continue
         seen.add(name)
         keep.append(i)
-    out = df.iloc[:, keep].copy()
+    out = df.iloc[:, keep].reset_index(drop=True)
     out.columns = [names[i] for i in keep]
     out.attrs = dict(getattr(df, "attrs", {}) or {})
     return out
@@ -351,7 +339,8 @@ def validate_sessions(
               "columns; check the file, the separator and the sheet.")
         return ValidationReport(c.frame(), source=source, n_rows=n)
 
-    ident = scan_identifiers(work, source=source, safe_columns=safe_columns)
+    safe = {safe_columns} if isinstance(safe_columns, str) else set(safe_columns or ())
+    ident = scan_identifiers(work, source=source, safe_columns=safe)
     if not ident.empty:
         c.records.extend(ident.to_dict("records"))
 
@@ -417,6 +406,11 @@ def validate_sessions(
             c.add_mask(name, "type", frac, f"'{name}' must be a whole number of years.",
                        values=t)
             c.add_mask(name, "range", low, f"'{name}' cannot be negative.", values=t)
+            if name in safe:  # the guard skipped it, but the contract still needs '90+'
+                with np.errstate(invalid="ignore"):
+                    old_age = present & ~np.isnan(xv) & (xv > 89)
+                c.add_mask(name, "range", old_age, f"'{name}' over 89 must be written "
+                           f"'{AGE_TOP_CODE}' (HIPAA Safe Harbor top-coding).", values=t)
             num[name] = x.where(~pd.Series(top, index=x.index), 90.0)
             continue
         x = _numeric(t, spec.kind)
@@ -718,6 +712,7 @@ def coerce_sessions(df: pd.DataFrame) -> pd.DataFrame:
         raise DataValidationError("coerce_sessions needs a pandas DataFrame.")
     if df.columns.duplicated().any():
         raise DataValidationError("duplicate column names; run validate_sessions first.")
+    df = df.reset_index(drop=True)
     out: dict[str, pd.Series] = {}
     bad: list[str] = []
     for name, spec in COLUMNS.items():
