@@ -1,0 +1,792 @@
+"""The all-problems validator of session tables, and the typed canonical table.
+
+:func:`validate_sessions` checks a table against :mod:`ketastats.contract` and collects
+*every* problem (not just the first) into a :class:`ValidationReport`: one row per problem
+with the file, the line in the file, the column, the offending value, a stable rule name,
+a severity and a plain-language message that says how to fix it. Errors stop the workflow;
+warnings do not. :func:`validate_file` reads a file (optionally through the cohort's config)
+and validates it, turning unreadable files into problem rows too. After validation passes,
+:func:`coerce_sessions` returns the typed canonical table.
+
+Rules (stable names, used in tests and documented in ``docs/data_contract.md``):
+
+- errors: ``read``, ``mapping``, ``checksum`` (the file cannot be read, the mapping does not
+  fit, the file changed while read); ``empty``; ``duplicate_column``; ``required``; ``type``;
+  ``range``; ``level``; ``lod_string`` (malformed below-detection-limit value);
+  ``duplicate`` (same patient_id and session twice); ``day_order`` (day does not increase
+  with session); ``items_total`` (MADRS items do not add up to the total);
+  ``cross_field:<name>`` (see :data:`CROSS_FIELD_RULES`); ``identifier:<kind>`` (see
+  :mod:`ketastats.identifiers`).
+- warnings: ``items_incomplete``, ``lod_fraction`` (more than 30% of a marker's measured
+  values below the detection limit), ``cross_field:below_lod``,
+  ``cross_field:ill_type_missing``, ``unknown_column``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ._atomic import atomic_path
+from .censoring import as_text, parse_censored
+from .contract import (
+    AGE_TOP_CODE,
+    BASELINE_COLUMNS,
+    COLUMNS,
+    CYTOKINES,
+    INSTRUMENTS,
+    LOD_SUFFIX,
+    MADRS_ITEMS,
+    REQUIRED,
+    SCORE_COLUMNS,
+    SEVERITIES,
+)
+from .exceptions import DataValidationError, IdentifierError, KetastatsError
+from .identifiers import PROBLEM_COLUMNS, scan_identifiers
+from .io import read_cohort, read_table, resolve_input, sha256_file
+
+__all__ = [
+    "CROSS_FIELD_RULES",
+    "ValidationReport",
+    "coerce_sessions",
+    "normalize_level",
+    "validate_file",
+    "validate_sessions",
+]
+
+log = logging.getLogger(__name__)
+
+#: Cross-field rules and what they check.
+CROSS_FIELD_RULES: dict[str, str] = {
+    "cross_field:first_day": "session 1 must be on day 0 (day counts from the first infusion)",
+    "cross_field:not_ill_details": "illness type, severity or days since onset given while "
+                                   "ill = 0",
+    "cross_field:postponed_delay": "postponed = 1 needs delay_days > 0",
+    "cross_field:delay_not_postponed": "delay_days > 0 needs postponed = 1",
+    "cross_field:lod_mismatch": "'<L' disagrees with the <marker>_lod column",
+    "cross_field:baseline_varies": "a pre-treatment value (age, sex, ...) differs between "
+                                   "sessions of one patient",
+    "cross_field:below_lod": "(warning) a measured value below its own detection limit",
+    "cross_field:ill_type_missing": "(warning) ill = 1 but no illness_type",
+}
+
+_CAP = 50
+_TRUE = {"true": 1.0, "false": 0.0, "yes": 1.0, "no": 0.0}
+
+
+def normalize_level(text: pd.Series) -> pd.Series:
+    """Canonical spelling of category values: lower case, spaces/hyphens to underscores.
+
+    ``"Influenza-like"`` becomes ``"influenza_like"``; ``" Mild "`` becomes ``"mild"``.
+    """
+    return text.str.lower().str.replace(r"[\s\-]+", "_", regex=True).str.strip("_")
+
+
+def _empty_problems() -> pd.DataFrame:
+    out = pd.DataFrame({c: pd.Series(dtype=object) for c in PROBLEM_COLUMNS})
+    out["row"] = out["row"].astype("Int64")
+    return out
+
+
+@dataclass
+class ValidationReport:
+    """All problems found in one session table.
+
+    Attributes
+    ----------
+    problems : pandas.DataFrame
+        One row per problem, columns ``file, row, column, value, rule, severity, message``.
+        ``row`` is the line in the file (header = 1), missing for whole-column problems
+        and for summary rows ("... and 120 more rows").
+    source : str
+        The file (or ``"<data>"``).
+    sha256 : str or None
+        Checksum of the raw file when it was read (``validate_file`` only).
+    n_rows : int
+        Number of rows checked.
+    """
+
+    problems: pd.DataFrame = field(default_factory=_empty_problems)
+    source: str = "<data>"
+    sha256: str | None = None
+    n_rows: int = 0
+
+    @property
+    def errors(self) -> pd.DataFrame:
+        """The problems with severity ``error``."""
+        return self.problems[self.problems["severity"] == "error"]
+
+    @property
+    def warnings(self) -> pd.DataFrame:
+        """The problems with severity ``warning``."""
+        return self.problems[self.problems["severity"] == "warning"]
+
+    @property
+    def ok(self) -> bool:
+        """True when there is no error (warnings allowed)."""
+        return self.errors.empty
+
+    def to_csv(self, path: str | os.PathLike) -> None:
+        """Write the problems table as CSV, atomically (header only when there are none)."""
+        with atomic_path(path) as tmp:
+            self.problems.to_csv(tmp, index=False, lineterminator="\n")
+
+    def format_text(self, max_rows: int = 500) -> str:
+        """The problems as readable text, one problem per line, errors first."""
+        n_err, n_warn = len(self.errors), len(self.warnings)
+        head = (f"{self.source}: {self.n_rows} rows checked: {n_err} error"
+                f"{'' if n_err == 1 else 's'}, {n_warn} warning{'' if n_warn == 1 else 's'}.")
+        lines = [head]
+        for rec in self.problems.head(max_rows).itertuples(index=False):
+            where = "" if pd.isna(rec.row) else f"row {int(rec.row)}"
+            if rec.column:
+                where = f"{where}, column '{rec.column}'" if where else f"column '{rec.column}'"
+            value = f" (value: {rec.value!r})" if rec.value not in ("", None) and not (
+                isinstance(rec.value, float) and np.isnan(rec.value)) else ""
+            lines.append(f"  {rec.severity.upper():7s} {where or '(file)'} [{rec.rule}]: "
+                         f"{rec.message}{value}")
+        if len(self.problems) > max_rows:
+            lines.append(f"  ... {len(self.problems) - max_rows} more problems in the CSV.")
+        if n_err:
+            lines.append("Fix the errors above and run 'ketastats validate' again; nothing was "
+                         "written to data/processed/ or reports/.")
+        return "\n".join(lines)
+
+    def raise_for_errors(self) -> None:
+        """Raise if there is any error.
+
+        Raises
+        ------
+        IdentifierError
+            If any error is an ``identifier:*`` rule.
+        DataValidationError
+            For any other error; ``.problems`` holds the full table.
+        """
+        if self.ok:
+            return
+        text = self.format_text()
+        if self.errors["rule"].astype(str).str.startswith("identifier:").any():
+            raise IdentifierError(text, self.problems)
+        raise DataValidationError(text, self.problems)
+
+
+class _Collector:
+    """Builds problem rows from boolean masks, capped per (column, rule)."""
+
+    def __init__(self, source: str, rows: np.ndarray):
+        self.source = source
+        self.rows = rows
+        self.records: list[dict] = []
+
+    def add(self, column: str, rule: str, message: str, *, severity: str = "error",
+            row: int | None = None, value: object = "") -> None:
+        self.records.append({"file": self.source, "row": pd.NA if row is None else int(row),
+                             "column": column, "value": _show(value), "rule": rule,
+                             "severity": severity, "message": message})
+
+    def add_mask(self, column: str, rule: str, mask: np.ndarray | pd.Series,
+                 message: Callable[[int], str] | str, *, values: pd.Series | None = None,
+                 severity: str = "error") -> int:
+        m = np.asarray(mask, dtype=bool)
+        idx = np.flatnonzero(m)
+        for i in idx[:_CAP]:
+            msg = message(int(i)) if callable(message) else message
+            val = values.iloc[i] if values is not None else ""
+            r = self.rows[i]
+            self.add(column, rule, msg, severity=severity,
+                     row=None if np.isnan(r) else int(r), value=val)
+        if len(idx) > _CAP:
+            self.add(column, rule, f"... and {len(idx) - _CAP} more rows with the same problem "
+                     f"({len(idx)} in total; only the first {_CAP} are listed).",
+                     severity=severity)
+        return len(idx)
+
+    def frame(self) -> pd.DataFrame:
+        if not self.records:
+            return _empty_problems()
+        out = pd.DataFrame(self.records, columns=list(PROBLEM_COLUMNS))
+        out["row"] = out["row"].astype("Int64")
+        return out
+
+
+def _show(value: object) -> str:
+    if value is None or value is pd.NA:
+        return ""
+    if isinstance(value, float) and np.isnan(value):
+        return ""
+    text = str(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _numeric(text: pd.Series, kind: str) -> pd.Series:
+    """Numbers from text; booleans spelt out are accepted for 0/1 columns."""
+    num = pd.to_numeric(text, errors="coerce").astype("float64")
+    if kind == "binary":
+        words = pd.to_numeric(text.str.lower().map(_TRUE, na_action="ignore"),
+                              errors="coerce").astype("float64")
+        num = num.where(num.notna(), words)
+    return num.astype("float64")
+
+
+def _unique_columns(df: pd.DataFrame, col: _Collector) -> pd.DataFrame:
+    names = [str(c) for c in df.columns]
+    seen: set[str] = set()
+    keep = []
+    for i, name in enumerate(names):
+        if name in seen:
+            col.add(name, "duplicate_column", f"the column '{name}' appears more than once; "
+                    "keep one (ketastats checks the first) or rename the others.")
+            continue
+        seen.add(name)
+        keep.append(i)
+    out = df.iloc[:, keep].reset_index(drop=True)
+    out.columns = [names[i] for i in keep]
+    out.attrs = dict(getattr(df, "attrs", {}) or {})
+    return out
+
+
+def _source_rows(df: pd.DataFrame) -> np.ndarray:
+    if "_source_row" in df.columns:
+        rows = pd.to_numeric(as_text(df["_source_row"]), errors="coerce")
+        return rows.to_numpy(dtype="float64", na_value=np.nan)
+    return np.arange(2, len(df) + 2, dtype="float64")
+
+
+def _fmt_num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() and abs(x) < 1e15 else f"{x:g}"
+
+
+def _range_text(spec) -> str:
+    lo, hi = spec.min, spec.max
+    unit = f" {spec.unit}" if spec.unit else ""
+    if lo is not None and hi is not None:
+        return f"between {_fmt_num(lo)} and {_fmt_num(hi)}{unit}"
+    if lo is not None:
+        return f"at least {_fmt_num(lo)}{unit}"
+    return f"at most {_fmt_num(hi)}{unit}"
+
+
+def validate_sessions(
+    df: pd.DataFrame,
+    *,
+    source: str = "<data>",
+    safe_columns: Iterable[str] = (),
+    lod_warn_fraction: float = 0.30,
+) -> ValidationReport:
+    """Check a session table against the contract and collect every problem.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        The table as read and mapped (e.g. by :func:`ketastats.io.read_cohort`); values may
+        be strings. A ``_source_row`` column gives file lines for the ``row`` field; without
+        it, ``row`` is the 0-based position + 2 (as if the table were a CSV with a header).
+    source : str, default "<data>"
+        File name for the ``file`` column.
+    safe_columns : iterable of str
+        Columns the identifier guard skips (the cohort's documented override).
+    lod_warn_fraction : float, default 0.30
+        Warn when more than this fraction of a marker's measured values are below the
+        detection limit (the ">30% below LOD" analyst rule).
+
+    Returns
+    -------
+    ValidationReport
+        ``.ok`` is False if any error was found; nothing is raised for bad data.
+
+    Raises
+    ------
+    KetastatsError
+        Only ketastats errors, never anything else, whatever the input.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> df = pd.DataFrame({"patient_id": ["P3A9F0C"] * 2, "session": ["1", "2"],
+    ...                    "day": ["0", "2"], "madrs": ["31", "75"]})
+    >>> rep = validate_sessions(df)
+    >>> rep.errors[["row", "column", "rule"]].to_dict("records")
+    [{'row': 3, 'column': 'madrs', 'rule': 'range'}]
+    """
+    if not isinstance(df, pd.DataFrame):
+        try:
+            df = pd.DataFrame(df)
+        except Exception as exc:  # noqa: BLE001 - anything not table-like is reported
+            c = _Collector(source, np.zeros(0))
+            c.add("", "read", f"the input is not a table ({type(exc).__name__}); pass a "
+                  "pandas DataFrame or a file.")
+            return ValidationReport(c.frame(), source=source)
+    try:
+        lod_warn_fraction = float(lod_warn_fraction)
+    except (TypeError, ValueError) as exc:
+        raise DataValidationError(f"lod_warn_fraction must be a number, got "
+                                  f"{lod_warn_fraction!r}") from exc
+    pre = _Collector(source, np.zeros(0))
+    work = _unique_columns(df, pre)
+    rows = _source_rows(work)
+    c = _Collector(source, rows)
+    c.records = pre.records
+    n = len(work)
+    if n == 0 or work.shape[1] == 0:
+        c.add("", "empty", "the table has no rows" if work.shape[1] else "the table has no "
+              "columns; check the file, the separator and the sheet.")
+        return ValidationReport(c.frame(), source=source, n_rows=n)
+
+    safe = {safe_columns} if isinstance(safe_columns, str) else set(safe_columns or ())
+    ident = scan_identifiers(work, source=source, safe_columns=safe)
+    if not ident.empty:
+        c.records.extend(ident.to_dict("records"))
+
+    # --- required columns -------------------------------------------------------------
+    for name in REQUIRED:
+        if name not in work.columns:
+            c.add(name, "required", f"the required column '{name}' is missing "
+                  f"({COLUMNS[name].description}). Add it, or map the file's column onto it "
+                  f"under 'columns' in the cohort config (e.g. {name}: <column in file>).")
+    totals = [s for s in SCORE_COLUMNS if s in work.columns]
+    items = [i for i in MADRS_ITEMS if i in work.columns]
+    if items and len(items) < len(MADRS_ITEMS):
+        missing = [i for i in MADRS_ITEMS if i not in work.columns]
+        c.add(missing[0], "required", f"MADRS items are incomplete: {', '.join(missing)} "
+              f"missing. Give all ten items (madrs_1..madrs_10) or none.")
+    if not totals and len(items) < len(MADRS_ITEMS):
+        c.add("madrs", "required", "no depression score: give at least one of "
+              f"{', '.join(SCORE_COLUMNS)}, or all ten MADRS items madrs_1..madrs_10.")
+
+    # --- per-column checks --------------------------------------------------------------
+    text: dict[str, pd.Series] = {}
+    num: dict[str, pd.Series] = {}
+    for name in work.columns:
+        if name == "_source_row":
+            continue
+        spec = COLUMNS.get(name)
+        if spec is None:
+            if not name.startswith("redcap_"):
+                c.add(name, "unknown_column", f"'{name}' is not a contract column and will be "
+                      "dropped after validation. If it is one, map it under 'columns' in the "
+                      "cohort config.", severity="warning")
+            continue
+        t = as_text(work[name])
+        text[name] = t
+        present = t.notna().to_numpy()
+        if spec.required:
+            c.add_mask(name, "required", ~present,
+                       f"'{name}' is empty; every row needs a {name}.")
+        if spec.kind == "id":
+            continue
+        if spec.kind == "category":
+            norm = normalize_level(t)
+            text[name] = norm
+            if spec.levels:
+                bad = present & ~norm.isin(spec.levels).fillna(False).to_numpy(dtype=bool)
+                c.add_mask(name, "level", bad,
+                           f"'{name}' must be one of {', '.join(spec.levels)}; map other "
+                           f"spellings under 'recode' in the cohort config.", values=t)
+            continue
+        if spec.kind == "cytokine":
+            continue  # checked below with its _lod column
+        if spec.kind == "age":
+            top = (t == AGE_TOP_CODE).fillna(False).to_numpy(dtype=bool)
+            x = pd.to_numeric(t.mask(pd.Series(top, index=t.index)), errors="coerce")
+            x = x.astype("float64")
+            bad = present & ~top & x.isna().to_numpy()
+            c.add_mask(name, "type", bad, f"'{name}' must be a whole number of years or "
+                       f"'{AGE_TOP_CODE}' for ages over 89.", values=t)
+            xv = x.to_numpy()
+            with np.errstate(invalid="ignore"):
+                frac = present & ~np.isnan(xv) & (np.mod(xv, 1) != 0)
+                low = present & ~np.isnan(xv) & (xv < 0)
+            c.add_mask(name, "type", frac, f"'{name}' must be a whole number of years.",
+                       values=t)
+            c.add_mask(name, "range", low, f"'{name}' cannot be negative.", values=t)
+            if name in safe:  # the guard skipped it, but the contract still needs '90+'
+                with np.errstate(invalid="ignore"):
+                    old_age = present & ~np.isnan(xv) & (xv > 89)
+                c.add_mask(name, "range", old_age, f"'{name}' over 89 must be written "
+                           f"'{AGE_TOP_CODE}' (HIPAA Safe Harbor top-coding).", values=t)
+            num[name] = x.where(~pd.Series(top, index=x.index), 90.0)
+            continue
+        x = _numeric(t, spec.kind)
+        xv = x.to_numpy(dtype="float64", na_value=np.nan)
+        finite = np.isfinite(xv)
+        bad = present & ~finite
+        what = {"binary": "0 or 1", "int": "a whole number"}.get(spec.kind, "a number")
+        c.add_mask(name, "type", bad, f"'{name}' must be {what}"
+                   + (f" ({spec.unit})" if spec.unit else "") + ".", values=t)
+        ok = present & finite
+        if spec.kind in ("int", "binary"):
+            with np.errstate(invalid="ignore"):
+                frac = ok & (np.mod(np.where(finite, xv, 0.0), 1) != 0)
+            c.add_mask(name, "type", frac, f"'{name}' must be {what}.", values=t)
+            ok &= ~frac
+        lo = -np.inf if spec.min is None else spec.min
+        hi = np.inf if spec.max is None else spec.max
+        with np.errstate(invalid="ignore"):
+            out = ok & ((xv < lo) | (xv > hi))
+        label = INSTRUMENTS[name].label + " total" if name in INSTRUMENTS else f"'{name}'"
+        c.add_mask(name, "range", out, f"{label} must be {_range_text(spec)}.", values=t)
+        num[name] = pd.Series(np.where(ok & ~out, xv, np.nan), index=x.index)
+
+    # --- cytokines and detection limits ---------------------------------------------------
+    for marker in CYTOKINES:
+        if marker not in work.columns:
+            continue
+        lod_name = marker + LOD_SUFFIX
+        p = parse_censored(work[marker], work[lod_name] if lod_name in work.columns else None)
+        raw = as_text(work[marker])
+        c.add_mask(marker, "lod_string", p["invalid"].to_numpy(),
+                   f"'{marker}' must be a number, '<L' for a value below the detection limit L "
+                   f"(e.g. '<0.15'), or '<LOD' with the limit in '{lod_name}'; do not write "
+                   "'ND', '>x' or text.", values=raw)
+        val = p["value"].to_numpy()
+        with np.errstate(invalid="ignore"):
+            neg = ~np.isnan(val) & (val < 0)
+        c.add_mask(marker, "range", neg, f"'{marker}' cannot be negative.", values=raw)
+        c.add_mask(marker, "cross_field:lod_mismatch", p["lod_conflict"].to_numpy(),
+                   f"the limit in '{marker}' ('<L') differs from '{lod_name}'; make them agree.",
+                   values=raw)
+        if lod_name in work.columns:
+            lodv = num.get(lod_name, pd.Series(np.nan, index=work.index)).to_numpy()
+            with np.errstate(invalid="ignore"):
+                below = ~np.isnan(val) & ~np.isnan(lodv) & (val < lodv)
+            c.add_mask(marker, "cross_field:below_lod", below,
+                       f"a measured '{marker}' below its own detection limit ('{lod_name}'); "
+                       "it is kept as measured. If the lab meant 'not detected', write "
+                       "'<LOD'.", values=raw, severity="warning")
+        measured = int((p["censored"] | p["value"].notna()).sum())
+        n_cens = int(p["censored"].sum())
+        if measured and n_cens / measured > lod_warn_fraction:
+            c.add(marker, "lod_fraction",
+                  f"{n_cens} of {measured} measured '{marker}' values "
+                  f"({100 * n_cens / measured:.0f}%) are below the detection limit, more than "
+                  f"{100 * lod_warn_fraction:.0f}%; the usual rule is to drop the analyte or "
+                  "use a censored model only.", severity="warning")
+
+    # --- keys: duplicates, day order --------------------------------------------------------
+    if "patient_id" in text and "session" in num:
+        pid = text["patient_id"]
+        sess = num["session"]
+        key_ok = pid.notna() & sess.notna()
+        keys = pd.DataFrame({"pid": pid, "sess": sess, "row": rows}, index=work.index)[key_ok]
+        dup = keys.duplicated(["pid", "sess"], keep="first")
+        if dup.any():
+            first = keys.groupby(["pid", "sess"], sort=False)["row"].transform("first")
+            mask = pd.Series(False, index=work.index)
+            mask[keys.index[dup.to_numpy()]] = True
+            firsts = pd.Series(np.nan, index=work.index)
+            firsts[keys.index] = first.to_numpy()
+            c.add_mask("session", "duplicate", mask.to_numpy(),
+                       lambda i: f"patient '{pid.iloc[i]}' has session "
+                       f"{_fmt_num(sess.iloc[i])} more than once (first at row "
+                       f"{_fmt_num(firsts.iloc[i])}); each (patient_id, session) pair must be "
+                       "unique.", values=as_text(work["session"]))
+        if "day" in num:
+            day = num["day"]
+            k = pd.DataFrame({"pid": pid, "sess": sess, "day": day}, index=work.index)
+            k = k[key_ok & day.notna()]
+            k = k[~k.duplicated(["pid", "sess"], keep="first")]
+            k = k.sort_values(["pid", "sess"], kind="stable")
+            prev_day = k.groupby("pid", sort=False)["day"].shift()
+            prev_sess = k.groupby("pid", sort=False)["sess"].shift()
+            bad = (k["day"] <= prev_day).fillna(False)
+            mask = pd.Series(False, index=work.index)
+            mask[k.index[bad.to_numpy()]] = True
+            pd_prev = pd.Series(np.nan, index=work.index)
+            ps_prev = pd.Series(np.nan, index=work.index)
+            pd_prev[k.index] = prev_day.to_numpy()
+            ps_prev[k.index] = prev_sess.to_numpy()
+            c.add_mask("day", "day_order", mask.to_numpy(),
+                       lambda i: f"day {_fmt_num(day.iloc[i])} of session "
+                       f"{_fmt_num(sess.iloc[i])} is not after day {_fmt_num(pd_prev.iloc[i])} "
+                       f"of session {_fmt_num(ps_prev.iloc[i])} for patient '{pid.iloc[i]}'; "
+                       "day must increase with session.", values=as_text(work["day"]))
+            first_bad = ((sess == 1) & day.notna() & (day != 0)).to_numpy(dtype=bool)
+            c.add_mask("day", "cross_field:first_day", first_bad,
+                       "session 1 must be on day 0: day counts days since the first infusion.",
+                       values=as_text(work["day"]))
+
+    # --- MADRS items against the total ------------------------------------------------------
+    if len(items) == len(MADRS_ITEMS):
+        item_num = pd.concat([num.get(i, pd.Series(np.nan, index=work.index))
+                              for i in MADRS_ITEMS], axis=1)
+        item_text = pd.concat([text[i] for i in MADRS_ITEMS], axis=1)
+        n_given = item_text.notna().sum(axis=1).to_numpy()
+        n_valid = item_num.notna().sum(axis=1).to_numpy()
+        c.add_mask("madrs_1", "items_incomplete", (n_given > 0) & (n_given < 10),
+                   lambda i: f"only {n_given[i]} of the 10 MADRS items are given; the total "
+                   "cannot be derived or checked from the items.", severity="warning")
+        if "madrs" in num:
+            total = item_num.sum(axis=1).to_numpy()
+            madrs = num["madrs"].to_numpy()
+            with np.errstate(invalid="ignore"):
+                mism = (n_valid == 10) & ~np.isnan(madrs) & (total != madrs)
+            c.add_mask("madrs", "items_total", mism,
+                       lambda i: f"the MADRS items add up to {_fmt_num(total[i])} but madrs is "
+                       f"{_fmt_num(madrs[i])}; correct the items or the total.",
+                       values=as_text(work["madrs"]))
+
+    # --- illness cross-field rules ---------------------------------------------------------
+    if "ill" in num:
+        ill = num["ill"].to_numpy()
+        for name in ("illness_type", "illness_severity", "days_since_onset"):
+            if name in text:
+                m = (ill == 0) & text[name].notna().to_numpy()
+                c.add_mask(name, "cross_field:not_ill_details", m,
+                           f"'{name}' is given but ill = 0; clear it or set ill = 1.",
+                           values=as_text(work[name]))
+        if "illness_type" in text:
+            m = (ill == 1) & text["illness_type"].isna().to_numpy()
+            c.add_mask("illness_type", "cross_field:ill_type_missing", m,
+                       "ill = 1 but illness_type is empty; illness-type analyses will leave "
+                       "this session out.", severity="warning")
+
+    # --- postponement -----------------------------------------------------------------------
+    if "postponed" in num:
+        post = num["postponed"].to_numpy()
+        present = text["postponed"].notna().to_numpy()
+        delay = num.get("delay_days")
+        if delay is not None:
+            dv = delay.to_numpy()
+            dtext = as_text(work["delay_days"])
+            given = dtext.notna().to_numpy()
+            with np.errstate(invalid="ignore"):
+                m1 = (post == 1) & (~given | (dv == 0))
+                m2 = present & (post == 0) & (dv > 0)
+            c.add_mask("delay_days", "cross_field:postponed_delay", m1,
+                       "postponed = 1 but delay_days is empty or 0; give the days of "
+                       "postponement.", values=dtext)
+            c.add_mask("delay_days", "cross_field:delay_not_postponed", m2,
+                       "delay_days > 0 but postponed = 0; set postponed = 1 or clear "
+                       "delay_days.", values=dtext)
+        else:
+            c.add_mask("delay_days", "cross_field:postponed_delay", post == 1,
+                       "postponed = 1 but there is no delay_days column; add it.")
+
+    # --- baseline values constant within a patient -------------------------------------------
+    if "patient_id" in text:
+        pid = text["patient_id"]
+        for name in BASELINE_COLUMNS:
+            if name not in text:
+                continue
+            vals = num[name].astype("string") if name in num else text[name]
+            frame = pd.DataFrame({"pid": pid, "v": vals}).dropna()
+            if frame.empty:
+                continue
+            first = frame.groupby("pid", sort=False)["v"].transform("first")
+            differs = frame["v"] != first
+            if differs.any():
+                mask = pd.Series(False, index=work.index)
+                mask[frame.index[differs.to_numpy()]] = True
+                firsts = pd.Series(pd.NA, index=work.index, dtype="string")
+                firsts[frame.index] = first.to_numpy()
+                c.add_mask(name, "cross_field:baseline_varies", mask.to_numpy(),
+                           lambda i, f=firsts, nm=name: f"'{nm}' is a pre-treatment value and "
+                           f"must be the same in every session of patient '{pid.iloc[i]}' "
+                           f"(first given as '{f.iloc[i]}').", values=as_text(work[name]))
+
+    problems = c.frame()
+    order = problems["severity"].map({"error": 0, "warning": 1}).fillna(2)
+    problems = problems.iloc[np.argsort(order.to_numpy(), kind="stable")].reset_index(drop=True)
+    return ValidationReport(problems, source=source, n_rows=n)
+
+
+def _problems_from_exception(exc: KetastatsError, source: str, rule: str) -> pd.DataFrame:
+    probs = getattr(exc, "problems", None)
+    if isinstance(probs, pd.DataFrame) and set(PROBLEM_COLUMNS) <= set(probs.columns):
+        out = probs[list(PROBLEM_COLUMNS)].copy()
+        out["file"] = source
+        out["row"] = out["row"].astype("Int64")
+        return out
+    c = _Collector(source, np.zeros(0))
+    message = str(exc)
+    for line in [s.strip(" -") for s in message.splitlines()[1:]] or [message]:
+        m = re.match(r"(?:columns|recode)\.([^:]+):", line)
+        c.add(m.group(1) if m else "", rule, line if len(message.splitlines()) > 1 else message)
+    return c.frame()
+
+
+def validate_file(
+    path: str | os.PathLike,
+    cohort: Mapping | None = None,
+    *,
+    root: Path = Path("."),
+    problems_csv: str | os.PathLike | None = None,
+) -> ValidationReport:
+    """Read a session file, validate it and optionally write the problems CSV.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The raw file; relative paths are relative to ``root``.
+    cohort : mapping, optional
+        The cohort's config entry (format, sheet, redcap_dictionary, columns, recode,
+        safe_columns, encoding). Its ``input`` is replaced by ``path``. Without it the file
+        is read by extension with its column names taken as contract names.
+    root : pathlib.Path, default Path(".")
+        Project root.
+    problems_csv : str or os.PathLike, optional
+        Where to write the problems table (atomically). Do not put it under
+        ``data/processed/`` or ``reports/``: those must stay empty on failure.
+
+    Returns
+    -------
+    ValidationReport
+        With ``sha256`` set to the raw file's checksum. A file that cannot be read (missing,
+        wrong format, bad encoding, mapping that does not fit) gives a report with one or
+        more ``read``/``mapping`` errors instead of an exception. If the file's checksum
+        changes while it is read, a ``checksum`` error is added.
+    """
+    source = str(path)
+    full = resolve_input(path, root)
+    digest: str | None = None
+    try:
+        digest = sha256_file(full)
+        if cohort is not None:
+            cfg = dict(cohort)
+            cfg["input"] = str(Path(full).resolve())
+            df = read_cohort(cfg, root=root)
+            safe = cfg.get("safe_columns") or ()
+        else:
+            df = read_table(full)
+            df["_source_row"] = df.index + 2
+            safe = ()
+        if isinstance(safe, str):
+            safe = (safe,)
+        report = validate_sessions(df, source=source, safe_columns=safe)
+        after = sha256_file(full)
+        if after != digest:
+            extra = _Collector(source, np.zeros(0))
+            extra.add("", "checksum", "the raw file changed while it was being read; raw files "
+                      "must not be modified. Restore the original and rerun.")
+            report.problems = pd.concat([extra.frame(), report.problems], ignore_index=True)
+    except KetastatsError as exc:
+        rule = "mapping" if type(exc).__name__ == "ConfigError" else "read"
+        report = ValidationReport(_problems_from_exception(exc, source, rule), source=source)
+    except Exception as exc:  # a reader library failing on a malformed file
+        log.debug("reading %s failed", source, exc_info=True)
+        c = _Collector(source, np.zeros(0))
+        c.add("", "read", f"cannot read the file ({type(exc).__name__}: {exc}). Check the format "
+              "and export settings.")
+        report = ValidationReport(c.frame(), source=source)
+    report.sha256 = digest
+    if problems_csv is not None:
+        report.to_csv(problems_csv)
+    log.info("validated %s: %d errors, %d warnings", source, len(report.errors),
+             len(report.warnings))
+    return report
+
+
+def coerce_sessions(df: pd.DataFrame) -> pd.DataFrame:
+    """Return the typed canonical session table (call after validation passed).
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        A table that :func:`validate_sessions` found free of errors.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Contract columns only, in contract order, sorted by ``patient_id`` and ``session``,
+        index reset. ``patient_id`` string; ``session``, ``day`` int64; other whole-number
+        and 0/1 columns ``Int64`` (nullable); measurements float64; categories pandas
+        ``category`` (``illness_severity`` ordered mild < moderate < severe); ``age`` Int64
+        with ``"90+"`` as 90 (meaning "90 or older"); each cytokine split into ``<marker>``
+        (float, NaN when censored), ``<marker>_lod`` (float) and ``<marker>_censored``
+        (bool). ``madrs`` is filled from the ten items where the total is missing and all
+        items are present (created if absent).
+
+    Raises
+    ------
+    DataValidationError
+        If a value cannot be converted (the table was not validated).
+    """
+    if not isinstance(df, pd.DataFrame):
+        raise DataValidationError("coerce_sessions needs a pandas DataFrame.")
+    if df.columns.duplicated().any():
+        raise DataValidationError("duplicate column names; run validate_sessions first.")
+    df = df.reset_index(drop=True)
+    out: dict[str, pd.Series] = {}
+    bad: list[str] = []
+    for name, spec in COLUMNS.items():
+        if name not in df.columns or spec.kind == "cytokine":
+            continue
+        t = as_text(df[name])
+        present = t.notna()
+        if spec.kind == "id":
+            out[name] = t.astype(str).where(present, None)
+            continue
+        if spec.kind == "category":
+            norm = normalize_level(t)
+            cats = list(spec.levels) or sorted(norm.dropna().unique())
+            if not norm.dropna().isin(cats).all():
+                bad.append(name)
+                continue
+            out[name] = pd.Series(pd.Categorical(norm.astype(object).where(present, None),
+                                                 categories=cats,
+                                                 ordered=spec.levels == SEVERITIES),
+                                  index=df.index)
+            continue
+        if spec.kind == "age":
+            t = t.mask(t == AGE_TOP_CODE, "90")
+        x = _numeric(t, spec.kind)
+        xv = x.to_numpy(dtype="float64", na_value=np.nan)
+        finite = np.isfinite(xv)
+        if (present.to_numpy() & ~finite).any():
+            bad.append(name)
+            continue
+        if spec.kind in ("int", "binary", "age"):
+            vals = xv[finite]
+            if (np.mod(vals, 1) != 0).any() or (np.abs(vals) > 2**53).any():
+                bad.append(name)
+                continue
+            out[name] = x.round().astype("Int64")
+        else:
+            out[name] = x.astype("float64")
+    for marker in CYTOKINES:
+        if marker not in df.columns:
+            continue
+        lod_col = marker + LOD_SUFFIX
+        p = parse_censored(df[marker], df[lod_col] if lod_col in df.columns else None)
+        if p["invalid"].any():
+            bad.append(marker)
+        out[marker] = p["value"]
+        out[lod_col] = p["lod"]
+        out[marker + "_censored"] = p["censored"]
+    if bad:
+        raise DataValidationError(
+            f"cannot convert column(s) {', '.join(sorted(set(bad)))} to contract types; run "
+            "validate_sessions (or 'ketastats validate') and fix the errors first.")
+    missing_keys = [k for k in REQUIRED if k not in out]
+    if missing_keys:
+        raise DataValidationError(f"required column(s) missing: {', '.join(missing_keys)}; "
+                                  "run validate_sessions first.")
+    if all(i in out for i in MADRS_ITEMS):
+        items = pd.concat([out[i] for i in MADRS_ITEMS], axis=1)
+        derived = items.sum(axis=1, min_count=10).where(items.notna().all(axis=1))
+        derived = derived.astype("Int64")
+        out["madrs"] = out["madrs"].fillna(derived) if "madrs" in out else derived
+    for key in ("session", "day"):
+        if out[key].isna().any():
+            raise DataValidationError(f"'{key}' has missing values; run validate_sessions "
+                                      "first.")
+        out[key] = out[key].astype("int64")
+    order = []
+    for name in COLUMNS:
+        if name in out:
+            order.append(name)
+        if name.endswith(LOD_SUFFIX) and name[: -len(LOD_SUFFIX)] in CYTOKINES:
+            flag = name[: -len(LOD_SUFFIX)] + "_censored"
+            if flag in out:
+                order.append(flag)
+    table = pd.DataFrame({name: out[name] for name in order}, index=df.index)
+    table["patient_id"] = table["patient_id"].astype(str)
+    table = table.sort_values(["patient_id", "session"], kind="stable").reset_index(drop=True)
+    return table
