@@ -24,6 +24,7 @@ import yaml
 
 from ._atomic import atomic_path, write_text_atomic
 from .exceptions import DataValidationError, KetastatsError
+from .io import sha256_file
 
 __all__ = [
     "log_to",
@@ -110,16 +111,6 @@ def write_parquet(df: pd.DataFrame, path: str | os.PathLike) -> None:
         df.to_parquet(tmp, index=False, engine="pyarrow", compression="zstd")
 
 
-def sha256_file(path: str | os.PathLike) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 # --------------------------------------------------------------------- steps
 def step_simulate(cohort: Mapping[str, Any], *, root: Path = Path(".")) -> Path:
     """Generate a synthetic cohort's input file (and ``truth.json`` beside it)."""
@@ -158,12 +149,7 @@ def step_validate(
     from .validate import coerce_sessions, validate_file
 
     raw = root / cohort["input"]
-    if not raw.exists():
-        raise DataValidationError(
-            f"cohort {cohort_name!r}: input file {raw} does not exist; check cohorts.{cohort_name}.input"
-        )
-    checksum = sha256_file(raw)
-    report = validate_file(raw, cohort, root=root, problems_csv=problems_csv)
+    report = validate_file(cohort["input"], cohort, root=root, problems_csv=problems_csv)
     if not report.ok:
         raise DataValidationError(
             f"cohort {cohort_name!r}: {raw} failed validation "
@@ -173,6 +159,7 @@ def step_validate(
     if len(report.warnings):
         log.warning("%s", report.format_text())
     table = coerce_sessions(read_cohort(cohort, root=root))
+    checksum = report.sha256
     if sha256_file(raw) != checksum:
         raise KetastatsError(f"{raw} changed while it was being read; run again")
     write_parquet(table, out_table)

@@ -40,35 +40,18 @@ import logging
 
 import pandas as pd
 
-__all__ = ["prepare_sessions", "SCORE_THRESHOLDS", "MADRS_ITEMS", "MADRS_SICKNESS_ITEMS"]
+from .contract import INSTRUMENTS, MADRS_ITEMS, MADRS_SICKNESS_ITEMS
+
+__all__ = ["prepare_sessions"]
 
 log = logging.getLogger(__name__)
 
-MADRS_ITEMS = [f"madrs_{i}" for i in range(1, 11)]
-#: items 4-8: reduced sleep, reduced appetite, concentration, lassitude, inability to feel
-MADRS_SICKNESS_ITEMS = [f"madrs_{i}" for i in range(4, 9)]
-
-#: remission thresholds ("at or below"), used when ketastats.contract is not available
-SCORE_THRESHOLDS = {
-    "madrs": 10,
-    "hamd17": 7,
-    "qids_sr16": 5,
-    "phq9": 4,
-    "bdi2": 13,
-}
-
 
 def _remission_thresholds() -> dict[str, float]:
-    try:
-        from .contract import INSTRUMENTS
-    except ImportError:  # pragma: no cover - contract module always present in releases
-        return dict(SCORE_THRESHOLDS)
-    out = {}
-    for name, spec in INSTRUMENTS.items():
-        thr = spec.get("remission_max") if isinstance(spec, dict) else getattr(spec, "remission_max", None)
-        if thr is not None:
-            out[name] = float(thr)
-    return out or dict(SCORE_THRESHOLDS)
+    """Remission thresholds ("at or below") of every instrument in the data contract."""
+    return {
+        name: float(ins.remission_max) for name, ins in INSTRUMENTS.items() if ins.remission_max is not None
+    }
 
 
 def prepare_sessions(sessions: pd.DataFrame) -> pd.DataFrame:
@@ -99,7 +82,7 @@ def prepare_sessions(sessions: pd.DataFrame) -> pd.DataFrame:
     g = df.groupby("patient_id", sort=False)
 
     if all(c in df.columns for c in MADRS_ITEMS):
-        items = df[MADRS_ITEMS].apply(pd.to_numeric, errors="coerce")
+        items = df[list(MADRS_ITEMS)].apply(pd.to_numeric, errors="coerce")
         total = items.sum(axis=1, min_count=10)
         if "madrs" in df.columns:
             df["madrs"] = pd.to_numeric(df["madrs"], errors="coerce").fillna(total)
