@@ -14,10 +14,16 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it onto ``path`` on success.
 
     On an exception the temporary file is removed and ``path`` is left untouched, so a
-    crash or a failed check never leaves a half-written output behind.
+    crash or a failed check never leaves a half-written output behind. Leftover temporary
+    files of an earlier writer that was killed (SIGKILL) are removed before writing; one
+    writer per target at a time is assumed (Snakemake guarantees it for rule outputs).
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
+    # a process killed mid-write (SIGKILL) cannot clean up: remove its leftovers first
+    for stale in target.parent.glob(f".{target.name}.*.tmp"):
+        with contextlib.suppress(FileNotFoundError):
+            stale.unlink()
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
