@@ -37,3 +37,15 @@ def test_leftovers_of_a_killed_writer_are_removed(tmp_path):
     assert target.read_text() == "ok\n"
     assert not stale.exists()
     assert other.exists()
+
+
+def test_outputs_get_ordinary_permissions(tmp_path):
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        write_text_atomic(tmp_path / "r.json", "{}\n")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "r.json").stat().st_mode) == 0o644
