@@ -278,6 +278,12 @@ def test_the_row_is_the_line_in_the_file():
     assert report.errors.loc[report.errors["rule"] == "range", "row"].tolist() == [3]
 
 
+def test_type_messages_hint_at_decimal_commas():
+    report = validate_sessions(setpatient("P3A9F0C", "bmi", "27,5")(valid_table()))
+    assert report.errors["rule"].unique().tolist() == ["type"]
+    assert report.errors["message"].str.contains("decimal point").all()
+
+
 def test_many_defects_are_all_collected():
     df = chain(
         setcell("P3A9F0C", 1, "madrs", "75"),

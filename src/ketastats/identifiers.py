@@ -356,16 +356,17 @@ def scan_identifiers(
             mrn = text.str.fullmatch(r"\d{7,}").fillna(False).to_numpy(dtype=bool)
             if mrn.any():
                 add(column, "medical_record", "holds long all-digit ids that look like", mrn)
-            continue
-        if column in COLUMNS:
+        elif column in COLUMNS:
             continue
         uniq = pd.Series(text.dropna().unique(), dtype="string")
         if uniq.empty:
             continue
         names = uniq.str.fullmatch(_PERSON_NAME.pattern).fillna(False).astype(bool)
-        if names.mean() >= 0.5:
+        if names.any() and (column == "patient_id" or names.mean() >= 0.5):
             add(column, "name", "holds values that look like",
                 text.isin(list(uniq[names])).fillna(False).to_numpy(dtype=bool))
+            continue
+        if column == "patient_id":
             continue
         words = uniq.str.count(r"\S+").fillna(0)
         if (words >= 8).any():

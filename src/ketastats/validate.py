@@ -259,6 +259,15 @@ def _source_rows(df: pd.DataFrame) -> np.ndarray:
     return np.arange(2, len(df) + 2, dtype="float64")
 
 
+def _hint(value: object) -> str:
+    text = "" if value is None or value is pd.NA else str(value)
+    if re.fullmatch(r"-?\d+,\d+", text):
+        return " Use a decimal point, not a comma (e.g. 27.5)."
+    if re.fullmatch(r"[<>]=?\s*\d+(\.\d+)?", text):
+        return " Only cytokine columns may hold '<' values."
+    return ""
+
+
 def _fmt_num(x: float) -> str:
     return str(int(x)) if float(x).is_integer() and abs(x) < 1e15 else f"{x:g}"
 
@@ -418,8 +427,9 @@ def validate_sessions(
         finite = np.isfinite(xv)
         bad = present & ~finite
         what = {"binary": "0 or 1", "int": "a whole number"}.get(spec.kind, "a number")
-        c.add_mask(name, "type", bad, f"'{name}' must be {what}"
-                   + (f" ({spec.unit})" if spec.unit else "") + ".", values=t)
+        base = f"'{name}' must be {what}" + (f" ({spec.unit})" if spec.unit else "") + "."
+        c.add_mask(name, "type", bad, lambda i, t=t, base=base: base + _hint(t.iloc[i]),
+                   values=t)
         ok = present & finite
         if spec.kind in ("int", "binary"):
             with np.errstate(invalid="ignore"):
