@@ -417,7 +417,14 @@ def test_validate_file_reads_maps_and_records_the_checksum(tmp_path):
     assert report.sha256 == digest
     assert hashlib.sha256(path.read_bytes()).hexdigest() == digest  # raw file untouched
     assert problems.exists() and pd.read_csv(problems).empty
-    # without the mapping the same file fails on the required column, with the row numbers
+    # problems name the file's own column too
+    bad = df.copy()
+    bad.loc[0, "subject"] = np.nan
+    write_csv(path, bad)
+    report = validate_file(path, cohort)
+    assert report.errors["column"].tolist() == ["patient_id"]
+    assert "[file column 'subject']" in report.errors["message"].iloc[0]
+    # without the mapping the same file fails on the required column
     report = validate_file(path)
     assert ("required", "patient_id") in set(zip(report.errors["rule"],
                                                  report.errors["column"], strict=True))

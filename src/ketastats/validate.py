@@ -602,6 +602,13 @@ def validate_sessions(
                            f"(first given as '{f.iloc[i]}').", values=as_text(work[name]))
 
     problems = c.frame()
+    mapping = work.attrs.get("column_mapping") or {}
+    if mapping and not problems.empty:
+        src = problems["column"].map(lambda col: mapping.get(col) if isinstance(col, str)
+                                     else None)
+        has = src.notna()
+        problems.loc[has, "message"] = (problems.loc[has, "message"] + " [file column '"
+                                        + src[has].astype(str) + "']")
     order = problems["severity"].map({"error": 0, "warning": 1}).fillna(2)
     problems = problems.iloc[np.argsort(order.to_numpy(), kind="stable")].reset_index(drop=True)
     return ValidationReport(problems, source=source, n_rows=n)
