@@ -131,7 +131,7 @@ def valid_tables(draw):
     return df.sample(frac=1, random_state=draw(st.integers(0, 1000)))
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(valid_tables())
 def test_valid_tables_pass_and_coerce(df):
     report = validate_sessions(df)

@@ -46,6 +46,8 @@ MISSING_TOKENS: frozenset[str] = frozenset(
     {"", "na", "n/a", "nan", "null", "none", "missing", "."}
 )
 
+_MISSING_SPELLINGS = sorted({v for t in MISSING_TOKENS for v in (t, t.upper(), t.title())}
+                            | {"NaN", "N/a"})
 _LT_NUMBER = r"^<\s*=?\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)$"
 _LT_WORD = r"^<\s*(?:lod|llod|lloq|loq)$"
 
@@ -70,10 +72,14 @@ def as_text(values: pd.Series) -> pd.Series:
     if pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype):
         f = s.astype("float64")
         out = f.astype(str).astype("string").mask(f.isna())
+    elif isinstance(s.dtype, pd.StringDtype):
+        out = s.astype("string").str.strip()
     else:
         out = s.astype(object).where(s.notna(), None).astype("string").str.strip()
-    missing = out.isna() | out.str.lower().isin(sorted(MISSING_TOKENS))
-    return out.mask(missing.fillna(True).astype(bool))
+    missing = out.isna() | out.isin(_MISSING_SPELLINGS)
+    if missing.any():
+        return out.mask(missing.fillna(True).astype(bool))
+    return out
 
 
 def parse_censored(values: pd.Series, lod: pd.Series | None = None) -> pd.DataFrame:
