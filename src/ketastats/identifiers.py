@@ -36,7 +36,7 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
-from .censoring import as_text
+from .censoring import as_text, to_float
 from .contract import AGE_TOP_CODE, COLUMNS
 
 __all__ = ["IDENTIFIER_KINDS", "PROBLEM_COLUMNS", "cap_problems", "scan_identifiers"]
@@ -333,7 +333,7 @@ def scan_identifiers(
         toks = _tokens(column)
         if column == "age" or (toks and ("age" in (toks[0], toks[-1]))):
             text = as_text(col)
-            num = pd.to_numeric(text, errors="coerce")
+            num = to_float(text)
             over = (num > 89).fillna(False).to_numpy(dtype=bool) & (text != AGE_TOP_CODE).fillna(
                 True).to_numpy(dtype=bool)
             if over.any():
