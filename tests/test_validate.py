@@ -460,6 +460,21 @@ def test_unreadable_files_become_problem_rows(tmp_path, content, name, rule):
     assert pd.read_csv(problems)["rule"].tolist() == [rule]
 
 
+def test_a_failed_validation_writes_only_the_problems_csv(tmp_path):
+    raw = tmp_path / "data" / "raw" / "demo"
+    raw.mkdir(parents=True)
+    path = write_csv(raw / "sessions.csv", add_column("email", cycle(["a@b.org"]))(
+        valid_table()))
+    before = path.read_bytes()
+    report = validate_file(path, problems_csv=tmp_path / "logs" / "validate" / "demo.csv")
+    assert not report.ok
+    with pytest.raises(IdentifierError):
+        report.raise_for_errors()
+    written = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
+    assert written == ["data/raw/demo/sessions.csv", "logs/validate/demo.csv"]
+    assert path.read_bytes() == before
+
+
 def test_mapping_that_does_not_fit_is_a_problem_row(tmp_path):
     path = write_csv(tmp_path / "s.csv", valid_table())
     report = validate_file(path, {"input": "x", "columns": {"patient_id": "subject_id",
