@@ -104,7 +104,8 @@ _NAME_PAIRS: dict[tuple[str, str], str] = {
     ("social", "security"): "ssn", ("medical", "record"): "medical_record",
     ("record", "number"): "medical_record", ("member", "id"): "health_plan",
     ("health", "plan"): "health_plan", ("device", "id"): "device",
-    ("serial", "number"): "device", ("ip", "address"): "ip", ("ip", "addr"): "ip", ("free", "text"): "free_text",
+    ("serial", "number"): "device", ("ip", "address"): "ip", ("ip", "addr"): "ip",
+    ("free", "text"): "free_text",
     ("date", "of"): "date", ("zip", "code"): "zip", ("post", "code"): "zip",
     ("pump", "id"): "device",
 }
