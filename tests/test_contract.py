@@ -61,7 +61,7 @@ def test_madrs_items_partition():
     assert not set(MADRS_SICKNESS_ITEMS) & set(MADRS_CORE_ITEMS)
     assert MADRS_SICKNESS_ITEMS == tuple(f"madrs_{i}" for i in (4, 5, 6, 7, 8))
     assert INSTRUMENTS["madrs"].items == MADRS_ITEMS
-    assert 6 * len(MADRS_ITEMS) == INSTRUMENTS["madrs"].max
+    assert INSTRUMENTS["madrs"].max == 6 * len(MADRS_ITEMS)
     assert all((COLUMNS[i].min, COLUMNS[i].max) == (0, 6) for i in MADRS_ITEMS)
 
 

@@ -134,6 +134,13 @@ def test_patient_ids_that_look_like_record_numbers():
     assert problems["rule"].tolist() == ["identifier:medical_record"]
 
 
+def test_patient_ids_that_look_like_names():
+    df = pd.DataFrame({"patient_id": ["Smith, John", "P3A9F0C", "P00A1B2", "Ann Lee", "P1"]})
+    problems = scan_identifiers(df)
+    assert problems["row"].tolist() == [2, 5]
+    assert set(problems["rule"]) == {"identifier:name"}
+
+
 def test_datetime_columns_are_dates_whatever_their_name():
     df = pd.DataFrame({"t": pd.to_datetime(["2024-01-01", "2024-01-03"])})
     assert scan_identifiers(df)["rule"].tolist() == ["identifier:date"]

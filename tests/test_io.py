@@ -114,6 +114,26 @@ def test_redcap_longitudinal_events_become_sessions():
     assert df["madrs_4"].tolist() == ["4", "4", "5", "3", "3"]
 
 
+def test_redcap_repeating_events_become_sessions(tmp_path):
+    # a longitudinal project whose "infusion" event repeats (instrument column empty)
+    dd = (DATA / "redcap_longitudinal_dictionary.csv").read_text().splitlines()
+    (tmp_path / "dd.csv").write_text("\n".join(dd[:5]) + "\n")  # study_id, age, sex, visit_day
+    export = (
+        "study_id,redcap_event_name,redcap_repeat_instrument,redcap_repeat_instance,age,sex,"
+        "enrolment_complete,visit_day,madrs_complete\n"
+        "K-7,enrolment_arm_1,,,61,0,2,,\n"
+        "K-7,infusion_arm_1,,1,,,,0,2\n"
+        "K-7,infusion_arm_1,,2,,,,3,2\n"
+        "K-7,infusion_arm_1,,3,,,,7,2\n"
+    )
+    (tmp_path / "export.csv").write_text(export)
+    df = read_redcap(tmp_path / "export.csv", tmp_path / "dd.csv")
+    assert df["visit_day"].tolist() == ["0", "3", "7"]
+    assert df["session"].tolist() == ["1", "2", "3"]
+    assert df["age"].tolist() == ["61"] * 3 and df["sex"].tolist() == ["Male"] * 3
+    assert df["_source_row"].tolist() == [3, 4, 5]
+
+
 def test_redcap_cohort_validates_and_coerces():
     cohort = {"input": str(DATA / "redcap_longitudinal_export.csv"),
               "redcap_dictionary": str(DATA / "redcap_longitudinal_dictionary.csv"),

@@ -278,6 +278,12 @@ def test_the_row_is_the_line_in_the_file():
     assert report.errors.loc[report.errors["rule"] == "range", "row"].tolist() == [3]
 
 
+def test_type_messages_hint_at_decimal_commas():
+    report = validate_sessions(setpatient("P3A9F0C", "bmi", "27,5")(valid_table()))
+    assert report.errors["rule"].unique().tolist() == ["type"]
+    assert report.errors["message"].str.contains("decimal point").all()
+
+
 def test_many_defects_are_all_collected():
     df = chain(
         setcell("P3A9F0C", 1, "madrs", "75"),
@@ -411,7 +417,14 @@ def test_validate_file_reads_maps_and_records_the_checksum(tmp_path):
     assert report.sha256 == digest
     assert hashlib.sha256(path.read_bytes()).hexdigest() == digest  # raw file untouched
     assert problems.exists() and pd.read_csv(problems).empty
-    # without the mapping the same file fails on the required column, with the row numbers
+    # problems name the file's own column too
+    bad = df.copy()
+    bad.loc[0, "subject"] = np.nan
+    write_csv(path, bad)
+    report = validate_file(path, cohort)
+    assert report.errors["column"].tolist() == ["patient_id"]
+    assert "[file column 'subject']" in report.errors["message"].iloc[0]
+    # without the mapping the same file fails on the required column
     report = validate_file(path)
     assert ("required", "patient_id") in set(zip(report.errors["rule"],
                                                  report.errors["column"], strict=True))
@@ -445,6 +458,21 @@ def test_unreadable_files_become_problem_rows(tmp_path, content, name, rule):
     assert report.errors["rule"].tolist() == [rule]
     assert report.errors["message"].iloc[0]
     assert pd.read_csv(problems)["rule"].tolist() == [rule]
+
+
+def test_a_failed_validation_writes_only_the_problems_csv(tmp_path):
+    raw = tmp_path / "data" / "raw" / "demo"
+    raw.mkdir(parents=True)
+    path = write_csv(raw / "sessions.csv", add_column("email", cycle(["a@b.org"]))(
+        valid_table()))
+    before = path.read_bytes()
+    report = validate_file(path, problems_csv=tmp_path / "logs" / "validate" / "demo.csv")
+    assert not report.ok
+    with pytest.raises(IdentifierError):
+        report.raise_for_errors()
+    written = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
+    assert written == ["data/raw/demo/sessions.csv", "logs/validate/demo.csv"]
+    assert path.read_bytes() == before
 
 
 def test_mapping_that_does_not_fit_is_a_problem_row(tmp_path):

@@ -37,8 +37,10 @@ __all__ = [
     "MISSING_TOKENS",
     "as_text",
     "censored_fraction",
+    "on_uniques",
     "parse_censored",
     "split_censored",
+    "to_float",
 ]
 
 #: Strings that mean "no value" in any column (compared case-insensitively after stripping).
@@ -46,6 +48,8 @@ MISSING_TOKENS: frozenset[str] = frozenset(
     {"", "na", "n/a", "nan", "null", "none", "missing", "."}
 )
 
+_MISSING_SPELLINGS = sorted({v for t in MISSING_TOKENS for v in (t, t.upper(), t.title())}
+                            | {"NaN", "N/a"})
 _LT_NUMBER = r"^<\s*=?\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)$"
 _LT_WORD = r"^<\s*(?:lod|llod|lloq|loq)$"
 
@@ -70,10 +74,54 @@ def as_text(values: pd.Series) -> pd.Series:
     if pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype):
         f = s.astype("float64")
         out = f.astype(str).astype("string").mask(f.isna())
+    elif isinstance(s.dtype, pd.StringDtype):
+        out = s.astype("string").str.strip()
     else:
         out = s.astype(object).where(s.notna(), None).astype("string").str.strip()
-    missing = out.isna() | out.str.lower().isin(sorted(MISSING_TOKENS))
-    return out.mask(missing.fillna(True).astype(bool))
+    missing = out.isna() | out.isin(_MISSING_SPELLINGS)
+    if missing.any():
+        return out.mask(missing.fillna(True).astype(bool))
+    return out
+
+
+def on_uniques(text: pd.Series, fn) -> pd.Series:
+    """Apply an element-wise string function ``fn`` once per distinct value of ``text``.
+
+    Session tables repeat values a lot (scores, flags, levels), so parsing the distinct
+    values and broadcasting back is much faster than parsing every cell.
+
+    Parameters
+    ----------
+    text : pandas.Series
+        Output of :func:`as_text`.
+    fn : callable
+        Takes a ``string`` Series of the distinct non-missing values and returns a Series of
+        the same length.
+
+    Returns
+    -------
+    pandas.Series
+        ``fn``'s results broadcast to ``text``'s index; missing where ``text`` is missing.
+    """
+    codes, uniques = pd.factorize(text, use_na_sentinel=True)
+    res = fn(pd.Series(np.asarray(uniques, dtype=object), dtype="string"))
+    arr = np.asarray(res.to_numpy())
+    valid = codes >= 0
+    if arr.dtype.kind == "f":
+        out = np.full(len(codes), np.nan)
+    elif arr.dtype.kind == "b":
+        out = np.zeros(len(codes), dtype=bool)
+    else:
+        arr = arr.astype(object)
+        out = np.full(len(codes), None, dtype=object)
+    out[valid] = arr[codes[valid]]
+    return pd.Series(out, index=text.index)
+
+
+def to_float(text: pd.Series) -> pd.Series:
+    """Numbers from the output of :func:`as_text` (``NaN`` where not a number)."""
+    return on_uniques(
+        text, lambda u: pd.to_numeric(u, errors="coerce").astype("float64")).astype("float64")
 
 
 def parse_censored(values: pd.Series, lod: pd.Series | None = None) -> pd.DataFrame:
@@ -106,15 +154,17 @@ def parse_censored(values: pd.Series, lod: pd.Series | None = None) -> pd.DataFr
     """
     text = as_text(values)
     index = text.index
-    number = pd.to_numeric(text, errors="coerce").astype("float64")
-    lt_limit = pd.to_numeric(
-        text.str.extract(_LT_NUMBER, expand=False), errors="coerce").astype("float64")
-    lt_word = text.str.match(_LT_WORD, case=False).fillna(False).astype(bool)
+    number = to_float(text)
+    lt_limit = on_uniques(text, lambda u: pd.to_numeric(
+        u.str.extract(_LT_NUMBER, expand=False), errors="coerce").astype("float64"))
+    lt_limit = lt_limit.astype("float64")
+    lt_word = on_uniques(text, lambda u: u.str.match(_LT_WORD, case=False)
+                         .fillna(False).astype(bool)).fillna(False).astype(bool)
     present = text.notna()
 
     if lod is not None:
         lod_text = as_text(pd.Series(lod, index=index))
-        lod_num = pd.to_numeric(lod_text, errors="coerce").astype("float64")
+        lod_num = to_float(lod_text)
         lod_invalid = lod_text.notna() & (lod_num.isna() | (lod_num < 0) | ~np.isfinite(
             lod_num.fillna(0.0)))
         lod_num = lod_num.where(~lod_invalid)

@@ -36,7 +36,7 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
-from .censoring import as_text
+from .censoring import as_text, to_float
 from .contract import AGE_TOP_CODE, COLUMNS
 
 __all__ = ["IDENTIFIER_KINDS", "PROBLEM_COLUMNS", "cap_problems", "scan_identifiers"]
@@ -104,7 +104,8 @@ _NAME_PAIRS: dict[tuple[str, str], str] = {
     ("social", "security"): "ssn", ("medical", "record"): "medical_record",
     ("record", "number"): "medical_record", ("member", "id"): "health_plan",
     ("health", "plan"): "health_plan", ("device", "id"): "device",
-    ("serial", "number"): "device", ("ip", "address"): "ip", ("ip", "addr"): "ip", ("free", "text"): "free_text",
+    ("serial", "number"): "device", ("ip", "address"): "ip", ("ip", "addr"): "ip",
+    ("free", "text"): "free_text",
     ("date", "of"): "date", ("zip", "code"): "zip", ("post", "code"): "zip",
     ("pump", "id"): "device",
 }
@@ -333,7 +334,7 @@ def scan_identifiers(
         toks = _tokens(column)
         if column == "age" or (toks and ("age" in (toks[0], toks[-1]))):
             text = as_text(col)
-            num = pd.to_numeric(text, errors="coerce")
+            num = to_float(text)
             over = (num > 89).fillna(False).to_numpy(dtype=bool) & (text != AGE_TOP_CODE).fillna(
                 True).to_numpy(dtype=bool)
             if over.any():
@@ -356,16 +357,17 @@ def scan_identifiers(
             mrn = text.str.fullmatch(r"\d{7,}").fillna(False).to_numpy(dtype=bool)
             if mrn.any():
                 add(column, "medical_record", "holds long all-digit ids that look like", mrn)
-            continue
-        if column in COLUMNS:
+        elif column in COLUMNS:
             continue
         uniq = pd.Series(text.dropna().unique(), dtype="string")
         if uniq.empty:
             continue
         names = uniq.str.fullmatch(_PERSON_NAME.pattern).fillna(False).astype(bool)
-        if names.mean() >= 0.5:
+        if names.any() and (column == "patient_id" or names.mean() >= 0.5):
             add(column, "name", "holds values that look like",
                 text.isin(list(uniq[names])).fillna(False).to_numpy(dtype=bool))
+            continue
+        if column == "patient_id":
             continue
         words = uniq.str.count(r"\S+").fillna(0)
         if (words >= 8).any():

@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from ._atomic import atomic_path
-from .censoring import as_text, parse_censored
+from .censoring import as_text, on_uniques, parse_censored, to_float
 from .contract import (
     AGE_TOP_CODE,
     BASELINE_COLUMNS,
@@ -86,7 +86,8 @@ def normalize_level(text: pd.Series) -> pd.Series:
 
     ``"Influenza-like"`` becomes ``"influenza_like"``; ``" Mild "`` becomes ``"mild"``.
     """
-    return text.str.lower().str.replace(r"[\s\-]+", "_", regex=True).str.strip("_")
+    return on_uniques(text, lambda u: u.str.lower().str.replace(r"[\s\-]+", "_", regex=True)
+                      .str.strip("_")).astype("string")
 
 
 def _empty_problems() -> pd.DataFrame:
@@ -227,11 +228,11 @@ def _show(value: object) -> str:
 
 def _numeric(text: pd.Series, kind: str) -> pd.Series:
     """Numbers from text; booleans spelt out are accepted for 0/1 columns."""
-    num = pd.to_numeric(text, errors="coerce").astype("float64")
-    if kind == "binary":
-        words = pd.to_numeric(text.str.lower().map(_TRUE, na_action="ignore"),
-                              errors="coerce").astype("float64")
-        num = num.where(num.notna(), words)
+    num = to_float(text)
+    if kind == "binary" and (num.isna() & text.notna()).any():
+        words = on_uniques(text, lambda u: pd.to_numeric(
+            u.str.lower().map(_TRUE, na_action="ignore"), errors="coerce").astype("float64"))
+        num = num.where(num.notna(), words.astype("float64"))
     return num.astype("float64")
 
 
@@ -257,6 +258,15 @@ def _source_rows(df: pd.DataFrame) -> np.ndarray:
         rows = pd.to_numeric(as_text(df["_source_row"]), errors="coerce")
         return rows.to_numpy(dtype="float64", na_value=np.nan)
     return np.arange(2, len(df) + 2, dtype="float64")
+
+
+def _hint(value: object) -> str:
+    text = "" if value is None or value is pd.NA else str(value)
+    if re.fullmatch(r"-?\d+,\d+", text):
+        return " Use a decimal point, not a comma (e.g. 27.5)."
+    if re.fullmatch(r"[<>]=?\s*\d+(\.\d+)?", text):
+        return " Only cytokine columns may hold '<' values."
+    return ""
 
 
 def _fmt_num(x: float) -> str:
@@ -361,6 +371,14 @@ def validate_sessions(
               f"{', '.join(SCORE_COLUMNS)}, or all ten MADRS items madrs_1..madrs_10.")
 
     # --- per-column checks --------------------------------------------------------------
+    raw_text: dict[str, pd.Series] = {}
+
+    def raw(name: str) -> pd.Series:
+        """The column as stripped text (cached: computed once per column)."""
+        if name not in raw_text:
+            raw_text[name] = as_text(work[name])
+        return raw_text[name]
+
     text: dict[str, pd.Series] = {}
     num: dict[str, pd.Series] = {}
     for name in work.columns:
@@ -373,7 +391,7 @@ def validate_sessions(
                       "dropped after validation. If it is one, map it under 'columns' in the "
                       "cohort config.", severity="warning")
             continue
-        t = as_text(work[name])
+        t = raw(name)
         text[name] = t
         present = t.notna().to_numpy()
         if spec.required:
@@ -394,8 +412,7 @@ def validate_sessions(
             continue  # checked below with its _lod column
         if spec.kind == "age":
             top = (t == AGE_TOP_CODE).fillna(False).to_numpy(dtype=bool)
-            x = pd.to_numeric(t.mask(pd.Series(top, index=t.index)), errors="coerce")
-            x = x.astype("float64")
+            x = to_float(t.mask(pd.Series(top, index=t.index)))
             bad = present & ~top & x.isna().to_numpy()
             c.add_mask(name, "type", bad, f"'{name}' must be a whole number of years or "
                        f"'{AGE_TOP_CODE}' for ages over 89.", values=t)
@@ -418,8 +435,9 @@ def validate_sessions(
         finite = np.isfinite(xv)
         bad = present & ~finite
         what = {"binary": "0 or 1", "int": "a whole number"}.get(spec.kind, "a number")
-        c.add_mask(name, "type", bad, f"'{name}' must be {what}"
-                   + (f" ({spec.unit})" if spec.unit else "") + ".", values=t)
+        base = f"'{name}' must be {what}" + (f" ({spec.unit})" if spec.unit else "") + "."
+        c.add_mask(name, "type", bad, lambda i, t=t, base=base: base + _hint(t.iloc[i]),
+                   values=t)
         ok = present & finite
         if spec.kind in ("int", "binary"):
             with np.errstate(invalid="ignore"):
@@ -440,18 +458,18 @@ def validate_sessions(
             continue
         lod_name = marker + LOD_SUFFIX
         p = parse_censored(work[marker], work[lod_name] if lod_name in work.columns else None)
-        raw = as_text(work[marker])
+        marker_text = raw(marker)
         c.add_mask(marker, "lod_string", p["invalid"].to_numpy(),
                    f"'{marker}' must be a number, '<L' for a value below the detection limit L "
                    f"(e.g. '<0.15'), or '<LOD' with the limit in '{lod_name}'; do not write "
-                   "'ND', '>x' or text.", values=raw)
+                   "'ND', '>x' or text.", values=marker_text)
         val = p["value"].to_numpy()
         with np.errstate(invalid="ignore"):
             neg = ~np.isnan(val) & (val < 0)
-        c.add_mask(marker, "range", neg, f"'{marker}' cannot be negative.", values=raw)
+        c.add_mask(marker, "range", neg, f"'{marker}' cannot be negative.", values=marker_text)
         c.add_mask(marker, "cross_field:lod_mismatch", p["lod_conflict"].to_numpy(),
                    f"the limit in '{marker}' ('<L') differs from '{lod_name}'; make them agree.",
-                   values=raw)
+                   values=marker_text)
         if lod_name in work.columns:
             lodv = num.get(lod_name, pd.Series(np.nan, index=work.index)).to_numpy()
             with np.errstate(invalid="ignore"):
@@ -459,7 +477,7 @@ def validate_sessions(
             c.add_mask(marker, "cross_field:below_lod", below,
                        f"a measured '{marker}' below its own detection limit ('{lod_name}'); "
                        "it is kept as measured. If the lab meant 'not detected', write "
-                       "'<LOD'.", values=raw, severity="warning")
+                       "'<LOD'.", values=marker_text, severity="warning")
         measured = int((p["censored"] | p["value"].notna()).sum())
         n_cens = int(p["censored"].sum())
         if measured and n_cens / measured > lod_warn_fraction:
@@ -486,7 +504,7 @@ def validate_sessions(
                        lambda i: f"patient '{pid.iloc[i]}' has session "
                        f"{_fmt_num(sess.iloc[i])} more than once (first at row "
                        f"{_fmt_num(firsts.iloc[i])}); each (patient_id, session) pair must be "
-                       "unique.", values=as_text(work["session"]))
+                       "unique.", values=raw("session"))
         if "day" in num:
             day = num["day"]
             k = pd.DataFrame({"pid": pid, "sess": sess, "day": day}, index=work.index)
@@ -506,11 +524,11 @@ def validate_sessions(
                        lambda i: f"day {_fmt_num(day.iloc[i])} of session "
                        f"{_fmt_num(sess.iloc[i])} is not after day {_fmt_num(pd_prev.iloc[i])} "
                        f"of session {_fmt_num(ps_prev.iloc[i])} for patient '{pid.iloc[i]}'; "
-                       "day must increase with session.", values=as_text(work["day"]))
+                       "day must increase with session.", values=raw("day"))
             first_bad = ((sess == 1) & day.notna() & (day != 0)).to_numpy(dtype=bool)
             c.add_mask("day", "cross_field:first_day", first_bad,
                        "session 1 must be on day 0: day counts days since the first infusion.",
-                       values=as_text(work["day"]))
+                       values=raw("day"))
 
     # --- MADRS items against the total ------------------------------------------------------
     if len(items) == len(MADRS_ITEMS):
@@ -530,7 +548,7 @@ def validate_sessions(
             c.add_mask("madrs", "items_total", mism,
                        lambda i: f"the MADRS items add up to {_fmt_num(total[i])} but madrs is "
                        f"{_fmt_num(madrs[i])}; correct the items or the total.",
-                       values=as_text(work["madrs"]))
+                       values=raw("madrs"))
 
     # --- illness cross-field rules ---------------------------------------------------------
     if "ill" in num:
@@ -540,7 +558,7 @@ def validate_sessions(
                 m = (ill == 0) & text[name].notna().to_numpy()
                 c.add_mask(name, "cross_field:not_ill_details", m,
                            f"'{name}' is given but ill = 0; clear it or set ill = 1.",
-                           values=as_text(work[name]))
+                           values=raw(name))
         if "illness_type" in text:
             m = (ill == 1) & text["illness_type"].isna().to_numpy()
             c.add_mask("illness_type", "cross_field:ill_type_missing", m,
@@ -554,7 +572,7 @@ def validate_sessions(
         delay = num.get("delay_days")
         if delay is not None:
             dv = delay.to_numpy()
-            dtext = as_text(work["delay_days"])
+            dtext = raw("delay_days")
             given = dtext.notna().to_numpy()
             with np.errstate(invalid="ignore"):
                 m1 = (post == 1) & (~given | (dv == 0))
@@ -589,9 +607,16 @@ def validate_sessions(
                 c.add_mask(name, "cross_field:baseline_varies", mask.to_numpy(),
                            lambda i, f=firsts, nm=name: f"'{nm}' is a pre-treatment value and "
                            f"must be the same in every session of patient '{pid.iloc[i]}' "
-                           f"(first given as '{f.iloc[i]}').", values=as_text(work[name]))
+                           f"(first given as '{f.iloc[i]}').", values=raw(name))
 
     problems = c.frame()
+    mapping = work.attrs.get("column_mapping") or {}
+    if mapping and not problems.empty:
+        src = problems["column"].map(lambda col: mapping.get(col) if isinstance(col, str)
+                                     else None)
+        has = src.notna()
+        problems.loc[has, "message"] = (problems.loc[has, "message"] + " [file column '"
+                                        + src[has].astype(str) + "']")
     order = problems["severity"].map({"error": 0, "warning": 1}).fillna(2)
     problems = problems.iloc[np.argsort(order.to_numpy(), kind="stable")].reset_index(drop=True)
     return ValidationReport(problems, source=source, n_rows=n)

@@ -135,7 +135,8 @@ def read_cohort(cohort: Mapping, *, root: Path = Path(".")) -> pd.DataFrame:
         All columns of the file (contract columns renamed, extra columns kept) plus
         ``_source_row``, the 1-based line number of each row in the file (header = line 1;
         for Excel the sheet row, for REDCap the export line). ``df.attrs`` carries
-        ``source`` (path), ``format`` and, for REDCap, ``identifier_columns``.
+        ``source`` (path), ``format``, ``column_mapping`` (contract name -> file column, for
+        messages) and, for REDCap, ``identifier_columns``.
 
     Raises
     ------
@@ -177,6 +178,8 @@ def read_cohort(cohort: Mapping, *, root: Path = Path(".")) -> pd.DataFrame:
     df = apply_recode(df, cohort.get("recode"))
     rename = {v: k for k, v in mapping.items() if isinstance(v, str)}
     attrs["identifier_columns"] = [rename.get(c, c) for c in attrs.get("identifier_columns", [])]
-    attrs.update(source=str(path), format=fmt)
+    attrs.update(source=str(path), format=fmt,
+                 column_mapping={k: v for k, v in mapping.items()
+                                 if isinstance(v, str) and k != v})
     df.attrs = attrs
     return df

@@ -175,8 +175,11 @@ def read_redcap(
     filled = _nonempty(raw[data_cols]) if data_cols else pd.DataFrame(index=raw.index)
 
     repeat = raw.get("redcap_repeat_instrument")
-    is_repeat = (repeat.notna() & (repeat.astype("string").str.strip() != "")).fillna(False) \
-        if repeat is not None else pd.Series(False, index=raw.index)
+    if repeat is not None:
+        is_repeat = (repeat.notna() & (repeat.astype("string").str.strip() != ""))
+        is_repeat = is_repeat.fillna(False).astype(bool)
+    else:
+        is_repeat = pd.Series(False, index=raw.index)
     if session_forms is not None:
         sforms = {str(f) for f in session_forms}
         unknown = sforms - set(forms)
@@ -222,9 +225,10 @@ def read_redcap(
         sessions.attrs["derived_session"] = True
         log.info("%s: no 'session' field; numbered sessions per record in export order",
                  export_csv)
-    ident = set(dd.loc[dd.get("identifier", pd.Series(dtype=str)).astype("string")
-                       .str.strip().str.lower().eq("y").fillna(False), "field"]) \
-        if "identifier" in dd.columns else set()
+    ident: set[str] = set()
+    if "identifier" in dd.columns:
+        flag = dd["identifier"].astype("string").str.strip().str.lower().eq("y")
+        ident = set(dd.loc[flag.fillna(False).astype(bool), "field"])
     sessions.attrs["identifier_columns"] = sorted(
         c for c in sessions.columns if field_of.get(c) in ident)
     order = [record_id, *[c for c in sessions.columns if c not in (record_id, "_source_row")],
