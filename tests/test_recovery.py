@@ -132,7 +132,7 @@ def test_recovery_cli_writes_json_and_csv(tmp_path):
     assert (again / "replicates.csv").read_bytes() == (tmp_path / "replicates.csv").read_bytes()
 
 
-def test_power_grows_with_cohort_size_and_hits_alpha_at_zero(tmp_path):
+def test_power_grows_with_cohort_size(tmp_path):
     assert (
         main(
             [
