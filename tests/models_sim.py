@@ -2,7 +2,9 @@
 
 The score is generated from the primary model's own form, so the true coefficients are
 known exactly: ``madrs = 4 + 0.85 baseline - 6 log1p(progress) - 0.5 progress
-+ 0.3 days_since_prev + beta_ill ill + gamma ill_mean + u0 + u1 progress + e``.
++ 0.3 days_since_prev + (beta_ill + s_i) ill + gamma ill_mean + b_il6 (log IL-6 - mu_i)
++ u0 + u1 progress + e`` with ``log IL-6 = mu_i + a_il6 ill + noise``: the within-person
+indirect effect of illness through IL-6 is ``a_il6 b_il6`` and the direct one ``beta_ill``.
 """
 
 from __future__ import annotations
@@ -66,7 +68,7 @@ def prepared_cohort(
                     + (beta_ill + slopes[i]) * ill[s]
                     + u0
                     + u1 * prog
-                    + b_il6 * (within_il6 - a_il6 * ill[s])
+                    + b_il6 * within_il6
                     + rng.normal(0, sd_e)
                 )
             rows.append(

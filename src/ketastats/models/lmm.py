@@ -22,7 +22,7 @@ coefficient records which (``df_method``).
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -192,16 +192,25 @@ def model_rows(
     outcome_type: str = "continuous",
     cytokines: Sequence[str] = (),
     what: str = "model",
+    level: str = "session",
+    derive: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Rows a model analyses: estimands, session selection, complete cases, then centring."""
+    """Rows a model analyses: estimands, session selection, complete cases, then centring.
+
+    ``derive`` adds columns after the estimands are applied (e.g. log cytokine values, so
+    that draws removed by the illness-medication strategy stay removed).
+    """
     df, record = apply_estimands(
         data,
         estimands,
         outcome=outcome,
         outcome_type=outcome_type,
         cytokine_columns=cytokines,
+        level=level,
         group=spec["group"],
     )
+    if derive is not None:
+        df = derive(df)
     df = select_sessions(df, spec["sessions"])
     centre = list(spec.get("centre") or [])
     if "progress_log" not in df.columns and "progress" in df.columns:
