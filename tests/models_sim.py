@@ -104,6 +104,13 @@ def prepared_cohort(
         df[f"{marker}_lod"] = lod
         df[f"{marker}_censored"] = df["_draw"] & cens
     df = df.drop(columns=["_log_il6", "_log_crp", "_draw"])
-    truth = {"ill_within": beta_ill, "ill_between": beta_ill + gamma_between, "days_since_prev": 0.3,
-             "madrs_baseline": 0.85, "a_il6": a_il6, "b_il6": b_il6, "slope_sd": slope_sd}
+    truth = {
+        "ill_within": beta_ill,
+        "ill_between": beta_ill + gamma_between,
+        "days_since_prev": 0.3,
+        "madrs_baseline": 0.85,
+        "a_il6": a_il6,
+        "b_il6": b_il6,
+        "slope_sd": slope_sd,
+    }
     return prepare_sessions(df), truth

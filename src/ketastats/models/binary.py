@@ -96,15 +96,22 @@ def fit_gee_kind(data: pd.DataFrame, spec: Mapping[str, Any], estimands: Mapping
     groups = df.loc[y_df.index, spec["group"]].astype(str).to_numpy()
     corr = spec.get("correlation", "exchangeable")
     cov_struct = sm.cov_struct.Exchangeable() if corr == "exchangeable" else sm.cov_struct.Independence()
-    model = sm.GEE(y_df.iloc[:, 0].to_numpy(), x_df.to_numpy(), groups=groups,
-                   family=sm.families.Binomial(), cov_struct=cov_struct)
+    model = sm.GEE(
+        y_df.iloc[:, 0].to_numpy(),
+        x_df.to_numpy(),
+        groups=groups,
+        family=sm.families.Binomial(),
+        cov_struct=cov_struct,
+    )
 
     def attempt(maxiter, start):
         def run():
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 if start == "glm":
-                    glm = sm.GLM(y_df.iloc[:, 0].to_numpy(), x_df.to_numpy(), family=sm.families.Binomial()).fit()
+                    glm = sm.GLM(
+                        y_df.iloc[:, 0].to_numpy(), x_df.to_numpy(), family=sm.families.Binomial()
+                    ).fit()
                     return model.fit(maxiter=maxiter, start_params=glm.params)
                 return model.fit(maxiter=maxiter)
 

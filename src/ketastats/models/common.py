@@ -33,7 +33,22 @@ __all__ = [
 ]
 
 _IDENT = re.compile(r"(?<![.\w])[A-Za-z_][A-Za-z0-9_]*")
-_PATSY_NAMES = {"np", "I", "C", "Q", "center", "scale", "standardize", "bs", "cr", "cc", "te", "Treatment", "Sum", "Poly"}
+_PATSY_NAMES = {
+    "np",
+    "I",
+    "C",
+    "Q",
+    "center",
+    "scale",
+    "standardize",
+    "bs",
+    "cr",
+    "cc",
+    "te",
+    "Treatment",
+    "Sum",
+    "Poly",
+}
 
 
 def num(x: Any) -> float | None:
@@ -104,7 +119,9 @@ def require_columns(data: pd.DataFrame, columns: Iterable[str], what: str) -> No
         raise SkipModel(f"{what} needs column(s) {', '.join(missing)}, which the data do not have")
     empty = [c for c in columns if data[c].isna().all()]
     if empty:
-        raise SkipModel(f"{what} needs column(s) {', '.join(empty)}, which hold no values in the analysed rows")
+        raise SkipModel(
+            f"{what} needs column(s) {', '.join(empty)}, which hold no values in the analysed rows"
+        )
 
 
 def require_illness(data: pd.DataFrame, what: str, *, column: str = "ill", min_sessions: int = 1) -> None:

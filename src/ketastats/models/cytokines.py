@@ -128,7 +128,9 @@ def _combine(blocks: dict[str, dict[str, Any]], skipped: dict[str, str], what: s
         "ngroups": int(max(b["ngroups"] for b in blocks.values())),
         "df_method": "satterthwaite"
         if all(b["df_method"] == "satterthwaite" for b in blocks.values())
-        else "mixed" if any(b["df_method"] == "satterthwaite" for b in blocks.values()) else "normal",
+        else "mixed"
+        if any(b["df_method"] == "satterthwaite" for b in blocks.values())
+        else "normal",
         "coefficients": coefs,
         "fits": blocks,
         "skipped_parts": skipped,
@@ -137,7 +139,9 @@ def _combine(blocks: dict[str, dict[str, Any]], skipped: dict[str, str], what: s
     }
 
 
-def fit_cytokine_illness_kind(data: pd.DataFrame, spec: Mapping[str, Any], estimands: Mapping[str, str], alpha):
+def fit_cytokine_illness_kind(
+    data: pd.DataFrame, spec: Mapping[str, Any], estimands: Mapping[str, str], alpha
+):
     """Kind ``cytokine_illness``: illness effect on each log marker (one LMM per marker)."""
     blocks: dict[str, dict[str, Any]] = {}
     skipped: dict[str, str] = {}
@@ -210,7 +214,9 @@ def fit_cytokine_illness_kind(data: pd.DataFrame, spec: Mapping[str, Any], estim
     return out
 
 
-def baseline_log_marker(data: pd.DataFrame, marker: str, censoring: str, group: str = "patient_id") -> pd.Series:
+def baseline_log_marker(
+    data: pd.DataFrame, marker: str, censoring: str, group: str = "patient_id"
+) -> pd.Series:
     """Per patient: log marker at the first session (session 1 draw), NaN when not drawn."""
     first = data["session"] == data.groupby(group)["session"].transform("min")
     lm = log_marker(data.loc[first], marker, censoring)

@@ -78,7 +78,10 @@ _DESCRIPTION = {
     ("discontinuation", "while_on_treatment"): "ratings up to discontinuation (all observed ratings)",
     ("discontinuation", "composite"): "discontinuation counts as failure at the end of the course",
     ("illness_medication", "treatment_policy"): "every cytokine draw, whatever the medication",
-    ("illness_medication", "hypothetical"): "cytokine draws at sessions exposed to illness medication removed",
+    (
+        "illness_medication",
+        "hypothetical",
+    ): "cytokine draws at sessions exposed to illness medication removed",
     ("illness_medication", "while_on_treatment"): "cytokine draws before each patient's first illness "
     "medication",
 }

@@ -174,7 +174,9 @@ def fit_logistic_glmm(
     for _ in range(50):
         mu = special.expit(d.X @ beta0)
         W = mu * (1 - mu)
-        step = np.linalg.lstsq(d.X.T @ (d.X * W[:, None]) + 1e-10 * np.eye(p), d.X.T @ (d.y - mu), rcond=None)[0]
+        step = np.linalg.lstsq(
+            d.X.T @ (d.X * W[:, None]) + 1e-10 * np.eye(p), d.X.T @ (d.y - mu), rcond=None
+        )[0]
         beta0 = beta0 + step
         if np.max(np.abs(step)) < 1e-10:
             break

@@ -91,9 +91,12 @@ def fit_lmm_robust(
     attempt is good when it converged, is not singular, and the negative Hessian of the
     (REML) log-likelihood in the variance parameters is positive definite.
     """
-    engines = [engine] + [e for e in ("statsmodels", "fast") if e != engine]
-    if not _fast_available():
-        engines = [e for e in engines if e not in ("fast",)]
+    fast_ok = _fast_available()
+    if engine == "auto":
+        # auto = fast when installed and the model is in its class, else statsmodels
+        engines = ["auto", "statsmodels"] if fast_ok else ["statsmodels"]
+    else:
+        engines = [engine] + [e for e in ("statsmodels", "fast") if e != engine and (e != "fast" or fast_ok)]
     y, X, Z, groups, xnames, _, _ = design_matrices(_apply_references(data, {}), formula, group, re_formula)
 
     def attempt(eng):
@@ -108,7 +111,9 @@ def fit_lmm_robust(
         res, sat = pair
         msgs = list(res.messages)
         if not sat.hessian_pd:
-            msgs.append("the Hessian of the log-likelihood in the variance parameters is not positive definite")
+            msgs.append(
+                "the Hessian of the log-likelihood in the variance parameters is not positive definite"
+            )
         return Diagnosis(res.converged, res.singular, sat.hessian_pd, res.loglik, msgs)
 
     out = fit_with_retries([(f"engine={e}", attempt(e)) for e in engines], assess)
@@ -178,7 +183,11 @@ def lmm_block(fit: LMMFit) -> dict[str, Any]:
         "loglik": num(res.loglik),
         "blups": _blups(res),
         "messages": list(res.messages)
-        + ([] if fit.outcome.chosen.ok else [f"best attempt: {fit.outcome.chosen.message or 'not a clean fit'}"]),
+        + (
+            []
+            if fit.outcome.chosen.ok
+            else [f"best attempt: {fit.outcome.chosen.message or 'not a clean fit'}"]
+        ),
     }
 
 
@@ -224,7 +233,9 @@ def model_rows(
     df = centre_within(df, centre, spec["group"])
     n_pat = df[spec["group"]].nunique()
     if n_pat < int(spec.get("min_patients", 2)):
-        raise SkipModel(f"{what}: {n_pat} patient(s) with usable sessions (at least {spec['min_patients']} needed)")
+        raise SkipModel(
+            f"{what}: {n_pat} patient(s) with usable sessions (at least {spec['min_patients']} needed)"
+        )
     return df, record
 
 
@@ -233,7 +244,9 @@ def fit_lmm_kind(data: pd.DataFrame, spec: Mapping[str, Any], estimands: Mapping
     formula, re_formula = formulas_for(spec)
     outcome = formula.split("~", 1)[0].strip()
     terms = [formula.split("~", 1)[1], re_formula or ""]
-    df, record = model_rows(data, spec, estimands, outcome=outcome, terms=terms, what=f"the {spec['label']} model")
+    df, record = model_rows(
+        data, spec, estimands, outcome=outcome, terms=terms, what=f"the {spec['label']} model"
+    )
     ill_term = spec["illness_term"]
     if ill_term and ill_term in formula:
         require_illness(df, f"the {spec['label']} model")

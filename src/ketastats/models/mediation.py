@@ -139,7 +139,9 @@ def fit_mediation_kind(data: pd.DataFrame, spec: Mapping[str, Any], estimands: M
             "p_value": ind["p_value"],
         }
     ]
-    direct = illness_effect(fb.coefficients, "b path: ill_within", scale="points", mcid=mcid_for(spec["outcome"]))
+    direct = illness_effect(
+        fb.coefficients, "b path: ill_within", scale="points", mcid=mcid_for(spec["outcome"])
+    )
     return {
         "converged": block_a["converged"] and block_b["converged"],
         "singular": block_a["singular"] or block_b["singular"],

@@ -84,6 +84,11 @@ def adjust_families(models: Mapping[str, Mapping[str, Any]], q: float = 0.05) ->
         for t in m.get("tests") or []:
             fams.setdefault(fam, []).append({"model": name, **t})
     return {
-        fam: {"method": "Benjamini-Hochberg", "fdr": q, "n_tests": len(tests), "tests": adjust_tests(tests, q)}
+        fam: {
+            "method": "Benjamini-Hochberg",
+            "fdr": q,
+            "n_tests": len(tests),
+            "tests": adjust_tests(tests, q),
+        }
         for fam, tests in fams.items()
     }

@@ -163,7 +163,9 @@ def fit_with_retries(
         if rec.ok:
             return RetryOutcome(result, rec, records)
     if not done:
-        raise ModelError("every fitting attempt failed: " + " | ".join(f"{a.label}: {a.message}" for a in records))
+        raise ModelError(
+            "every fitting attempt failed: " + " | ".join(f"{a.label}: {a.message}" for a in records)
+        )
 
     def key(item):
         rec = item[0]

@@ -143,5 +143,7 @@ def run_model(
             *out.get("messages", []),
             "singular fit: a variance parameter is at its boundary or the Hessian is not positive definite",
         ]
-    log.info("model %s: %s (converged=%s, singular=%s)", name, out["status"], out["converged"], out["singular"])
+    log.info(
+        "model %s: %s (converged=%s, singular=%s)", name, out["status"], out["converged"], out["singular"]
+    )
     return out

@@ -56,7 +56,12 @@ def fit_illness_slopes_kind(data: pd.DataFrame, spec: Mapping[str, Any], estiman
     ill = spec["illness_term"]
     formula, re_formula = formulas_for(spec)
     df, record = model_rows(
-        data, spec, estimands, outcome=spec["outcome"], terms=[formula.split("~", 1)[1], re_formula], what=what
+        data,
+        spec,
+        estimands,
+        outcome=spec["outcome"],
+        terms=[formula.split("~", 1)[1], re_formula],
+        what=what,
     )
     require_illness(df, what)
     flag = pd.to_numeric(df["ill"], errors="coerce") > 0
@@ -105,7 +110,9 @@ def fit_illness_slopes_kind(data: pd.DataFrame, spec: Mapping[str, Any], estiman
         "patients_with_both": n_info,
         "identifiable": bool(not full.outcome.singular),
         "predicted_effects": pred,
-        "share_at_or_above_mcid": num(float((vals >= mcid).mean())) if mcid is not None and len(vals) else None,
+        "share_at_or_above_mcid": num(float((vals >= mcid).mean()))
+        if mcid is not None and len(vals)
+        else None,
         "mcid": mcid,
     }
     if full.outcome.singular:

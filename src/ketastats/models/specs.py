@@ -74,10 +74,11 @@ DEFAULT_ESTIMANDS = {
     "illness_medication": "while_on_treatment",
 }
 
-#: minimal clinically important differences, points (used when ketastats.contract has none).
+#: minimal clinically important differences, points (used when ketastats.contract has none;
+#: none is established for the MADRS subscale without items 4-8, so it has none here).
 #: MADRS: distribution-based MCID 1.6-1.9, "about 2 points" (Duru & Fantino 2008, Curr Med
 #: Res Opin 24:1329-35; domain.md 1.6); anchor-based MID 3-6 (Hengartner & Ploderl 2021).
-MCID = {"madrs": 2.0, "madrs_nonsick": 2.0}
+MCID = {"madrs": 2.0}
 
 _PRIMARY_FIXED = [
     "progress",
@@ -195,7 +196,9 @@ def resolve_spec(
     """
     kind = (override or {}).get("kind") or project_spec.get("kind") or "lmm"
     if kind not in KIND_DEFAULTS:
-        raise ConfigError(f"models.{name}.kind: {kind!r} is not a model kind; use one of: {', '.join(KINDS)}.")
+        raise ConfigError(
+            f"models.{name}.kind: {kind!r} is not a model kind; use one of: {', '.join(KINDS)}."
+        )
     spec: dict[str, Any] = copy.deepcopy(COMMON_DEFAULTS)
     spec.update(copy.deepcopy(KIND_DEFAULTS[kind]))
     spec.update(copy.deepcopy(dict(project_spec)))
