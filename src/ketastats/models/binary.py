@@ -44,7 +44,7 @@ from .glmm import fit_logistic_glmm
 from .lmm import model_rows
 from .robust import Diagnosis, SkipModel, fit_with_retries, hessian_is_pd
 
-__all__ = ["fit_gee_kind", "fit_glmm_kind", "binary_rows"]
+__all__ = ["fit_gee_kind", "fit_glmm_kind", "binary_rows", "gee_logistic"]
 
 log = logging.getLogger(__name__)
 
@@ -86,34 +86,65 @@ def binary_rows(data: pd.DataFrame, spec: Mapping[str, Any], estimands: Mapping[
     return df, formula, record, events, non
 
 
-def fit_gee_kind(data: pd.DataFrame, spec: Mapping[str, Any], estimands: Mapping[str, str], alpha: float):
-    """Kind ``gee_binary``: logistic GEE with exchangeable working correlation."""
+class _FixedExchangeable:
+    """An exchangeable working correlation held at a given value (not re-estimated)."""
+
+    @staticmethod
+    def make(alpha: float):
+        import statsmodels.api as sm
+
+        class Fixed(sm.cov_struct.Exchangeable):
+            def __init__(self):
+                super().__init__()
+                self.dep_params = alpha
+
+            def update(self, params):  # noqa: D102 - held fixed
+                return None
+
+        return Fixed()
+
+
+def gee_logistic(
+    y: np.ndarray,
+    X: np.ndarray,
+    groups: np.ndarray,
+    *,
+    correlation: str = "exchangeable",
+    fixed_alpha: float | None = None,
+):
+    """Logistic GEE with robust (sandwich) SEs, retried with more iterations from a GLM start.
+
+    Parameters
+    ----------
+    y, X, groups : numpy.ndarray
+        0/1 outcome, design with intercept, cluster of each row (rows of a cluster together).
+    correlation : {"exchangeable", "independence"}
+        Working correlation; the exchangeable parameter is the moment estimator of
+        statsmodels unless ``fixed_alpha`` holds it at a given value.
+
+    Returns
+    -------
+    RetryOutcome
+        ``.result`` is the statsmodels GEE result; ``.attempts`` every try.
+    """
     import statsmodels.api as sm
 
-    what = f"the {spec['label']} model"
-    df, formula, record, events, non = binary_rows(data, spec, estimands, what)
-    y_df, x_df = patsy.dmatrices(formula, df, return_type="dataframe")
-    groups = df.loc[y_df.index, spec["group"]].astype(str).to_numpy()
-    corr = spec.get("correlation", "exchangeable")
-    cov_struct = sm.cov_struct.Exchangeable() if corr == "exchangeable" else sm.cov_struct.Independence()
-    model = sm.GEE(
-        y_df.iloc[:, 0].to_numpy(),
-        x_df.to_numpy(),
-        groups=groups,
-        family=sm.families.Binomial(),
-        cov_struct=cov_struct,
-    )
+    def cov_struct():
+        if correlation == "independence":
+            return sm.cov_struct.Independence()
+        if fixed_alpha is not None:
+            return _FixedExchangeable.make(fixed_alpha)
+        return sm.cov_struct.Exchangeable()
 
-    def attempt(maxiter, start):
+    def attempt(maxiter, glm_start):
         def run():
+            model = sm.GEE(y, X, groups=groups, family=sm.families.Binomial(), cov_struct=cov_struct())
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                if start == "glm":
-                    glm = sm.GLM(
-                        y_df.iloc[:, 0].to_numpy(), x_df.to_numpy(), family=sm.families.Binomial()
-                    ).fit()
-                    return model.fit(maxiter=maxiter, start_params=glm.params)
-                return model.fit(maxiter=maxiter)
+                start = None
+                if glm_start:
+                    start = sm.GLM(y, X, family=sm.families.Binomial()).fit().params
+                return model.fit(maxiter=maxiter, start_params=start)
 
         return run
 
@@ -123,9 +154,19 @@ def fit_gee_kind(data: pd.DataFrame, spec: Mapping[str, Any], estimands: Mapping
         msgs = [] if ok_cov else ["the robust covariance of the estimates is not positive definite"]
         return Diagnosis(bool(getattr(r, "converged", True)), False, ok_cov, None, msgs)
 
-    out = fit_with_retries(
-        [("gee maxiter=60", attempt(60, None)), ("gee maxiter=500, GLM start", attempt(500, "glm"))], assess
+    return fit_with_retries(
+        [("gee maxiter=60", attempt(60, False)), ("gee maxiter=500, GLM start", attempt(500, True))], assess
     )
+
+
+def fit_gee_kind(data: pd.DataFrame, spec: Mapping[str, Any], estimands: Mapping[str, str], alpha: float):
+    """Kind ``gee_binary``: logistic GEE with exchangeable working correlation."""
+    what = f"the {spec['label']} model"
+    df, formula, record, events, non = binary_rows(data, spec, estimands, what)
+    y_df, x_df = patsy.dmatrices(formula, df, return_type="dataframe")
+    groups = df.loc[y_df.index, spec["group"]].astype(str).to_numpy()
+    corr = spec.get("correlation", "exchangeable")
+    out = gee_logistic(y_df.iloc[:, 0].to_numpy(), x_df.to_numpy(), groups, correlation=corr)
     r = out.result
     coefs = coefficient_rows(list(x_df.columns), np.asarray(r.params), np.asarray(r.bse), alpha=alpha)
     for c in coefs:
