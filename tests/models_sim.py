@@ -93,9 +93,7 @@ def prepared_cohort(
     # gamma_between: extra effect of the person mean of ill (between-person confounding)
     post = df["session"] > 1
     ill_mean = df.loc[post].groupby("patient_id")["ill"].mean()
-    df.loc[post, "madrs"] = np.clip(
-        df.loc[post, "madrs"] + np.round(gamma_between * df.loc[post, "patient_id"].map(ill_mean)), 0, 60
-    )
+    df.loc[post, "madrs"] = df.loc[post, "madrs"] + gamma_between * df.loc[post, "patient_id"].map(ill_mean)
     for marker, col in (("il6_pg_ml", "_log_il6"), ("crp_mg_l", "_log_crp")):
         lod = MARKERS[marker][2]
         val = np.exp(df[col])
@@ -104,9 +102,12 @@ def prepared_cohort(
         df[f"{marker}_lod"] = lod
         df[f"{marker}_censored"] = df["_draw"] & cens
     df = df.drop(columns=["_log_il6", "_log_crp", "_draw"])
+    # total within-person illness effect = direct + indirect (through IL-6)
+    total = beta_ill + a_il6 * b_il6
     truth = {
-        "ill_within": beta_ill,
-        "ill_between": beta_ill + gamma_between,
+        "ill_within": total,
+        "ill_between": total + gamma_between,
+        "direct": beta_ill,
         "days_since_prev": 0.3,
         "madrs_baseline": 0.85,
         "a_il6": a_il6,
