@@ -215,3 +215,24 @@ def test_illness_slopes_detect_true_spread():
     assert sl["sd"] == pytest.approx(truth["slope_sd"], rel=0.5)
     assert len(sl["predicted_effects"]) == int(df.loc[df["ill"] > 0, "patient_id"].nunique())
     assert sl["expected_range_95"][0] < sl["mean_effect"] < sl["expected_range_95"][1]
+
+
+def test_mixed_logistic_odds_ratio_is_larger_than_the_marginal_one(cohort):
+    """Subject-specific (GLMM) log odds ratios exceed population-averaged (GEE) ones in
+    magnitude, by about sqrt(1 + 0.346 sigma^2) (Zeger, Liang & Albert 1988)."""
+    df, _ = cohort
+    gee = run_model("g", resolve_spec("g", {"kind": "gee_binary", "outcome": "madrs_remission"}), df, DEFAULT_EST)
+    glmm = run_model(
+        "m", resolve_spec("m", {"kind": "glmm_binary", "outcome": "madrs_remission", "n_agq": 5}), df, DEFAULT_EST
+    )
+    assert gee["status"] == glmm["status"] == "ok" and glmm["converged"]
+    assert glmm["estimand_scale"].startswith("subject-specific") and gee["estimand_scale"].startswith("population")
+    sigma2 = glmm["random"]["cov"][0][0]
+    ratio = np.sqrt(1 + 0.346 * sigma2)
+    b_gee = {c["term"]: c for c in gee["coefficients"]}
+    b_glmm = {c["term"]: c for c in glmm["coefficients"]}
+    for term in ("madrs_baseline", "ill_within"):
+        assert abs(b_glmm[term]["estimate"]) > abs(b_gee[term]["estimate"])
+        assert b_glmm[term]["estimate"] / b_gee[term]["estimate"] == pytest.approx(ratio, rel=0.15)
+    assert glmm["method"] == "ML (adaptive Gauss-Hermite, 5 nodes)"
+    assert len(glmm["blups"]["group"]) == glmm["ngroups"]
