@@ -221,12 +221,19 @@ def test_mixed_logistic_odds_ratio_is_larger_than_the_marginal_one(cohort):
     """Subject-specific (GLMM) log odds ratios exceed population-averaged (GEE) ones in
     magnitude, by about sqrt(1 + 0.346 sigma^2) (Zeger, Liang & Albert 1988)."""
     df, _ = cohort
-    gee = run_model("g", resolve_spec("g", {"kind": "gee_binary", "outcome": "madrs_remission"}), df, DEFAULT_EST)
+    gee = run_model(
+        "g", resolve_spec("g", {"kind": "gee_binary", "outcome": "madrs_remission"}), df, DEFAULT_EST
+    )
     glmm = run_model(
-        "m", resolve_spec("m", {"kind": "glmm_binary", "outcome": "madrs_remission", "n_agq": 5}), df, DEFAULT_EST
+        "m",
+        resolve_spec("m", {"kind": "glmm_binary", "outcome": "madrs_remission", "n_agq": 5}),
+        df,
+        DEFAULT_EST,
     )
     assert gee["status"] == glmm["status"] == "ok" and glmm["converged"]
-    assert glmm["estimand_scale"].startswith("subject-specific") and gee["estimand_scale"].startswith("population")
+    assert glmm["estimand_scale"].startswith("subject-specific") and gee["estimand_scale"].startswith(
+        "population"
+    )
     sigma2 = glmm["random"]["cov"][0][0]
     ratio = np.sqrt(1 + 0.346 * sigma2)
     b_gee = {c["term"]: c for c in gee["coefficients"]}

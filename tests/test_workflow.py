@@ -66,7 +66,9 @@ def test_primary_model_is_random_slope_reml(demo_run):
     assert m["method"] == "REML"
     assert m["random"]["names"] == ["Intercept", "progress"]
     assert len(m["random"]["cov"]) == 2
-    assert {"Intercept", "progress", "ill_within", "ill_between", "ill_lag1", "madrs_baseline"} <= set(m["fixed"])
+    assert {"Intercept", "progress", "ill_within", "ill_between", "ill_lag1", "madrs_baseline"} <= set(
+        m["fixed"]
+    )
     assert m["converged"] is True
     assert m["illness_effect"]["term"] == "ill_within" and m["illness_effect"]["mcid"] == 2.0
 

@@ -1,16 +1,22 @@
 """Cytokines on the log scale: the effect of illness on each marker, and moderation.
 
-Values below the assay's limit of detection (``<marker>_censored``) are replaced by
-``LOD/sqrt(2)`` (Hornung & Reed 1990) before taking logs (``censoring: lod_sqrt2``;
-``lod_half`` uses LOD/2, ``exclude`` drops non-detects). A marker with more than
-``max_censored_fraction`` of its draws below the LOD (default 30%, the Okdahl et al. 2022
-rule) or fewer than ``min_draws`` draws is skipped and says so: substitution is only
-defensible for a small non-detect share, and a censored (Tobit) mixed model is not
-implemented here.
+Values below the assay's limit of detection (``<marker>_censored``) are handled per the
+spec's ``censoring``:
+
+``tobit`` (default of ``cytokine_illness``)
+    A left-censored random-intercept model by maximum likelihood
+    (:mod:`ketastats.models.censored`): a non-detect contributes ``P(y <= log LOD)``. Valid
+    with many non-detects; a marker is skipped only above ``max_censored_fraction`` (0.8).
+``lod_sqrt2`` / ``lod_half`` / ``exclude``
+    Substitution by LOD/sqrt(2) (Hornung & Reed 1990) or LOD/2, or dropping non-detects,
+    then an ordinary mixed model; a sensitivity analysis, and what the moderation and
+    mediation models use for the marker as a covariate. Defensible only for a small
+    non-detect share: above ``max_censored_fraction`` (0.3, the Okdahl et al. 2022 rule)
+    the marker is skipped and says so.
 
 ``cytokine_illness``
     Per marker: ``log(marker) ~ ill_within + ill_between + progress + (1 | patient)`` over
-    every session with a draw; ``exp(b_W)`` is the ratio of the marker's level when ill
+    every session with a draw (censored at the LOD); ``exp(b_W)`` is the ratio of the marker's level when ill
     to when not ill within the same patient.
 ``cytokine_moderation``
     Per moderator (baseline log IL-6, baseline log CRP; the session-1 draw, centred at the
@@ -41,7 +47,7 @@ import numpy as np
 import pandas as pd
 
 from ..exceptions import ModelError
-from .common import illness_effect, mcid_for, num, require_illness
+from .common import coefficient_rows, illness_effect, mcid_for, num, require_illness
 from .lmm import fit_lmm_robust, formulas_for, lmm_block, model_rows
 from .multiplicity import adjust_tests
 from .robust import SkipModel
@@ -72,15 +78,15 @@ def log_marker(df: pd.DataFrame, marker: str, censoring: str = "lod_sqrt2") -> p
     """
     val = pd.to_numeric(df[marker], errors="coerce").astype(float)
     cens = _censored(df, marker)
-    if censoring in _SUBSTITUTE:
+    if censoring in _SUBSTITUTE or censoring == "lod":
         lod_col = f"{marker}_lod"
         if cens.any() and lod_col not in df.columns:
             raise ModelError(f"{marker}: censored values but no {lod_col} column to substitute from")
         if cens.any():
             lod = pd.to_numeric(df[lod_col], errors="coerce").astype(float)
-            val = val.where(~cens, lod * _SUBSTITUTE[censoring])
+            val = val.where(~cens, lod * _SUBSTITUTE.get(censoring, 1.0))
     elif censoring != "exclude":
-        raise ModelError(f"unknown censoring rule {censoring!r}; use lod_sqrt2, lod_half or exclude")
+        raise ModelError(f"unknown censoring rule {censoring!r}; use tobit, lod_sqrt2, lod_half or exclude")
     with np.errstate(divide="ignore", invalid="ignore"):
         out = np.log(val.where(val > 0))
     return out
@@ -151,11 +157,16 @@ def fit_cytokine_illness_kind(
         outcome = f"log_{marker}"
         sub_spec = {**spec, "outcome": outcome}
         formula, re_formula = formulas_for(sub_spec)
+        tobit = spec["censoring"] == "tobit"
         try:
             if marker not in data.columns:
                 raise SkipModel(f"{marker}: not in the data (no draws)")
 
             def derive(df, marker=marker, outcome=outcome):
+                if tobit:  # observed log value, or the log LOD where censored (with the flag)
+                    return df.assign(
+                        **{outcome: log_marker(df, marker, "lod"), f"{outcome}_cens": _censored(df, marker)}
+                    )
                 return df.assign(**{outcome: log_marker(df, marker, spec["censoring"])})
 
             df, record = model_rows(
@@ -174,20 +185,25 @@ def fit_cytokine_illness_kind(
         except SkipModel as exc:
             skipped[marker] = str(exc)
             continue
-        fit = fit_lmm_robust(
-            df,
-            formula,
-            spec["group"],
-            re_formula,
-            reml=spec["method"] == "REML",
-            engine=spec["engine"],
-            df_method=spec["df_method"],
-            alpha=alpha,
-            prefix=f"{marker}: ",
-        )
-        block = lmm_block(fit)
+        if tobit:
+            block = _tobit_block(df, formula, outcome, spec, alpha, prefix=f"{marker}: ")
+        else:
+            fit = fit_lmm_robust(
+                df,
+                formula,
+                spec["group"],
+                re_formula,
+                reml=spec["method"] == "REML",
+                engine=spec["engine"],
+                df_method=spec["df_method"],
+                alpha=alpha,
+                prefix=f"{marker}: ",
+            )
+            block = lmm_block(fit)
         block["draws"] = summ
-        eff = illness_effect(fit.coefficients, f"{marker}: {spec['illness_term']}", scale="log (natural)")
+        eff = illness_effect(
+            block["coefficients"], f"{marker}: {spec['illness_term']}", scale="log (natural)"
+        )
         if eff is not None:
             eff["ratio"] = num(np.exp(eff["estimate"]))
             eff["ratio_ci_low"] = num(np.exp(eff["ci_low"]))
@@ -212,6 +228,57 @@ def fit_cytokine_illness_kind(
     out["tests"] = tests
     out["bh_adjusted"] = adjust_tests(tests)
     return out
+
+
+def _tobit_block(
+    df: pd.DataFrame, formula: str, outcome: str, spec: Mapping[str, Any], alpha: float, prefix: str
+):
+    """Fit the left-censored random-intercept model; fields as :func:`lmm_block` gives them."""
+    import patsy
+
+    from .censored import fit_tobit_lmm
+
+    if spec.get("random"):
+        raise SkipModel(
+            "the censored (tobit) model has a random intercept only; set random: [] or another censoring"
+        )
+    y_df, x_df = patsy.dmatrices(formula, df, return_type="dataframe")
+    rows = df.loc[y_df.index]
+    n_agq = 10
+    r = fit_tobit_lmm(
+        y_df.iloc[:, 0].to_numpy(),
+        rows[f"{outcome}_cens"].to_numpy(bool),
+        x_df.to_numpy(),
+        rows[spec["group"]].astype(str).to_numpy(),
+        n_agq=n_agq,
+    )
+    coefs = coefficient_rows(list(x_df.columns), r.beta, r.se, alpha=alpha, prefix=prefix)
+    return {
+        "converged": bool(r.converged),
+        "singular": bool(r.singular),
+        "attempts": [a.to_dict() for a in r.attempts],
+        "engine": "ketastats AGQ (censored)",
+        "optimizer": r.optimizer,
+        "method": f"ML, left-censored at the LOD (adaptive Gauss-Hermite, {n_agq} nodes)",
+        "formula": formula,
+        "re_formula": None,
+        "nobs": int(r.nobs),
+        "ncensored": int(r.ncensored),
+        "ngroups": int(r.ngroups),
+        "df_method": "normal",
+        "coefficients": coefs,
+        "fixed": {c["term"]: {"estimate": c["estimate"], "se": c["se"]} for c in coefs},
+        "random": {
+            "group": spec["group"],
+            "names": ["Intercept"],
+            "cov": [[num(r.tau**2)]],
+            "sd": [num(r.tau)],
+        },
+        "residual_variance": num(r.sigma**2),
+        "loglik": num(r.loglik),
+        "blups": {"group": [str(g) for g in r.group_labels], "Intercept": [num(v) for v in r.modes]},
+        "messages": list(r.messages),
+    }
 
 
 def baseline_log_marker(

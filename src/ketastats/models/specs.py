@@ -135,8 +135,8 @@ KIND_DEFAULTS: dict[str, dict[str, Any]] = {
         "fixed": ["ill_within", "ill_between", "progress"],
         "random": [],
         "sessions": "all",
-        "censoring": "lod_sqrt2",
-        "max_censored_fraction": 0.3,
+        "censoring": "tobit",
+        "max_censored_fraction": 0.8,
         "min_draws": 20,
         "family": "cytokine",
     },
@@ -247,6 +247,15 @@ def spec_problems(where: str, spec: Mapping[str, Any]) -> list[str]:
         problems.append(
             f"{where}.random: a cross-level interaction needs a random slope for {spec['illness_term']!r} "
             "(Heisig & Schaeffer 2019); add it to random."
+        )
+    if spec.get("censoring") == "tobit" and kind != "cytokine_illness":
+        problems.append(
+            f"{where}.censoring: tobit (a censored outcome model) is for kind cytokine_illness; the marker is "
+            f"a covariate in {kind}: use lod_sqrt2, lod_half or exclude."
+        )
+    if kind == "cytokine_illness" and spec.get("censoring") == "tobit" and spec.get("random"):
+        problems.append(
+            f"{where}.random: the censored (tobit) model has a random intercept only; remove random."
         )
     if kind == "glmm_binary" and spec.get("random"):
         problems.append(f"{where}.random: kind glmm_binary fits a random intercept only; remove random.")
