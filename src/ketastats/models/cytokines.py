@@ -162,7 +162,7 @@ def fit_cytokine_illness_kind(
             if marker not in data.columns:
                 raise SkipModel(f"{marker}: not in the data (no draws)")
 
-            def derive(df, marker=marker, outcome=outcome):
+            def derive(df, marker=marker, outcome=outcome, tobit=tobit):
                 if tobit:  # observed log value, or the log LOD where censored (with the flag)
                     return df.assign(
                         **{outcome: log_marker(df, marker, "lod"), f"{outcome}_cens": _censored(df, marker)}
