@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 from models_sim import prepared_cohort
 
@@ -243,3 +244,15 @@ def test_mixed_logistic_odds_ratio_is_larger_than_the_marginal_one(cohort):
         assert b_glmm[term]["estimate"] / b_gee[term]["estimate"] == pytest.approx(ratio, rel=0.15)
     assert glmm["method"] == "ML (adaptive Gauss-Hermite, 5 nodes)"
     assert len(glmm["blups"]["group"]) == glmm["ngroups"]
+
+
+def test_estimands_read_nullable_boolean_flags(cohort):
+    """The contract may type flags as nullable booleans: a missing flag counts as not postponed."""
+    df, _ = cohort
+    flagged = df.copy()
+    flagged["postponed"] = flagged["postponed"].astype("boolean")
+    flagged.loc[flagged.index[:3], "postponed"] = pd.NA
+    spec = resolve_spec("p", {"kind": "gee_binary", "outcome": "madrs_remission"})
+    out = run_model("p", spec, flagged, resolve_estimands({"postponement": "hypothetical"}))
+    assert out["status"] == "ok", out["reason"]
+    assert out["estimands"]["postponement"]["rows_removed"] == int(flagged["postponed"].fillna(False).sum())

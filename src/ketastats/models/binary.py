@@ -39,7 +39,7 @@ import pandas as pd
 import patsy
 
 from ..exceptions import ModelError
-from .common import coefficient_rows, illness_effect, num, require_illness
+from .common import as_float, coefficient_rows, illness_effect, num, require_illness
 from .glmm import fit_logistic_glmm
 from .lmm import model_rows
 from .robust import Diagnosis, SkipModel, fit_with_retries, hessian_is_pd
@@ -65,7 +65,7 @@ def binary_rows(data: pd.DataFrame, spec: Mapping[str, Any], estimands: Mapping[
         level=level,
     )
     if level == "end":
-        ever = (pd.to_numeric(df["ill"], errors="coerce") > 0).groupby(df[spec["group"]]).transform("max")
+        ever = (as_float(df["ill"]) > 0).groupby(df[spec["group"]]).transform("max")
         df = df.assign(ever_ill=ever.astype(float))
         df = df.groupby(spec["group"], sort=True).tail(1)
     y = pd.to_numeric(df[outcome], errors="coerce")

@@ -21,6 +21,7 @@ from .robust import SkipModel
 from .specs import MCID
 
 __all__ = [
+    "as_float",
     "select_sessions",
     "centre_within",
     "term_columns",
@@ -62,12 +63,26 @@ def num(x: Any) -> float | None:
     return x if math.isfinite(x) else None
 
 
-def select_sessions(data: pd.DataFrame, which: str) -> pd.DataFrame:
+def as_float(values: pd.Series) -> pd.Series:
+    """Numbers as float64, missing as NaN, whatever the dtype (bool, nullable boolean, Int64, text).
+
+    Examples
+    --------
+    >>> as_float(pd.Series([True, pd.NA, False], dtype="boolean")).tolist()
+    [1.0, nan, 0.0]
+    """
+    s = pd.Series(values)
+    if not (pd.api.types.is_bool_dtype(s.dtype) or pd.api.types.is_numeric_dtype(s.dtype)):
+        s = pd.to_numeric(s, errors="coerce")
+    return pd.Series(s.to_numpy(dtype=float, na_value=np.nan), index=s.index)
+
+
+def select_sessions(data: pd.DataFrame, which: str, group: str = "patient_id") -> pd.DataFrame:
     """``"post_baseline"``: sessions after the first (the baseline rating is a covariate)."""
     if which == "all":
         return data
     if which == "post_baseline":
-        first = data.groupby("patient_id")["session"].transform("min")
+        first = data.groupby(group)["session"].transform("min")
         return data.loc[data["session"] > first]
     raise SkipModel(f"unknown session selection {which!r} (use all or post_baseline)")
 
@@ -85,7 +100,7 @@ def centre_within(data: pd.DataFrame, columns: Iterable[str], group: str = "pati
     for col in columns:
         if col not in df.columns:
             continue
-        x = pd.to_numeric(df[col], errors="coerce").astype(float)
+        x = as_float(df[col])
         mean = x.groupby(df[group]).transform("mean")
         df[f"{col}_between"] = mean
         df[f"{col}_within"] = x - mean
@@ -128,7 +143,7 @@ def require_illness(data: pd.DataFrame, what: str, *, column: str = "ill", min_s
     """Skip the model when the analysed rows have fewer than ``min_sessions`` ill sessions."""
     if column not in data.columns:
         raise SkipModel(f"{what} needs the illness flag {column!r}, which the data do not have")
-    n_ill = int((pd.to_numeric(data[column], errors="coerce") > 0).sum())
+    n_ill = int((as_float(data[column]) > 0).sum())
     if n_ill < min_sessions:
         raise SkipModel(
             f"{what}: {n_ill} ill session(s) among the {len(data)} analysed sessions "

@@ -53,6 +53,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .common import as_float
 from .robust import SkipModel
 
 __all__ = ["apply_estimands", "ILLNESS_MEDICATION_COLUMNS", "discontinued_patients"]
@@ -95,7 +96,7 @@ def discontinued_patients(data: pd.DataFrame, group: str = "patient_id") -> pd.S
 
 
 def _flag(data: pd.DataFrame, col: str) -> pd.Series:
-    return pd.to_numeric(data[col], errors="coerce").fillna(0).astype(float) > 0
+    return as_float(data[col]).fillna(0.0) > 0
 
 
 def _from_first(data: pd.DataFrame, flag: pd.Series, group: str) -> pd.Series:

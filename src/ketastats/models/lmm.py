@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from .common import (
+    as_float,
     centre_within,
     coefficient_rows,
     illness_effect,
@@ -220,10 +221,10 @@ def model_rows(
     )
     if derive is not None:
         df = derive(df)
-    df = select_sessions(df, spec["sessions"])
+    df = select_sessions(df, spec["sessions"], spec["group"])
     centre = list(spec.get("centre") or [])
     if "progress_log" not in df.columns and "progress" in df.columns:
-        df = df.assign(progress_log=np.log1p(pd.to_numeric(df["progress"], errors="coerce")))
+        df = df.assign(progress_log=np.log1p(as_float(df["progress"])))
     cols = [outcome, *term_columns(terms, centre), spec["group"]]
     cols = list(dict.fromkeys(cols))
     require_columns(df, cols, what)

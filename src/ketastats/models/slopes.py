@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .common import illness_effect, mcid_for, num, require_illness
+from .common import as_float, illness_effect, mcid_for, num, require_illness
 from .lmm import fit_lmm_robust, formulas_for, lmm_block, model_rows
 from .robust import SkipModel
 
@@ -64,7 +64,7 @@ def fit_illness_slopes_kind(data: pd.DataFrame, spec: Mapping[str, Any], estiman
         what=what,
     )
     require_illness(df, what)
-    flag = pd.to_numeric(df["ill"], errors="coerce") > 0
+    flag = as_float(df["ill"]) > 0
     both = flag.groupby(df[spec["group"]]).agg(["any", "all"])
     n_info = int((both["any"] & ~both["all"]).sum())
     if n_info < int(spec["min_patients"]):
