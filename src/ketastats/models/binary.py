@@ -161,7 +161,7 @@ def gee_logistic(
 
 def fit_gee_kind(data: pd.DataFrame, spec: Mapping[str, Any], estimands: Mapping[str, str], alpha: float):
     """Kind ``gee_binary``: logistic GEE with exchangeable working correlation."""
-    what = f"the {spec['label']} model"
+    what = spec["label"]
     df, formula, record, events, non = binary_rows(data, spec, estimands, what)
     y_df, x_df = patsy.dmatrices(formula, df, return_type="dataframe")
     groups = df.loc[y_df.index, spec["group"]].astype(str).to_numpy()
@@ -205,7 +205,7 @@ def fit_gee_kind(data: pd.DataFrame, spec: Mapping[str, Any], estimands: Mapping
 
 def fit_glmm_kind(data: pd.DataFrame, spec: Mapping[str, Any], estimands: Mapping[str, str], alpha: float):
     """Kind ``glmm_binary``: random-intercept logistic model, ML by adaptive Gauss-Hermite."""
-    what = f"the {spec['label']} model"
+    what = spec["label"]
     if spec.get("level", "session") != "session":
         raise SkipModel(f"{what}: a mixed model needs repeated sessions; use level session")
     df, formula, record, events, non = binary_rows(data, spec, estimands, what)

@@ -245,12 +245,10 @@ def fit_lmm_kind(data: pd.DataFrame, spec: Mapping[str, Any], estimands: Mapping
     formula, re_formula = formulas_for(spec)
     outcome = formula.split("~", 1)[0].strip()
     terms = [formula.split("~", 1)[1], re_formula or ""]
-    df, record = model_rows(
-        data, spec, estimands, outcome=outcome, terms=terms, what=f"the {spec['label']} model"
-    )
+    df, record = model_rows(data, spec, estimands, outcome=outcome, terms=terms, what=spec["label"])
     ill_term = spec["illness_term"]
     if ill_term and ill_term in formula:
-        require_illness(df, f"the {spec['label']} model")
+        require_illness(df, spec["label"])
     fit = fit_lmm_robust(
         df,
         formula,

@@ -83,7 +83,7 @@ def _row(coefs, term):
 def fit_mediation_kind(data: pd.DataFrame, spec: Mapping[str, Any], estimands: Mapping[str, str], alpha):
     """Kind ``mediation``: within-person illness -> log mediator -> score."""
     marker = spec["mediator"]
-    what = f"the {spec['label']} model"
+    what = spec["label"]
     if marker not in data.columns:
         raise SkipModel(f"{what}: mediator {marker} is not in the data (no draws)")
     med = f"log_{marker}"

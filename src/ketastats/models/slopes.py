@@ -52,7 +52,7 @@ def mixture_lrt_pvalue(stat: float, q: int) -> float:
 
 def fit_illness_slopes_kind(data: pd.DataFrame, spec: Mapping[str, Any], estimands: Mapping[str, str], alpha):
     """Kind ``illness_slopes``: spread of patient-level illness effects, with BLUPs."""
-    what = f"the {spec['label']} model"
+    what = spec["label"]
     ill = spec["illness_term"]
     formula, re_formula = formulas_for(spec)
     df, record = model_rows(
