@@ -199,6 +199,8 @@ def fit_gee_kind(data: pd.DataFrame, spec: Mapping[str, Any], estimands: Mapping
         "level": spec.get("level", "session"),
         "estimands": record,
         "estimand_scale": "population-averaged (marginal) odds ratio",
+        "analysis_role": "primary analysis of the binary outcomes: the question is population-averaged and the "
+        "robust SEs stay valid if the working correlation is wrong (assumes MCAR dropout)",
         "messages": [out.chosen.message] if out.chosen.message else [],
     }
 
@@ -246,5 +248,7 @@ def fit_glmm_kind(data: pd.DataFrame, spec: Mapping[str, Any], estimands: Mappin
         "level": "session",
         "estimands": record,
         "estimand_scale": "subject-specific (conditional) odds ratio",
+        "analysis_role": "sensitivity analysis of the binary outcomes: a subject-specific odds ratio (larger in "
+        "magnitude than the GEE's), likelihood-based and so valid under MAR dropout",
         "messages": list(r.messages),
     }
