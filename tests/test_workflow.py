@@ -36,18 +36,33 @@ def test_demo_run_produces_every_output(demo_run):
 
 def test_primary_model_is_random_slope_reml(demo_run):
     m = json.loads((demo_run / "data/processed/demo/models/primary.json").read_text())
+    assert m["status"] == "ok"
     assert m["method"] == "REML"
-    assert m["random"]["names"] == ["Intercept", "session"]
+    assert m["random"]["names"] == ["Intercept", "progress"]
     assert len(m["random"]["cov"]) == 2
-    assert {"Intercept", "session", "ill"} <= set(m["fixed"])
+    assert {"Intercept", "progress", "ill_within", "ill_between", "ill_lag1", "madrs_baseline"} <= set(
+        m["fixed"]
+    )
     assert m["converged"] is True
+    assert m["illness_effect"]["term"] == "ill_within" and m["illness_effect"]["mcid"] == 2.0
+
+
+def test_every_model_writes_its_json_and_results_are_keyed_by_term(demo_run):
+    res = json.loads((demo_run / "reports/demo/results.json").read_text())
+    for name, m in res["models"].items():
+        assert m["status"] in ("ok", "skipped", "failed"), name
+        if m["status"] == "ok":
+            assert set(m["terms"]) == {c["term"] for c in m["coefficients"]}, name
+        else:
+            assert m["reason"], name
+    assert "multiplicity" in res
 
 
 def test_results_json_holds_every_estimate_the_report_shows(demo_run):
     res = json.loads((demo_run / "reports/demo/results.json").read_text())
     html = (demo_run / "reports/demo/report.html").read_text()
     coefs = res["models"]["primary"]["coefficients"]
-    assert {c["term"] for c in coefs} >= {"Intercept", "session", "ill"}
+    assert {c["term"] for c in coefs} >= {"Intercept", "progress", "ill_within"}
     for c in coefs:
         for key in ("estimate", "se", "ci_low", "ci_high"):
             assert f"{c[key]:.2f}" in html, (c["term"], key)

@@ -19,10 +19,17 @@ from jsonschema import Draft202012Validator
 
 from .exceptions import ConfigError
 
-__all__ = ["load_config", "check_config", "schema", "cohort_config", "model_specs"]
+__all__ = [
+    "load_config",
+    "check_config",
+    "schema",
+    "cohort_config",
+    "model_specs",
+    "model_spec",
+    "cohort_estimands",
+]
 
 _DEFAULT_REPORT = {"small_cell_threshold": 10, "confidence_level": 0.95}
-_DEFAULT_MODEL = {"re_formula": None, "method": "REML", "engine": "auto"}
 
 
 def schema() -> dict[str, Any]:
@@ -91,17 +98,7 @@ def check_config(config: Mapping[str, Any], *, source: str = "config") -> dict[s
             cohort.setdefault("recode", {})
             cohort.setdefault("safe_columns", [])
             cohort["format"] = fmt
-        for name, spec in cfg["models"].items():
-            for key, value in _DEFAULT_MODEL.items():
-                spec.setdefault(key, value)
-            if "~" not in spec["formula"]:
-                problems.append(
-                    f"models.{name}.formula: {spec['formula']!r} has no '~'; write it as "
-                    "'outcome ~ term + term'."
-                )
-            re_f = spec.get("re_formula")
-            if re_f is not None and not str(re_f).strip().startswith("~"):
-                problems.append(f"models.{name}.re_formula: {re_f!r} must start with '~' (e.g. '~session').")
+        problems += _resolve_models(cfg)
         for name, study in cfg.get("recovery", {}).items():
             study.setdefault("batch_size", 10)
             study.setdefault("model", "primary")
@@ -160,6 +157,62 @@ def cohort_config(config: Mapping[str, Any], name: str) -> dict[str, Any]:
         raise ConfigError(f"cohort {name!r} is not in the config; known cohorts: {known}") from None
 
 
-def model_specs(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """Model specifications by name, defaults filled in."""
-    return {k: {**_DEFAULT_MODEL, **v} for k, v in config["models"].items()}
+def _resolve_models(cfg: dict[str, Any]) -> list[str]:
+    """Fill model specs and estimands with their defaults in place; cross-field problems."""
+    from .models.specs import resolve_estimands, resolve_spec, spec_problems
+
+    problems: list[str] = []
+    models = cfg["models"]
+    for name in list(models):
+        models[name] = resolve_spec(name, models[name])
+        problems += spec_problems(f"models.{name}", models[name])
+    cfg["estimands"] = resolve_estimands(cfg.get("estimands"))
+    for cname, cohort in cfg["cohorts"].items():
+        for name, override in (cohort.get("models") or {}).items():
+            where = f"cohorts.{cname}.models.{name}"
+            if name not in models:
+                hint = difflib.get_close_matches(name, list(models), n=1)
+                did = f" Did you mean {hint[0]!r}?" if hint else ""
+                problems.append(
+                    f"{where}: there is no model {name!r} under models:.{did} Known: {', '.join(models)}."
+                )
+                continue
+            if "kind" in override and override["kind"] != models[name]["kind"]:
+                problems.append(
+                    f"{where}.kind: a cohort cannot change a model's kind ({models[name]['kind']}); "
+                    "define a new model under models: instead."
+                )
+                continue
+            problems += spec_problems(where, resolve_spec(name, models[name], override))
+    return problems
+
+
+def model_spec(config: Mapping[str, Any], cohort: str, name: str) -> dict[str, Any]:
+    """The full specification of model ``name`` for ``cohort`` (project spec + cohort overrides).
+
+    The Snakemake rule ``fit_model`` and the command line both call this, so they fit the
+    same model.
+    """
+    from .models.specs import resolve_spec
+
+    if name not in config["models"]:
+        raise ConfigError(f"model {name!r} is not in the config; known models: {', '.join(config['models'])}")
+    override = (cohort_config(config, cohort).get("models") or {}).get(name)
+    return resolve_spec(name, config["models"][name], override)
+
+
+def cohort_estimands(config: Mapping[str, Any], cohort: str) -> dict[str, str]:
+    """Strategy per intercurrent event for ``cohort`` (defaults <- project <- cohort)."""
+    from .models.specs import resolve_estimands
+
+    c = cohort_config(config, cohort)
+    return resolve_estimands(config.get("estimands"), c.get("estimands"))
+
+
+def model_specs(config: Mapping[str, Any], cohort: str | None = None) -> dict[str, dict[str, Any]]:
+    """Model specifications by name, defaults filled in (with ``cohort``'s overrides if given)."""
+    from .models.specs import resolve_spec
+
+    if cohort is None:
+        return {k: resolve_spec(k, v) for k, v in config["models"].items()}
+    return {k: model_spec(config, cohort, k) for k in config["models"]}

@@ -189,24 +189,36 @@ def step_fit(
     out_json: str | os.PathLike,
     *,
     alpha: float = 0.05,
+    name: str | None = None,
+    estimands: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Fit one model specification and write its JSON (estimates, CIs, BLUPs, status)."""
-    from .models import fit_mixed
+    """Fit one model specification and write its JSON (estimates, CIs, BLUPs, status).
+
+    Parameters
+    ----------
+    sessions : path or DataFrame
+        The cohort's prepared table (``data/processed/<cohort>/sessions.parquet``).
+    spec : mapping
+        The model's specification, resolved for the cohort (:func:`ketastats.config.model_spec`).
+    out_json : path
+        Where the model JSON goes (``data/processed/<cohort>/models/<name>.json``).
+    alpha : float
+        1 - confidence level.
+    name : str, optional
+        The model's name (default: the JSON file's stem).
+    estimands : mapping, optional
+        Strategy per intercurrent event (:func:`ketastats.config.cohort_estimands`); project
+        defaults when omitted.
+
+    A model that cannot be fitted is written with ``status`` ``"skipped"`` or ``"failed"`` and
+    the reason (see :func:`ketastats.models.run_model`); only a ``required`` model raises.
+    """
+    from .models import resolve_estimands, resolve_spec, run_model
 
     data = pd.read_parquet(sessions) if not isinstance(sessions, pd.DataFrame) else sessions
-    res = fit_mixed(
-        data,
-        spec["formula"],
-        spec.get("group", "patient_id"),
-        spec.get("re_formula"),
-        reml=spec.get("method", "REML") == "REML",
-        engine=spec.get("engine", "auto"),
-    )
-    out = res.to_dict()
-    out["spec"] = dict(spec)
-    out["coefficients"] = res.coef_table(alpha).to_dict(orient="records")
-    if res.blups is not None:
-        out["blups"] = res.blups.to_dict(orient="list")
+    name = name or Path(out_json).stem
+    full_spec = resolve_spec(name, spec)
+    out = run_model(name, full_spec, data, resolve_estimands(estimands), alpha=alpha)
     write_json(out_json, out)
     return out
 
@@ -277,7 +289,12 @@ def step_report(
 
 
 def step_recovery_batch(
-    study: Mapping[str, Any], spec: Mapping[str, Any], batch: int, out_csv: str | os.PathLike
+    study: Mapping[str, Any],
+    spec: Mapping[str, Any],
+    batch: int,
+    out_csv: str | os.PathLike,
+    *,
+    estimands: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
     """Run replicates ``batch * batch_size ...`` of a recovery study; write them as CSV."""
     from .recovery import run_replicate
@@ -285,7 +302,9 @@ def step_recovery_batch(
     size = int(study["batch_size"])
     reps = range(batch * size, min((batch + 1) * size, int(study["replicates"])))
     rows = [
-        run_replicate(study["scenario"], int(study["patients"]), int(study["seed"]), r, spec=spec)
+        run_replicate(
+            study["scenario"], int(study["patients"]), int(study["seed"]), r, spec=spec, estimands=estimands
+        )
         for r in reps
     ]
     table = pd.DataFrame(rows)

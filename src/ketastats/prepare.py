@@ -14,6 +14,8 @@ Derived columns
     concentration difficulties, lassitude, inability to feel): items 1-3, 9, 10 (0-30).
 ``progress``
     Infusions received before this session's rating: ``session - 1``.
+``progress_log``
+    ``log(1 + progress)``: a nonlinear basis for the fast-then-plateau course of response.
 ``days_since_prev``
     Days since the patient's previous session (0 at the first session).
 ``<score>_baseline``, ``<score>_change``, ``<score>_response``, ``<score>_remission``
@@ -38,6 +40,7 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
 import pandas as pd
 
 from .contract import INSTRUMENTS, MADRS_ITEMS, MADRS_SICKNESS_ITEMS
@@ -92,6 +95,7 @@ def prepare_sessions(sessions: pd.DataFrame) -> pd.DataFrame:
         df["madrs_nonsick"] = items[keep].sum(axis=1, min_count=len(keep))
 
     df["progress"] = df["session"].astype(int) - 1
+    df["progress_log"] = np.log1p(df["progress"].astype(float))
     df["days_since_prev"] = g["day"].diff().fillna(0).astype(int)
 
     thresholds = _remission_thresholds()

@@ -3,8 +3,11 @@
 A recovery study simulates ``R`` cohorts under one scenario (:mod:`ketastats.simulate`),
 runs each through the same steps as real data (contract typing, :func:`prepare_sessions`,
 the configured model) and compares the estimated within-person illness effect with the
-true one recorded in ``truth.json``. The summary gives bias, empirical SE, mean model SE,
-95% CI coverage and the rejection rate, each with its Monte Carlo standard error
+true one recorded in ``truth.json``. Each replicate is fitted by
+:func:`ketastats.models.run_model`, the function behind the workflow's fit jobs, so its
+interval and p-value (Satterthwaite df for the primary model) are the ones a real cohort
+would get. The summary gives bias, empirical SE, mean model SE, 95% CI coverage and the
+rejection rate, each with its Monte Carlo standard error
 (Morris, White & Crowther 2019).
 
 References
@@ -25,13 +28,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 from tqdm import tqdm
 
 from .exceptions import ConvergenceWarning, KetastatsError
 
 __all__ = [
-    "DEFAULT_SPEC",
+    "default_spec",
     "replicate_seed",
     "run_replicate",
     "summarize_replicates",
@@ -41,18 +43,14 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: the model fitted when no spec is given: the primary model's terms, with a categorical
-#: progress basis (a linear trend misfits the exponential-approach trajectories, and the
-#: misfit leaks into the illness estimate: bias ~0.3 MADRS points under the null scenario)
-DEFAULT_SPEC: dict[str, Any] = {
-    "formula": "madrs ~ C(progress) + days_since_prev + ill_within + ill_between + ill_lag1",
-    "re_formula": "~progress",
-    "method": "REML",
-    "engine": "auto",
-    "illness_term": "ill_within",
-}
-
 TRUTH_KEY = "within_person_effect_reported_illness"
+
+
+def default_spec() -> dict[str, Any]:
+    """The project's default primary model (:mod:`ketastats.models.specs`), used when no spec is given."""
+    from .models import resolve_spec
+
+    return resolve_spec("primary", {"kind": "lmm", "role": "primary"})
 
 
 def replicate_seed(seed: int, replicate: int) -> int:
@@ -60,41 +58,27 @@ def replicate_seed(seed: int, replicate: int) -> int:
     return int(np.random.SeedSequence(entropy=int(seed), spawn_key=(int(replicate),)).generate_state(1)[0])
 
 
-def _illness_term(spec: Mapping[str, Any]) -> str:
-    if spec.get("illness_term"):
-        return str(spec["illness_term"])
-    for term in ("ill_within", "ill"):
-        if term in spec["formula"]:
-            return term
-    raise KetastatsError(
-        f"model formula {spec['formula']!r} has no illness term; add 'illness_term' to the spec"
-    )
+def default_fit(
+    data: pd.DataFrame, spec: Mapping[str, Any], estimands: Mapping[str, str], alpha: float
+) -> dict[str, Any]:
+    """Fit ``spec`` exactly as the workflow's fit job does; return its illness effect."""
+    from .models import run_model
 
-
-def default_fit(data: pd.DataFrame, spec: Mapping[str, Any]) -> dict[str, Any]:
-    """Fit ``spec`` with :func:`ketastats.models.fit_mixed`; return the illness term's row."""
-    from .models import fit_mixed
-
-    term = _illness_term(spec)
-    if "subset" in spec and spec["subset"]:
-        data = data.query(spec["subset"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        res = fit_mixed(
-            data,
-            spec["formula"],
-            spec.get("group", "patient_id"),
-            spec.get("re_formula"),
-            reml=spec.get("method", "REML") == "REML",
-            engine=spec.get("engine", "auto"),
-        )
-    row = res.fixed.set_index("term").loc[term]
+        out = run_model(str(spec.get("name", "model")), spec, data, estimands, alpha=alpha)
+    eff = out.get("illness_effect")
+    if out.get("status") != "ok" or not eff:
+        raise KetastatsError(f"model {out.get('name')}: {out.get('status')}: {out.get('reason')}")
     return {
-        "estimate": float(row["estimate"]),
-        "se": float(row["se"]),
-        "converged": bool(res.converged),
-        "singular": bool(res.singular),
-        "engine": res.engine,
+        "estimate": float(eff["estimate"]),
+        "se": float(eff["se"]),
+        "ci_low": float(eff["ci_low"]),
+        "ci_high": float(eff["ci_high"]),
+        "p_value": float(eff["p_value"]),
+        "converged": bool(out.get("converged")),
+        "singular": bool(out.get("singular")),
+        "engine": str(out.get("engine") or ""),
     }
 
 
@@ -105,36 +89,37 @@ def run_replicate(
     replicate: int,
     *,
     spec: Mapping[str, Any] | None = None,
+    estimands: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
     alpha: float = 0.05,
-    fit: Callable[[pd.DataFrame, Mapping[str, Any]], dict[str, Any]] = default_fit,
+    fit: Callable[..., dict[str, Any]] = default_fit,
 ) -> dict[str, Any]:
     """Simulate one cohort, analyse it like real data, and compare with the truth."""
+    from .models import resolve_estimands
     from .prepare import prepare_sessions
     from .simulate import simulate_cohort
     from .validate import coerce_sessions
 
-    spec = dict(spec or DEFAULT_SPEC)
+    spec = dict(spec or default_spec())
+    estimands = resolve_estimands(estimands)
     rseed = replicate_seed(seed, replicate)
     cohort = simulate_cohort(n_patients, seed=rseed, scenario=scenario, overrides=dict(overrides or {}))
     data = prepare_sessions(coerce_sessions(cohort.sessions))
     truth = float(cohort.truth["effects"][TRUTH_KEY]["value"])
-    z = stats.norm.ppf(1 - alpha / 2)
     out = {"replicate": int(replicate), "seed": rseed, "scenario": scenario, "n_patients": int(n_patients)}
     try:
-        got = fit(data, spec)
+        got = fit(data, spec, estimands, alpha)
     except KetastatsError as exc:
-        log.warning("replicate %d failed: %s", replicate, exc)
-        got = {"estimate": math.nan, "se": math.nan, "converged": False, "singular": False, "engine": ""}
-    est, se = got["estimate"], got["se"]
+        log.warning("replicate %d: no estimate: %s", replicate, exc)
+        nan = math.nan
+        got = {"estimate": nan, "se": nan, "ci_low": nan, "ci_high": nan, "p_value": nan,
+               "converged": False, "singular": False, "engine": ""}
     out.update(got)
     out.update(
         {
             "truth": truth,
-            "ci_low": est - z * se,
-            "ci_high": est + z * se,
-            "covers": bool(est - z * se <= truth <= est + z * se),
-            "rejects": bool(abs(est / se) > z) if se > 0 else False,
+            "covers": bool(got["ci_low"] <= truth <= got["ci_high"]),
+            "rejects": bool(got["p_value"] < alpha),
         }
     )
     return out
@@ -177,13 +162,16 @@ def run_recovery(
     seed: int,
     *,
     spec: Mapping[str, Any] | None = None,
+    estimands: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
     alpha: float = 0.05,
     progress: bool = True,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Run a whole recovery study in this process; returns (per-replicate rows, summary)."""
     rows = [
-        run_replicate(scenario, n_patients, seed, r, spec=spec, overrides=overrides, alpha=alpha)
+        run_replicate(
+            scenario, n_patients, seed, r, spec=spec, estimands=estimands, overrides=overrides, alpha=alpha
+        )
         for r in tqdm(range(replicates), desc=f"recovery {scenario}", disable=not progress, unit="rep")
     ]
     table = pd.DataFrame(rows)

@@ -13,7 +13,8 @@ rule recovery_batch:
         "data/processed/{cohort}/recovery/batch_{batch}.csv",
     params:
         study=lambda wc: RECOVERY[wc.cohort],
-        spec=lambda wc: config["models"][RECOVERY[wc.cohort]["model"]],
+        spec=lambda wc: model_spec(config, wc.cohort, RECOVERY[wc.cohort]["model"]),
+        estimands=lambda wc: cohort_estimands(config, wc.cohort),
     log:
         "logs/{cohort}/recovery_batch_{batch}.log",
     wildcard_constraints:

@@ -8,4 +8,6 @@ with log_to(snakemake.log[0]):  # noqa: F821 (injected by Snakemake)
         snakemake.params.spec,  # noqa: F821
         snakemake.output[0],  # noqa: F821
         alpha=snakemake.params.alpha,  # noqa: F821
+        name=snakemake.wildcards.model,  # noqa: F821
+        estimands=snakemake.params.estimands,  # noqa: F821
     )

@@ -8,4 +8,5 @@ with log_to(snakemake.log[0]):  # noqa: F821 (injected by Snakemake)
         snakemake.params.spec,  # noqa: F821
         int(snakemake.wildcards.batch),  # noqa: F821
         snakemake.output[0],  # noqa: F821
+        estimands=snakemake.params.estimands,  # noqa: F821
     )

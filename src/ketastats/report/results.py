@@ -57,6 +57,9 @@ def summary_sentences(results: Mapping[str, Any]) -> list[str]:
         f"analysed (of {flow['records_received']} session records received)."
     )
     primary = results["models"].get("primary")
+    if primary and primary.get("status", "ok") != "ok":
+        out.append(f"The primary model was {primary['status']}: {primary.get('reason')}.")
+        primary = None
     if primary:
         level = int(round(100 * results["settings"]["confidence_level"]))
         for term in primary["coefficients"]:
@@ -70,7 +73,8 @@ def summary_sentences(results: Mapping[str, Any]) -> list[str]:
                     f"({level}% CI {_fmt(lo)} to {_fmt(hi)}; p = {_fmt(p, 3)}), an effect "
                     f"{clinical} the minimal clinically important difference of {MADRS_MCID:g} points."
                 )
-            if term["term"] in ("session", "progress"):
+            nonlinear = any(t["term"] == "progress_log" for t in primary["coefficients"])
+            if term["term"] in ("session", "progress") and not nonlinear:
                 out.append(
                     f"MADRS scores changed by {_fmt(term['estimate'])} points per infusion on average "
                     f"({level}% CI {_fmt(term['ci_low'])} to {_fmt(term['ci_high'])})."
@@ -82,6 +86,44 @@ def summary_sentences(results: Mapping[str, Any]) -> list[str]:
                 "Note: the primary model's fit is singular (a random-effect variance is at its boundary)."
             )
     return out
+
+
+#: per-patient blocks kept in the model JSONs but not copied into results.json
+_PER_PATIENT = ("blups", "predicted_effects")
+
+
+def _drop_per_patient(obj: Any) -> Any:
+    if isinstance(obj, Mapping):
+        return {k: _drop_per_patient(v) for k, v in obj.items() if k not in _PER_PATIENT}
+    if isinstance(obj, list):
+        return [_drop_per_patient(v) for v in obj]
+    return obj
+
+
+def model_entry(m: Mapping[str, Any], threshold: int) -> dict[str, Any]:
+    """One model's entry in results.json: its JSON (minus per-patient values), counts
+    suppressed, and ``terms`` keyed by term name."""
+    entry = _drop_per_patient(dict(m))
+    coefs = m.get("coefficients") or []
+    entry.setdefault("status", "ok")
+    entry.setdefault("optimizer", "")
+    entry.setdefault("singular", False)
+    entry.setdefault("messages", [])
+    for key in ("converged", "loglik", "residual_variance", "random", "method", "engine", "spec"):
+        entry.setdefault(key, None)
+    spec = dict(entry["spec"] or {})
+    # the formulas actually fitted (specs may give outcome + fixed terms instead)
+    spec["formula"] = spec.get("formula") or m.get("formula") or ""
+    spec["re_formula"] = spec.get("re_formula") or m.get("re_formula")
+    entry["spec"] = spec
+    if entry["random"] is None:
+        entry["random"] = {"group": None, "names": [], "cov": []}
+    entry["coefficients"] = coefs
+    entry["nobs"] = suppress_count(m.get("nobs"), threshold)
+    entry["ngroups"] = suppress_count(m.get("ngroups"), threshold)
+    entry["df_method"] = m.get("df_method") or (coefs[0]["df_method"] if coefs else None)
+    entry["terms"] = {c["term"]: {k: v for k, v in c.items() if k != "term"} for c in coefs}
+    return entry
 
 
 def build_results(
@@ -115,7 +157,7 @@ def build_results(
     primary = models.get("primary")
     analysed = (
         {"records": primary["nobs"], "patients": primary["ngroups"]}
-        if primary
+        if primary and primary.get("nobs") is not None
         else {"records": len(sessions), "patients": sessions["patient_id"].nunique()}
     )
     results: dict[str, Any] = {
@@ -129,21 +171,9 @@ def build_results(
         "provenance": dict(provenance),
     }
     for name, m in models.items():
-        results["models"][name] = {
-            "spec": m["spec"],
-            "method": m["method"],
-            "engine": m["engine"],
-            "optimizer": m.get("optimizer", ""),
-            "converged": m["converged"],
-            "singular": m.get("singular", False),
-            "nobs": suppress_count(m["nobs"], threshold),
-            "ngroups": suppress_count(m["ngroups"], threshold),
-            "loglik": m["loglik"],
-            "residual_variance": m["residual_variance"],
-            "random": m["random"],
-            "coefficients": m["coefficients"],
-            "df_method": m["coefficients"][0]["df_method"] if m["coefficients"] else None,
-            "messages": m.get("messages", []),
-        }
+        results["models"][name] = model_entry(m, threshold)
+    from ..models.multiplicity import adjust_families
+
+    results["multiplicity"] = adjust_families(models)
     results["summary"] = summary_sentences(results)
     return results

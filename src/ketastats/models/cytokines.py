@@ -1,0 +1,368 @@
+"""Cytokines on the log scale: the effect of illness on each marker, and moderation.
+
+Values below the assay's limit of detection (``<marker>_censored``) are handled per the
+spec's ``censoring``:
+
+``tobit`` (default of ``cytokine_illness``)
+    A left-censored random-intercept model by maximum likelihood
+    (:mod:`ketastats.models.censored`): a non-detect contributes ``P(y <= log LOD)``. Valid
+    with many non-detects; a marker is skipped only above ``max_censored_fraction`` (0.8).
+``lod_sqrt2`` / ``lod_half`` / ``exclude``
+    Substitution by LOD/sqrt(2) (Hornung & Reed 1990) or LOD/2, or dropping non-detects,
+    then an ordinary mixed model; a sensitivity analysis, and what the moderation and
+    mediation models use for the marker as a covariate. Defensible only for a small
+    non-detect share: above ``max_censored_fraction`` (0.3, the Okdahl et al. 2022 rule)
+    the marker is skipped and says so.
+
+``cytokine_illness``
+    Per marker: ``log(marker) ~ ill_within + ill_between + progress + (1 | patient)`` over
+    every session with a draw (censored at the LOD); ``exp(b_W)`` is the ratio of the marker's level when ill
+    to when not ill within the same patient.
+``cytokine_moderation``
+    Per moderator (baseline log IL-6, baseline log CRP; the session-1 draw, centred at the
+    grand mean over patients): the primary model plus ``ill_within x moderator`` and the
+    moderator's main effect, with a random slope for ``ill_within`` (a cross-level
+    interaction without it is anti-conservative; Heisig & Schaeffer 2019).
+
+Each marker's or moderator's test is listed under ``"tests"`` for the family-wide
+Benjamini-Hochberg adjustment (:mod:`ketastats.models.multiplicity`).
+
+References
+----------
+Hornung, R. W., & Reed, L. D. (1990). Estimation of average concentration in the presence
+of nondetectable values. *Applied Occupational and Environmental Hygiene*, 5(1), 46-51.
+
+Heisig, J. P., & Schaeffer, M. (2019). Why you should always include a random slope for
+the lower-level variable involved in a cross-level interaction. *European Sociological
+Review*, 35(2), 258-279.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..exceptions import ModelError
+from .common import coefficient_rows, illness_effect, mcid_for, num, require_illness
+from .lmm import fit_lmm_robust, formulas_for, lmm_block, model_rows
+from .multiplicity import adjust_tests
+from .robust import SkipModel
+
+__all__ = ["log_marker", "marker_summary", "fit_cytokine_illness_kind", "fit_moderation_kind"]
+
+log = logging.getLogger(__name__)
+
+_SUBSTITUTE = {"lod_sqrt2": 1 / np.sqrt(2), "lod_half": 0.5}
+
+
+def _censored(df: pd.DataFrame, marker: str) -> pd.Series:
+    col = f"{marker}_censored"
+    if col not in df.columns:
+        return pd.Series(False, index=df.index)
+    return df[col].fillna(False).astype(bool)
+
+
+def log_marker(df: pd.DataFrame, marker: str, censoring: str = "lod_sqrt2") -> pd.Series:
+    """Natural log of a marker, non-detects replaced per ``censoring`` (NaN when not drawn).
+
+    Examples
+    --------
+    >>> df = pd.DataFrame({"il6": [2.0, np.nan, np.nan], "il6_lod": [0.2, 0.2, 0.2],
+    ...                    "il6_censored": [False, True, False]})
+    >>> np.round(np.exp(log_marker(df, "il6")), 4).tolist()
+    [2.0, 0.1414, nan]
+    """
+    val = pd.to_numeric(df[marker], errors="coerce").astype(float)
+    cens = _censored(df, marker)
+    if censoring in _SUBSTITUTE or censoring == "lod":
+        lod_col = f"{marker}_lod"
+        if cens.any() and lod_col not in df.columns:
+            raise ModelError(f"{marker}: censored values but no {lod_col} column to substitute from")
+        if cens.any():
+            lod = pd.to_numeric(df[lod_col], errors="coerce").astype(float)
+            val = val.where(~cens, lod * _SUBSTITUTE.get(censoring, 1.0))
+    elif censoring != "exclude":
+        raise ModelError(f"unknown censoring rule {censoring!r}; use tobit, lod_sqrt2, lod_half or exclude")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.log(val.where(val > 0))
+    return out
+
+
+def marker_summary(df: pd.DataFrame, marker: str) -> dict[str, Any]:
+    """Draws, non-detects and their share for one marker in the given rows."""
+    if marker not in df.columns:
+        return {"draws": 0, "censored": 0, "censored_fraction": None}
+    cens = _censored(df, marker)
+    drawn = df[marker].notna() | cens
+    n, c = int(drawn.sum()), int(cens.sum())
+    return {"draws": n, "censored": c, "censored_fraction": num(c / n) if n else None}
+
+
+def _check_marker(df: pd.DataFrame, marker: str, spec: Mapping[str, Any]) -> dict[str, Any]:
+    if marker not in df.columns:
+        raise SkipModel(f"{marker}: not in the data (no draws)")
+    summ = marker_summary(df, marker)
+    if summ["draws"] < int(spec.get("min_draws", 20)):
+        raise SkipModel(f"{marker}: {summ['draws']} draw(s), at least {spec.get('min_draws', 20)} needed")
+    frac = summ["censored_fraction"] or 0.0
+    if frac > float(spec.get("max_censored_fraction", 0.3)):
+        raise SkipModel(
+            f"{marker}: {100 * frac:.0f}% of draws below the limit of detection "
+            f"(more than {100 * float(spec['max_censored_fraction']):.0f}%): substitution is not defensible"
+        )
+    return summ
+
+
+def _combine(blocks: dict[str, dict[str, Any]], skipped: dict[str, str], what: str) -> dict[str, Any]:
+    if not blocks:
+        raise SkipModel(f"{what}: no marker could be analysed (" + "; ".join(skipped.values()) + ")")
+    coefs = [c for b in blocks.values() for c in b["coefficients"]]
+    attempts = [{**a, "label": f"{k}: {a['label']}"} for k, b in blocks.items() for a in b["attempts"]]
+    first = next(iter(blocks.values()))
+    return {
+        "converged": all(b["converged"] for b in blocks.values()),
+        "singular": any(b["singular"] for b in blocks.values()),
+        "attempts": attempts,
+        "engine": first["engine"],
+        "optimizer": first["optimizer"],
+        "method": first["method"],
+        "nobs": int(sum(b["nobs"] for b in blocks.values())),
+        "ngroups": int(max(b["ngroups"] for b in blocks.values())),
+        "df_method": "satterthwaite"
+        if all(b["df_method"] == "satterthwaite" for b in blocks.values())
+        else "mixed"
+        if any(b["df_method"] == "satterthwaite" for b in blocks.values())
+        else "normal",
+        "coefficients": coefs,
+        "fits": blocks,
+        "skipped_parts": skipped,
+        "messages": [f"{k}: {m}" for k, b in blocks.items() for m in b["messages"]]
+        + [f"skipped {k}: {v}" for k, v in skipped.items()],
+    }
+
+
+def fit_cytokine_illness_kind(
+    data: pd.DataFrame, spec: Mapping[str, Any], estimands: Mapping[str, str], alpha
+):
+    """Kind ``cytokine_illness``: illness effect on each log marker (one LMM per marker)."""
+    blocks: dict[str, dict[str, Any]] = {}
+    skipped: dict[str, str] = {}
+    tests = []
+    record_all: dict[str, Any] = {}
+    for marker in spec["markers"]:
+        outcome = f"log_{marker}"
+        sub_spec = {**spec, "outcome": outcome}
+        formula, re_formula = formulas_for(sub_spec)
+        tobit = spec["censoring"] == "tobit"
+        try:
+            if marker not in data.columns:
+                raise SkipModel(f"{marker}: not in the data (no draws)")
+
+            def derive(df, marker=marker, outcome=outcome, tobit=tobit):
+                if tobit:  # observed log value, or the log LOD where censored (with the flag)
+                    return df.assign(
+                        **{outcome: log_marker(df, marker, "lod"), f"{outcome}_cens": _censored(df, marker)}
+                    )
+                return df.assign(**{outcome: log_marker(df, marker, spec["censoring"])})
+
+            df, record = model_rows(
+                data,
+                sub_spec,
+                estimands,
+                outcome=outcome,
+                terms=[*spec["fixed"], *(spec.get("random") or [])],
+                outcome_type="cytokine",
+                cytokines=[marker],
+                what=f"{spec['label']} ({marker})",
+                derive=derive,
+            )
+            summ = _check_marker(df, marker, spec)
+            require_illness(df, f"{spec['label']} ({marker})")
+        except SkipModel as exc:
+            skipped[marker] = str(exc)
+            continue
+        if tobit:
+            block = _tobit_block(df, formula, outcome, spec, alpha, prefix=f"{marker}: ")
+        else:
+            fit = fit_lmm_robust(
+                df,
+                formula,
+                spec["group"],
+                re_formula,
+                reml=spec["method"] == "REML",
+                engine=spec["engine"],
+                df_method=spec["df_method"],
+                alpha=alpha,
+                prefix=f"{marker}: ",
+            )
+            block = lmm_block(fit)
+        block["draws"] = summ
+        eff = illness_effect(
+            block["coefficients"], f"{marker}: {spec['illness_term']}", scale="log (natural)"
+        )
+        if eff is not None:
+            eff["ratio"] = num(np.exp(eff["estimate"]))
+            eff["ratio_ci_low"] = num(np.exp(eff["ci_low"]))
+            eff["ratio_ci_high"] = num(np.exp(eff["ci_high"]))
+            tests.append(
+                {
+                    "id": f"{marker}:illness",
+                    "label": f"illness effect on log {marker}",
+                    "term": eff["term"],
+                    "estimate": eff["estimate"],
+                    "p_value": eff["p_value"],
+                }
+            )
+        block["illness_effect"] = eff
+        blocks[marker] = block
+        record_all = record
+    out = _combine(blocks, skipped, spec["label"])
+    out["estimands"] = record_all
+    out["censoring"] = spec["censoring"]
+    out["illness_effect"] = None  # effects on markers are not on the score's scale: see fits/tests
+    out["family"] = spec.get("family", "cytokine")
+    out["tests"] = tests
+    out["bh_adjusted"] = adjust_tests(tests)
+    return out
+
+
+def _tobit_block(
+    df: pd.DataFrame, formula: str, outcome: str, spec: Mapping[str, Any], alpha: float, prefix: str
+):
+    """Fit the left-censored random-intercept model; fields as :func:`lmm_block` gives them."""
+    import patsy
+
+    from .censored import fit_tobit_lmm
+
+    if spec.get("random"):
+        raise SkipModel(
+            "the censored (tobit) model has a random intercept only; set random: [] or another censoring"
+        )
+    y_df, x_df = patsy.dmatrices(formula, df, return_type="dataframe")
+    rows = df.loc[y_df.index]
+    n_agq = 10
+    r = fit_tobit_lmm(
+        y_df.iloc[:, 0].to_numpy(),
+        rows[f"{outcome}_cens"].to_numpy(bool),
+        x_df.to_numpy(),
+        rows[spec["group"]].astype(str).to_numpy(),
+        n_agq=n_agq,
+    )
+    coefs = coefficient_rows(list(x_df.columns), r.beta, r.se, alpha=alpha, prefix=prefix)
+    return {
+        "converged": bool(r.converged),
+        "singular": bool(r.singular),
+        "attempts": [a.to_dict() for a in r.attempts],
+        "engine": "ketastats AGQ (censored)",
+        "optimizer": r.optimizer,
+        "method": f"ML, left-censored at the LOD (adaptive Gauss-Hermite, {n_agq} nodes)",
+        "formula": formula,
+        "re_formula": None,
+        "nobs": int(r.nobs),
+        "ncensored": int(r.ncensored),
+        "ngroups": int(r.ngroups),
+        "df_method": "normal",
+        "coefficients": coefs,
+        "fixed": {c["term"]: {"estimate": c["estimate"], "se": c["se"]} for c in coefs},
+        "random": {
+            "group": spec["group"],
+            "names": ["Intercept"],
+            "cov": [[num(r.tau**2)]],
+            "sd": [num(r.tau)],
+        },
+        "residual_variance": num(r.sigma**2),
+        "loglik": num(r.loglik),
+        "blups": {"group": [str(g) for g in r.group_labels], "Intercept": [num(v) for v in r.modes]},
+        "messages": list(r.messages),
+    }
+
+
+def baseline_log_marker(
+    data: pd.DataFrame, marker: str, censoring: str, group: str = "patient_id"
+) -> pd.Series:
+    """Per patient: log marker at the first session (session 1 draw), NaN when not drawn."""
+    first = data["session"] == data.groupby(group)["session"].transform("min")
+    lm = log_marker(data.loc[first], marker, censoring)
+    return pd.Series(lm.to_numpy(), index=data.loc[first, group].to_numpy())
+
+
+def fit_moderation_kind(data: pd.DataFrame, spec: Mapping[str, Any], estimands: Mapping[str, str], alpha):
+    """Kind ``cytokine_moderation``: illness x baseline log marker on the score."""
+    blocks: dict[str, dict[str, Any]] = {}
+    skipped: dict[str, str] = {}
+    tests = []
+    record_all: dict[str, Any] = {}
+    ill = spec["illness_term"]
+    for marker in spec["moderators"]:
+        mod = f"{marker}_base_c"
+        try:
+            if marker not in data.columns:
+                raise SkipModel(f"{marker}: not in the data (no draws)")
+            base = data[data["session"] == data.groupby(spec["group"])["session"].transform("min")]
+            summ = _check_marker(base, marker, {**spec, "min_draws": spec.get("min_patients", 10)})
+            blm = baseline_log_marker(data, marker, spec["censoring"], spec["group"])
+
+            def derive(df, blm=blm, mod=mod):
+                v = df[spec["group"]].map(blm)
+                return df.assign(**{mod: v})
+
+            formula, re_formula = formulas_for(spec, extra_fixed=[mod, f"{ill}:{mod}"])
+            df, record = model_rows(
+                data,
+                spec,
+                estimands,
+                outcome=spec["outcome"],
+                terms=[formula.split("~", 1)[1], re_formula or ""],
+                what=f"{spec['label']} ({marker})",
+                derive=derive,
+            )
+            # centre the moderator at the grand mean over the analysed patients
+            per_patient = df.groupby(spec["group"])[mod].first()
+            df = df.assign(**{mod: df[mod] - per_patient.mean()})
+            require_illness(df, f"{spec['label']} ({marker})", min_sessions=2)
+        except SkipModel as exc:
+            skipped[marker] = str(exc)
+            continue
+        fit = fit_lmm_robust(
+            df,
+            formula,
+            spec["group"],
+            re_formula,
+            reml=spec["method"] == "REML",
+            engine=spec["engine"],
+            df_method=spec["df_method"],
+            alpha=alpha,
+            prefix=f"{marker}: ",
+        )
+        block = lmm_block(fit)
+        block["baseline_draws"] = summ
+        block["moderator"] = {"column": mod, "centred_at": num(per_patient.mean()), "scale": "log"}
+        term = f"{marker}: {ill}:{mod}"
+        row = next(c for c in fit.coefficients if c["term"] == term)
+        block["interaction"] = row
+        tests.append(
+            {
+                "id": f"{marker}:moderation",
+                "label": f"illness x baseline log {marker}",
+                "term": term,
+                "estimate": row["estimate"],
+                "p_value": row["p_value"],
+            }
+        )
+        block["illness_effect"] = illness_effect(
+            fit.coefficients, f"{marker}: {ill}", scale="points", mcid=mcid_for(spec["outcome"])
+        )
+        blocks[marker] = block
+        record_all = record
+    out = _combine(blocks, skipped, spec["label"])
+    out["estimands"] = record_all
+    out["censoring"] = spec["censoring"]
+    out["illness_effect"] = None
+    out["family"] = spec.get("family", "cytokine")
+    out["tests"] = tests
+    out["bh_adjusted"] = adjust_tests(tests)
+    return out

@@ -1,0 +1,267 @@
+"""Linear mixed models of a score: the primary model and its variants (kind ``lmm``).
+
+The primary model (domain.md 4.1-4.2) is
+
+    madrs_ij = b0 + f(progress_ij) + b_gap days_since_prev_ij + b_base madrs_baseline_i
+               + b_W ill_within_ij + b_B ill_between_i + b_lag ill_lag1_ij
+               + u_0i + u_1i progress_ij + e_ij
+
+on the post-baseline ratings (session >= 2; the baseline rating is a covariate), with a
+random intercept and a random slope on treatment progress (infusions received) per patient,
+fitted by REML. ``b_W`` (the within-person illness effect, each patient their own control)
+is the estimand of interest; it is reported in scale points with its 95% CI against the
+instrument's minimal clinically important difference.
+
+Fitting goes through :func:`ketastats.models.fit_mixed` under :func:`fit_with_retries`
+(the configured engine first, then the others); fixed-effect tests use Satterthwaite
+degrees of freedom (:mod:`ketastats.models.inference`) unless the spec asks for the normal
+approximation or the variance-parameter Hessian is not positive definite, and every
+coefficient records which (``df_method``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .common import (
+    as_float,
+    centre_within,
+    coefficient_rows,
+    illness_effect,
+    mcid_for,
+    num,
+    require_columns,
+    require_illness,
+    select_sessions,
+    term_columns,
+)
+from .estimands import apply_estimands
+from .inference import SatterthwaiteResult, satterthwaite
+from .mixed import MixedModelResult, _apply_references, _fast_available, design_matrices, fit_mixed
+from .robust import Diagnosis, RetryOutcome, SkipModel, fit_with_retries
+
+__all__ = ["LMMFit", "fit_lmm_robust", "lmm_block", "fit_lmm_kind", "formulas_for"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LMMFit:
+    """A robustly fitted LMM with its inference."""
+
+    result: MixedModelResult
+    satt: SatterthwaiteResult | None
+    outcome: RetryOutcome
+    coefficients: list[dict[str, Any]]
+    df_method: str
+
+
+def formulas_for(spec: Mapping[str, Any], *, outcome: str | None = None, extra_fixed: Sequence[str] = ()):
+    """``(formula, re_formula)`` from a spec's outcome/fixed/random (or its formula/re_formula)."""
+    if spec.get("formula"):
+        return str(spec["formula"]), spec.get("re_formula")
+    fixed = [*spec["fixed"], *extra_fixed]
+    formula = f"{outcome or spec['outcome']} ~ " + " + ".join(fixed)
+    random = list(spec.get("random") or [])
+    re_formula = ("~" + " + ".join(random)) if random else None
+    return formula, re_formula
+
+
+def fit_lmm_robust(
+    data: pd.DataFrame,
+    formula: str,
+    group: str,
+    re_formula: str | None,
+    *,
+    reml: bool = True,
+    engine: str = "auto",
+    df_method: str = "satterthwaite",
+    alpha: float = 0.05,
+    prefix: str = "",
+) -> LMMFit:
+    """Fit an LMM with retries across engines; Satterthwaite (or normal) inference.
+
+    The attempts are the configured engine, then ``statsmodels`` (which itself starts from
+    several optimizers and keeps the best optimum), then ``fast`` when installed. An
+    attempt is good when it converged, is not singular, and the negative Hessian of the
+    (REML) log-likelihood in the variance parameters is positive definite.
+    """
+    fast_ok = _fast_available()
+    if engine == "auto":
+        # auto = fast when installed and the model is in its class, else statsmodels
+        engines = ["auto", "statsmodels"] if fast_ok else ["statsmodels"]
+    else:
+        engines = [engine] + [e for e in ("statsmodels", "fast") if e != engine and (e != "fast" or fast_ok)]
+    y, X, Z, groups, xnames, _, _ = design_matrices(_apply_references(data, {}), formula, group, re_formula)
+
+    def attempt(eng):
+        def run():
+            res = fit_mixed(data, formula, group, re_formula, reml=reml, engine=eng)
+            sat = satterthwaite(y, X, Z, groups, res.re_cov, res.residual_variance, reml=reml)
+            return res, sat
+
+        return run
+
+    def assess(pair):
+        res, sat = pair
+        msgs = list(res.messages)
+        if not sat.hessian_pd:
+            msgs.append(
+                "the Hessian of the log-likelihood in the variance parameters is not positive definite"
+            )
+        return Diagnosis(res.converged, res.singular, sat.hessian_pd, res.loglik, msgs)
+
+    out = fit_with_retries([(f"engine={e}", attempt(e)) for e in engines], assess)
+    res, sat = out.result
+    use_satt = df_method == "satterthwaite" and sat.hessian_pd
+    coefs = coefficient_rows(
+        list(res.fixed["term"]),
+        res.fixed["estimate"].to_numpy(),
+        res.fixed["se"].to_numpy(),
+        alpha=alpha,
+        df=sat.df if use_satt else None,
+        df_method="satterthwaite",
+        prefix=prefix,
+    )
+    method = "satterthwaite" if use_satt else "normal"
+    if df_method == "satterthwaite" and not use_satt:
+        log.warning("Satterthwaite df unavailable (Hessian not positive definite): normal approximation used")
+    return LMMFit(res, sat, out, coefs, method)
+
+
+def _random_block(res: MixedModelResult) -> dict[str, Any]:
+    cov = np.atleast_2d(res.re_cov)
+    sd = np.sqrt(np.clip(np.diag(cov), 0, None))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        corr = cov / np.outer(sd, sd)
+    return {
+        "group": res.group,
+        "names": list(res.random_names),
+        "cov": [[num(v) for v in row] for row in cov],
+        "sd": [num(v) for v in sd],
+        "corr": [[num(v) for v in row] for row in corr],
+    }
+
+
+def _blups(res: MixedModelResult) -> dict[str, list] | None:
+    if res.blups is None:
+        return None
+    b = res.blups.sort_values("group", key=lambda s: s.astype(str), kind="stable")
+    out: dict[str, list] = {"group": [str(g) for g in b["group"]]}
+    for c in res.random_names:
+        out[str(c)] = [num(v) for v in b[c]]
+    return out
+
+
+def lmm_block(fit: LMMFit) -> dict[str, Any]:
+    """The JSON fields of one fitted LMM (model JSON format)."""
+    res = fit.result
+    return {
+        "converged": bool(fit.outcome.converged),
+        "singular": bool(fit.outcome.singular),
+        "attempts": fit.outcome.attempts_dicts(),
+        "engine": res.engine,
+        "optimizer": res.optimizer,
+        "method": res.method,
+        "formula": res.formula,
+        "re_formula": res.re_formula,
+        "nobs": int(res.nobs),
+        "ngroups": int(res.ngroups),
+        "df_method": fit.df_method,
+        "coefficients": fit.coefficients,
+        "fixed": {
+            str(t): {"estimate": num(e), "se": num(s)}
+            for t, e, s in zip(res.fixed["term"], res.fixed["estimate"], res.fixed["se"])
+        },
+        "random": _random_block(res),
+        "residual_variance": num(res.residual_variance),
+        "loglik": num(res.loglik),
+        "blups": _blups(res),
+        "messages": list(res.messages)
+        + (
+            []
+            if fit.outcome.chosen.ok
+            else [f"best attempt: {fit.outcome.chosen.message or 'not a clean fit'}"]
+        ),
+    }
+
+
+def model_rows(
+    data: pd.DataFrame,
+    spec: Mapping[str, Any],
+    estimands: Mapping[str, str],
+    *,
+    outcome: str,
+    terms: Sequence[str],
+    outcome_type: str = "continuous",
+    cytokines: Sequence[str] = (),
+    what: str = "model",
+    level: str = "session",
+    derive: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Rows a model analyses: estimands, session selection, complete cases, then centring.
+
+    ``derive`` adds columns after the estimands are applied (e.g. log cytokine values, so
+    that draws removed by the illness-medication strategy stay removed).
+    """
+    df, record = apply_estimands(
+        data,
+        estimands,
+        outcome=outcome,
+        outcome_type=outcome_type,
+        cytokine_columns=cytokines,
+        level=level,
+        group=spec["group"],
+    )
+    if derive is not None:
+        df = derive(df)
+    df = select_sessions(df, spec["sessions"], spec["group"])
+    centre = list(spec.get("centre") or [])
+    if "progress_log" not in df.columns and "progress" in df.columns:
+        df = df.assign(progress_log=np.log1p(as_float(df["progress"])))
+    cols = [outcome, *term_columns(terms, centre), spec["group"]]
+    cols = list(dict.fromkeys(cols))
+    require_columns(df, cols, what)
+    df = df.dropna(subset=cols)
+    if df.empty:
+        raise SkipModel(f"{what}: no session has every variable it needs ({', '.join(cols)})")
+    df = centre_within(df, centre, spec["group"])
+    n_pat = df[spec["group"]].nunique()
+    if n_pat < int(spec.get("min_patients", 2)):
+        raise SkipModel(
+            f"{what}: {n_pat} patient(s) with usable sessions (at least {spec['min_patients']} needed)"
+        )
+    return df, record
+
+
+def fit_lmm_kind(data: pd.DataFrame, spec: Mapping[str, Any], estimands: Mapping[str, str], alpha: float):
+    """Kind ``lmm``: one linear mixed model of a score; returns the model JSON fields."""
+    formula, re_formula = formulas_for(spec)
+    outcome = formula.split("~", 1)[0].strip()
+    terms = [formula.split("~", 1)[1], re_formula or ""]
+    df, record = model_rows(data, spec, estimands, outcome=outcome, terms=terms, what=spec["label"])
+    ill_term = spec["illness_term"]
+    if ill_term and ill_term in formula:
+        require_illness(df, spec["label"])
+    fit = fit_lmm_robust(
+        df,
+        formula,
+        spec["group"],
+        re_formula,
+        reml=spec["method"] == "REML",
+        engine=spec["engine"],
+        df_method=spec["df_method"],
+        alpha=alpha,
+    )
+    out = lmm_block(fit)
+    out["estimands"] = record
+    out["illness_effect"] = illness_effect(fit.coefficients, ill_term, scale="points", mcid=mcid_for(outcome))
+    if out["illness_effect"] is not None:
+        out["illness_effect"]["outcome"] = outcome
+    return out

@@ -1,0 +1,149 @@
+"""Run one model specification on a cohort's prepared table: the model JSON.
+
+:func:`run_model` dispatches on the spec's ``kind`` and wraps the result in the envelope
+every model JSON shares (``data/processed/<cohort>/models/<name>.json``)::
+
+    {"name", "kind", "label", "role", "spec", "estimands", "status": "ok"|"skipped"|"failed",
+     "reason", "converged", "singular", "attempts", "engine", "method", "nobs", "ngroups",
+     "df_method", "coefficients": [{"term", "estimate", "se", "ci_low", "ci_high", "p_value",
+     "df", "df_method"}], "illness_effect", "random", "residual_variance", "loglik", "blups",
+     "messages", ...kind-specific blocks}
+
+A model switched off in config, or whose data lack what it needs, is ``"skipped"`` with the
+reason; an unexpected error is ``"failed"`` with the message, unless the spec says
+``required: true``, in which case the error propagates and the workflow stops.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import pandas as pd
+
+from ..exceptions import KetastatsError
+from .robust import SkipModel
+
+__all__ = ["run_model", "empty_result", "KIND_RUNNERS"]
+
+log = logging.getLogger(__name__)
+
+
+def _runners() -> dict[str, Callable[..., dict[str, Any]]]:
+    from .binary import fit_gee_kind, fit_glmm_kind
+    from .cytokines import fit_cytokine_illness_kind, fit_moderation_kind
+    from .lmm import fit_lmm_kind
+    from .mediation import fit_mediation_kind
+    from .slopes import fit_illness_slopes_kind
+
+    return {
+        "lmm": fit_lmm_kind,
+        "gee_binary": fit_gee_kind,
+        "glmm_binary": fit_glmm_kind,
+        "cytokine_illness": fit_cytokine_illness_kind,
+        "cytokine_moderation": fit_moderation_kind,
+        "mediation": fit_mediation_kind,
+        "illness_slopes": fit_illness_slopes_kind,
+    }
+
+
+#: kind -> function(data, spec, estimands, alpha) -> model JSON fields (resolved lazily)
+KIND_RUNNERS: dict[str, Callable[..., dict[str, Any]]] = {}
+
+
+def empty_result(name: str, spec: Mapping[str, Any], estimands: Mapping[str, str]) -> dict[str, Any]:
+    """The envelope with every key present and no estimates."""
+    return {
+        "name": name,
+        "kind": spec.get("kind", "lmm"),
+        "label": spec.get("label") or name,
+        "role": spec.get("role", "secondary"),
+        "spec": dict(spec),
+        "estimands": {k: {"strategy": v} for k, v in estimands.items()},
+        "status": "ok",
+        "reason": None,
+        "converged": None,
+        "singular": None,
+        "attempts": [],
+        "engine": None,
+        "optimizer": None,
+        "method": spec.get("method"),
+        "nobs": None,
+        "ngroups": None,
+        "df_method": None,
+        "coefficients": [],
+        "fixed": {},
+        "illness_effect": None,
+        "random": None,
+        "residual_variance": None,
+        "loglik": None,
+        "blups": None,
+        "messages": [],
+    }
+
+
+def run_model(
+    name: str,
+    spec: Mapping[str, Any],
+    data: pd.DataFrame,
+    estimands: Mapping[str, str],
+    *,
+    alpha: float = 0.05,
+) -> dict[str, Any]:
+    """Fit model ``name`` as specified and return its JSON-ready dictionary.
+
+    Parameters
+    ----------
+    name : str
+        The model's name in config.
+    spec : mapping
+        The resolved specification (:func:`ketastats.config.model_spec`).
+    data : pandas.DataFrame
+        The cohort's prepared session table.
+    estimands : mapping
+        Strategy per intercurrent event (:func:`ketastats.config.cohort_estimands`).
+    alpha : float
+        1 - confidence level of every interval.
+
+    Raises
+    ------
+    KetastatsError
+        Only when the spec says ``required: true`` and the model failed or was skipped.
+    """
+    if not KIND_RUNNERS:
+        KIND_RUNNERS.update(_runners())
+    out = empty_result(name, spec, estimands)
+    if not spec.get("enabled", True):
+        out.update(status="skipped", reason="switched off in config (enabled: false)")
+        log.info("model %s: skipped (switched off in config)", name)
+        return out
+    t0 = time.perf_counter()
+    try:
+        fields = KIND_RUNNERS[spec["kind"]](data.copy(), spec, estimands, alpha)
+    except SkipModel as exc:
+        if spec.get("required"):
+            raise KetastatsError(f"model {name!r} is required but cannot be fitted: {exc}") from exc
+        out.update(status="skipped", reason=str(exc))
+        log.warning("model %s: skipped: %s", name, exc)
+        return out
+    except Exception as exc:  # noqa: BLE001 - reported in the JSON, never hidden
+        if spec.get("required"):
+            raise
+        out.update(status="failed", reason=f"{type(exc).__name__}: {exc}")
+        log.exception("model %s failed", name)
+        return out
+    out.update(fields)
+    log.info("model %s fitted in %.1f s", name, time.perf_counter() - t0)
+    if out.get("converged") is False:
+        out["messages"] = [*out.get("messages", []), "did not converge: estimates are unreliable"]
+    if out.get("singular"):
+        out["messages"] = [
+            *out.get("messages", []),
+            "singular fit: a variance parameter is at its boundary or the Hessian is not positive definite",
+        ]
+    log.info(
+        "model %s: %s (converged=%s, singular=%s)", name, out["status"], out["converged"], out["singular"]
+    )
+    return out

@@ -1,0 +1,262 @@
+"""Model specifications: the kinds of model, their defaults, and per-cohort resolution.
+
+A model specification is a plain mapping read from ``config/config.yaml`` (``models:``).
+Each names a ``kind`` (what is fitted) and the fields that kind reads; every field not
+given takes the kind's default from :data:`KIND_DEFAULTS`. A cohort may override any field
+of a named specification, or switch it off, under ``cohorts.<name>.models.<model>``;
+:func:`resolve_spec` applies project defaults, then the project's spec, then the cohort's
+overrides, so that the Snakemake workflow and the command line see the same model.
+
+Kinds
+-----
+``lmm``
+    Linear mixed model of a score (the primary model, and sensitivity variants).
+``gee_binary``
+    Logistic GEE with an exchangeable working correlation (response/remission per session,
+    or at the end of the course with one row per patient).
+``glmm_binary``
+    Random-intercept logistic model by maximum likelihood (adaptive Gauss-Hermite).
+``cytokine_illness``
+    Effect of illness on each cytokine marker, log scale, one mixed model per marker.
+``cytokine_moderation``
+    Illness x baseline log marker (grand-mean centred) on the score, with a random slope
+    for illness.
+``mediation``
+    Within-person 1-1-1 mediation illness -> log marker -> score, Monte Carlo CI of the
+    indirect effect.
+``illness_slopes``
+    Spread of patient-level illness effects (random slope on within-person illness) with
+    the patients' BLUPs.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from typing import Any
+
+from ..exceptions import ConfigError
+
+__all__ = [
+    "KINDS",
+    "KIND_DEFAULTS",
+    "COMMON_DEFAULTS",
+    "ESTIMAND_EVENTS",
+    "STRATEGIES",
+    "DEFAULT_ESTIMANDS",
+    "MCID",
+    "resolve_spec",
+    "resolve_estimands",
+    "spec_problems",
+]
+
+#: every kind of model the statistics module can fit
+KINDS = (
+    "lmm",
+    "gee_binary",
+    "glmm_binary",
+    "cytokine_illness",
+    "cytokine_moderation",
+    "mediation",
+    "illness_slopes",
+)
+
+#: intercurrent events (ICH E9(R1)) and the strategies that may be chosen for each
+ESTIMAND_EVENTS = ("postponement", "dose_change", "discontinuation", "illness_medication")
+STRATEGIES = ("treatment_policy", "hypothetical", "composite", "while_on_treatment", "principal_stratum")
+
+#: project defaults (domain.md 4.3): treatment policy for the course, while-on-treatment
+#: (draws before illness medication) for cytokine outcomes
+DEFAULT_ESTIMANDS = {
+    "postponement": "treatment_policy",
+    "dose_change": "treatment_policy",
+    "discontinuation": "treatment_policy",
+    "illness_medication": "while_on_treatment",
+}
+
+#: minimal clinically important differences, points (used when ketastats.contract has none;
+#: none is established for the MADRS subscale without items 4-8, so it has none here).
+#: MADRS: distribution-based MCID 1.6-1.9, "about 2 points" (Duru & Fantino 2008, Curr Med
+#: Res Opin 24:1329-35; domain.md 1.6); anchor-based MID 3-6 (Hengartner & Ploderl 2021).
+MCID = {"madrs": 2.0}
+
+_PRIMARY_FIXED = [
+    "progress",
+    "progress_log",
+    "days_since_prev",
+    "madrs_baseline",
+    "ill_within",
+    "ill_between",
+    "ill_lag1",
+]
+
+#: fields every kind accepts, with their defaults
+COMMON_DEFAULTS: dict[str, Any] = {
+    "enabled": True,
+    "required": False,
+    "label": None,
+    "role": "secondary",
+    "group": "patient_id",
+    "sessions": "post_baseline",
+    "centre": ["ill"],
+    "method": "REML",
+    "engine": "auto",
+    "df_method": "satterthwaite",
+    "illness_term": "ill_within",
+    "min_patients": 10,
+}
+
+#: defaults per kind (on top of COMMON_DEFAULTS)
+KIND_DEFAULTS: dict[str, dict[str, Any]] = {
+    "lmm": {
+        "outcome": "madrs",
+        "fixed": list(_PRIMARY_FIXED),
+        "random": ["progress"],
+        "formula": None,
+        "re_formula": None,
+    },
+    "gee_binary": {
+        "outcome": "madrs_response",
+        "fixed": ["progress", "progress_log", "madrs_baseline", "ill_within", "ill_between", "ill_lag1"],
+        "level": "session",
+        "correlation": "exchangeable",
+        "df_method": "normal",
+        "min_events": 10,
+    },
+    "glmm_binary": {
+        "outcome": "madrs_response",
+        "fixed": ["progress", "progress_log", "madrs_baseline", "ill_within", "ill_between", "ill_lag1"],
+        "n_agq": 10,
+        "df_method": "normal",
+        "min_events": 10,
+    },
+    "cytokine_illness": {
+        "markers": ["il6_pg_ml", "tnfa_pg_ml", "il1b_pg_ml", "crp_mg_l"],
+        "fixed": ["ill_within", "ill_between", "progress"],
+        "random": [],
+        "sessions": "all",
+        "censoring": "tobit",
+        "max_censored_fraction": 0.8,
+        "min_draws": 20,
+        "family": "cytokine",
+    },
+    "cytokine_moderation": {
+        "outcome": "madrs",
+        "moderators": ["il6_pg_ml", "crp_mg_l"],
+        "fixed": list(_PRIMARY_FIXED),
+        "random": ["progress", "ill_within"],
+        "censoring": "lod_sqrt2",
+        "max_censored_fraction": 0.3,
+        "family": "cytokine",
+    },
+    "mediation": {
+        "outcome": "madrs",
+        "mediator": "il6_pg_ml",
+        "fixed": ["progress", "progress_log", "days_since_prev", "madrs_baseline", "ill_between"],
+        "random": [],
+        "censoring": "lod_sqrt2",
+        "max_censored_fraction": 0.3,
+        "min_draws": 20,
+        "n_draws": 100000,
+        "seed": 20261125,
+        "family": "cytokine",
+    },
+    "illness_slopes": {
+        "outcome": "madrs",
+        "fixed": list(_PRIMARY_FIXED),
+        "random": ["progress", "ill_within"],
+    },
+}
+
+
+def resolve_spec(
+    name: str, project_spec: Mapping[str, Any], override: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The full specification of model ``name``: defaults <- project spec <- cohort override.
+
+    Parameters
+    ----------
+    name : str
+        The model's name (key under ``models:``).
+    project_spec : mapping
+        ``models.<name>`` from the config.
+    override : mapping, optional
+        ``cohorts.<cohort>.models.<name>``: any field to replace, or ``enabled: false``.
+
+    Returns
+    -------
+    dict
+        Every field of the kind, with ``kind`` and ``label`` filled in.
+
+    Examples
+    --------
+    >>> s = resolve_spec("primary", {"kind": "lmm", "role": "primary"}, {"method": "ML"})
+    >>> s["method"], s["random"], s["outcome"]
+    ('ML', ['progress'], 'madrs')
+    """
+    kind = (override or {}).get("kind") or project_spec.get("kind") or "lmm"
+    if kind not in KIND_DEFAULTS:
+        raise ConfigError(
+            f"models.{name}.kind: {kind!r} is not a model kind; use one of: {', '.join(KINDS)}."
+        )
+    spec: dict[str, Any] = copy.deepcopy(COMMON_DEFAULTS)
+    spec.update(copy.deepcopy(KIND_DEFAULTS[kind]))
+    spec.update(copy.deepcopy(dict(project_spec)))
+    spec.update(copy.deepcopy(dict(override or {})))
+    spec["kind"] = kind
+    if not spec.get("label"):
+        spec["label"] = name.replace("_", " ")
+    return spec
+
+
+def resolve_estimands(
+    project: Mapping[str, str] | None, override: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """Strategy per intercurrent event: :data:`DEFAULT_ESTIMANDS` <- project <- cohort."""
+    out = dict(DEFAULT_ESTIMANDS)
+    out.update(dict(project or {}))
+    out.update(dict(override or {}))
+    return out
+
+
+def spec_problems(where: str, spec: Mapping[str, Any]) -> list[str]:
+    """Cross-field problems of a resolved spec that the JSON schema cannot express."""
+    problems = []
+    kind = spec["kind"]
+    formula = spec.get("formula")
+    if formula is not None and "~" not in str(formula):
+        problems.append(f"{where}.formula: {formula!r} has no '~'; write it as 'outcome ~ term + term'.")
+    re_f = spec.get("re_formula")
+    if re_f is not None and not str(re_f).strip().startswith("~"):
+        problems.append(f"{where}.re_formula: {re_f!r} must start with '~' (e.g. '~session').")
+    if kind != "lmm" and (formula is not None or re_f is not None):
+        problems.append(
+            f"{where}: formula/re_formula are only for kind lmm; use outcome, fixed and random for {kind}."
+        )
+    if kind in ("lmm", "gee_binary", "glmm_binary", "illness_slopes") and formula is None:
+        if not spec.get("outcome"):
+            problems.append(f"{where}.outcome: required for kind {kind} (e.g. madrs).")
+        if not spec.get("fixed"):
+            problems.append(f"{where}.fixed: give at least one fixed-effect term.")
+    if kind == "illness_slopes" and spec["illness_term"] not in spec.get("random", []):
+        problems.append(
+            f"{where}.random: kind illness_slopes needs a random slope on the illness term "
+            f"{spec['illness_term']!r}; add it to random."
+        )
+    if kind == "cytokine_moderation" and spec["illness_term"] not in spec.get("random", []):
+        problems.append(
+            f"{where}.random: a cross-level interaction needs a random slope for {spec['illness_term']!r} "
+            "(Heisig & Schaeffer 2019); add it to random."
+        )
+    if spec.get("censoring") == "tobit" and kind != "cytokine_illness":
+        problems.append(
+            f"{where}.censoring: tobit (a censored outcome model) is for kind cytokine_illness; the marker is "
+            f"a covariate in {kind}: use lod_sqrt2, lod_half or exclude."
+        )
+    if kind == "cytokine_illness" and spec.get("censoring") == "tobit" and spec.get("random"):
+        problems.append(
+            f"{where}.random: the censored (tobit) model has a random intercept only; remove random."
+        )
+    if kind == "glmm_binary" and spec.get("random"):
+        problems.append(f"{where}.random: kind glmm_binary fits a random intercept only; remove random.")
+    return problems
