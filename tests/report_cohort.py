@@ -1,0 +1,112 @@
+"""A small synthetic cohort for the report tests: prepared sessions, model JSONs, input info.
+
+The MADRS follows a known linear mixed model (random intercept and slope on session), so
+that the report's tests can check estimates against the simulated truth. The cohort is
+built without ``ketastats.simulate`` (another module), with the prepared table's columns.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ketastats.pipeline import step_fit
+from ketastats.prepare import prepare_sessions
+
+TRUTH = {"intercept": 32.0, "session": -3.0, "ill": 3.0, "sd_intercept": 4.0, "sd_slope": 0.8, "sigma": 3.0}
+
+MODELS = {
+    "primary": {
+        "formula": "madrs ~ session + ill",
+        "re_formula": "~session",
+        "method": "REML",
+        "engine": "statsmodels",
+    },
+    "ri_only": {
+        "formula": "madrs ~ session + ill",
+        "re_formula": None,
+        "method": "REML",
+        "engine": "statsmodels",
+    },
+}
+
+CONFIG = {
+    "cohorts": {"synth": {"input": "data/raw/synth/sessions.csv", "format": "csv", "columns": {}}},
+    "models": MODELS,
+    "report": {"small_cell_threshold": 10, "confidence_level": 0.95},
+}
+
+
+def make_sessions(n_patients: int = 80, n_sessions: int = 6, seed: int = 1) -> pd.DataFrame:
+    """Validated-table-like sessions (before ``prepare_sessions``)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n_patients):
+        b0 = rng.normal(0, TRUTH["sd_intercept"])
+        b1 = rng.normal(0, TRUTH["sd_slope"])
+        age = float(np.clip(rng.normal(45, 12), 18, 89))
+        sex = "female" if rng.random() < 0.55 else "male"
+        bmi = float(rng.lognormal(np.log(27), 0.15))
+        antidep = int(rng.random() < 0.6)
+        benzo = int(rng.random() < 0.3)
+        prone = rng.random() < 0.35
+        day = 0
+        lod = 0.15
+        for s in range(1, n_sessions + 1):
+            if s > 1:
+                day += int(rng.integers(2, 5))
+            ill = int(prone and s > 1 and rng.random() < 0.35)
+            y = TRUTH["intercept"] + b0 + (TRUTH["session"] + b1) * s + TRUTH["ill"] * ill
+            y += rng.normal(0, TRUTH["sigma"])
+            il6 = float(np.exp(rng.normal(np.log(0.8) + 0.9 * ill, 0.9)))
+            rows.append(
+                {
+                    "patient_id": f"P{i:03d}",
+                    "session": s,
+                    "day": day,
+                    "age": round(age),
+                    "sex": sex,
+                    "bmi": round(bmi, 1) if rng.random() > 0.05 else np.nan,
+                    "madrs": float(np.clip(round(y), 0, 60)) if rng.random() > 0.04 else np.nan,
+                    "ill": ill,
+                    "illness_type": (["cold", "flu", "gi"][int(rng.integers(0, 3))] if ill else None),
+                    "il6_pg_ml": il6 if il6 >= lod else np.nan,
+                    "il6_pg_ml_lod": lod,
+                    "il6_pg_ml_censored": il6 < lod,
+                    "dose_mg_kg": 0.5,
+                    "antidepressant": antidep,
+                    "benzodiazepine": benzo,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def build(tmp: Path, n_patients: int = 80, seed: int = 1, models: dict | None = None) -> dict:
+    """Write a runnable report input set under ``tmp`` (relative paths as the workflow's)."""
+    models = MODELS if models is None else models
+    raw = make_sessions(n_patients, seed=seed)
+    (tmp / "data/raw/synth").mkdir(parents=True, exist_ok=True)
+    raw_csv = tmp / "data/raw/synth/sessions.csv"
+    raw.to_csv(raw_csv, index=False)
+    prepared = prepare_sessions(raw)
+    proc = tmp / "data/processed/synth"
+    (proc / "models").mkdir(parents=True, exist_ok=True)
+    prepared.to_parquet(proc / "sessions.parquet", index=False)
+    info = {
+        "cohort": "synth",
+        "file": "data/raw/synth/sessions.csv",
+        "sha256": hashlib.sha256(raw_csv.read_bytes()).hexdigest(),
+        "records": int(len(raw)),
+        "patients": int(raw["patient_id"].nunique()),
+        "warnings": 0,
+    }
+    (proc / "input.json").write_text(json.dumps(info))
+    paths = {}
+    for name, spec in models.items():
+        paths[name] = proc / "models" / f"{name}.json"
+        step_fit(prepared, spec, paths[name])
+    return {"root": tmp, "sessions": proc / "sessions.parquet", "input": proc / "input.json", "models": paths}
