@@ -38,5 +38,6 @@ def cohort_extra_inputs(wildcards):
 
 def all_outputs():
     return expand(
-        ["reports/{cohort}/results.json", "reports/{cohort}/report.html"], cohort=COHORTS
+        ["reports/{cohort}/results.json", "reports/{cohort}/report.html", "reports/{cohort}/report.pdf"],
+        cohort=COHORTS,
     )
