@@ -7,8 +7,12 @@ built without ``ketastats.simulate`` (another module), with the prepared table's
 
 from __future__ import annotations
 
+import atexit
+import functools
 import hashlib
 import json
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -110,3 +114,47 @@ def build(tmp: Path, n_patients: int = 80, seed: int = 1, models: dict | None = 
         paths[name] = proc / "models" / f"{name}.json"
         step_fit(prepared, spec, paths[name])
     return {"root": tmp, "sessions": proc / "sessions.parquet", "input": proc / "input.json", "models": paths}
+
+
+@functools.cache
+def built(n_patients: int = 80, seed: int = 1) -> dict:
+    """:func:`build` once per test session (in a temporary folder removed at exit)."""
+    tmp = Path(tempfile.mkdtemp(prefix="ketastats-report-"))
+    atexit.register(shutil.rmtree, tmp, ignore_errors=True)
+    return build(tmp, n_patients=n_patients, seed=seed)
+
+
+def run_report(
+    b: dict, out: Path, *, command: str = "pytest", run_date: str = "2026-01-01 00:00 UTC", pdf: bool = False
+) -> dict:
+    """``step_report`` on a built cohort, writing everything under ``out``."""
+    from ketastats.pipeline import step_report
+
+    out.mkdir(parents=True, exist_ok=True)
+    step_report(
+        "synth",
+        CONFIG,
+        sessions=b["sessions"],
+        input_json=b["input"],
+        model_jsons=b["models"],
+        out_results=out / "results.json",
+        out_html=out / "report.html",
+        root=b["root"],
+        command=command,
+        figures_dir=out / "figures",
+        tables_dir=out / "tables",
+        out_pdf=out / "report.pdf" if pdf else None,
+        run_date=run_date,
+    )
+    return {
+        "dir": out,
+        "results": json.loads((out / "results.json").read_text()),
+        "html": (out / "report.html").read_text(),
+    }
+
+
+@functools.cache
+def rendered() -> dict:
+    """The synthetic cohort's report, rendered once per test session."""
+    b = built()
+    return run_report(b, b["root"] / "reports" / "synth")
