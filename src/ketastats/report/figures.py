@@ -209,7 +209,7 @@ def illness_timeline_figure(sessions: pd.DataFrame, max_patients: int = 80):
         return message_figure("No session with acute illness was recorded.")
     first_ill = df[df["ill"] == 1].groupby("patient_id")["day"].min().loc[ids]
     order = first_ill.sort_values(kind="stable").index[:max_patients]
-    fig, ax = _new(figsize=(9, 1.2 + 0.12 * len(order)))
+    fig, ax = _new(figsize=(9, max(2.6, 1.2 + 0.12 * len(order))))
     types = (
         sorted(df.loc[df["ill"] == 1, "illness_type"].dropna().astype(str).unique())
         if "illness_type" in df

@@ -144,8 +144,8 @@ def methods_section(results: Mapping[str, Any]) -> dict[str, Any]:
         f"{level}% confidence intervals."
     )
     paras.append(
-        f"Small-cell suppression [cms2020]: counts of 1 to {s['small_cell_threshold']} patients or "
-        f"sessions are not shown anywhere in this report or in results.json (shown as "
+        f"Small-cell suppression [cms2020]: counts of patients or sessions from 1 to "
+        f"{s['small_cell_threshold']} are not shown anywhere in this report or in results.json (shown as "
         f"&lt;{s['small_cell_threshold'] + 1}), nor are cells from which such a count could be derived "
         "through totals, complements or differences (shown as 'suppressed'); statistics computed from "
         "so few patients are not shown either."

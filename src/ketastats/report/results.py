@@ -445,8 +445,8 @@ def summary_sentences(results: Mapping[str, Any]) -> list[str]:
         )
     if results["suppression"]["applied"]:
         out.append(
-            f"Counts of 1 to {results['settings']['small_cell_threshold']} patients or sessions are not shown "
-            "(small-cell suppression; see the Suppression section)."
+            f"Counts of patients or sessions from 1 to {results['settings']['small_cell_threshold']} are not "
+            "shown (small-cell suppression; see the Suppression section)."
         )
     return out
 

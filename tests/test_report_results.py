@@ -1,0 +1,264 @@
+"""results.json and report.html from a synthetic cohort with known truth."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import report_cohort as rc
+
+from ketastats.report import FIGURES, TABLES, build_results
+from ketastats.report.suppression import SUPPRESSED, is_small
+
+SECTIONS = [
+    "summary",
+    "data-flow",
+    "table1",
+    "trajectories",
+    "illness",
+    "cytokines",
+    "primary-model",
+    "forest",
+    "diagnostics",
+    "other-models",
+    "methods",
+    "suppression",
+    "provenance",
+]
+
+
+@pytest.fixture(scope="module")
+def rep():
+    return rc.rendered()
+
+
+def counts_shown(res: dict):
+    """Every count results.json holds, with where it is."""
+    f = res["data_flow"]
+    for k in (
+        "records_received",
+        "patients_received",
+        "records_analysed",
+        "patients_analysed",
+        "patients_excluded",
+    ):
+        yield f"data_flow.{k}", f[k]
+    for e in f["excluded"]:
+        yield "data_flow.excluded", e["records"]
+    for k, v in res["table1"]["n"].items():
+        yield f"table1.n.{k}", v
+    for row in res["table1"]["rows"]:
+        for k, cell in row["cells"].items():
+            yield f"table1.{row['variable']}.{row['level']}.{k}", cell.get("n")
+            yield f"table1.{row['variable']}.missing.{k}", row["missing"][k]
+    ill = res["illness"]
+    for k in ("sessions", "ill_sessions", "patients", "ever_ill", "never_ill"):
+        yield f"illness.{k}", ill[k]
+    for t in ill["by_type"]:
+        yield f"illness.type.{t['type']}", t["sessions"]
+    for by in ("by_session", "by_day"):
+        for row in res["trajectories"][by]:
+            yield f"trajectories.{by}", row["n"]
+    for c in res["cytokines"]:
+        for k in ("measured", "detected", "below_lod"):
+            yield f"cytokines.{c['marker']}.{k}", c[k]
+    for name, m in res["models"].items():
+        yield f"models.{name}.nobs", m["nobs"]
+        yield f"models.{name}.ngroups", m["ngroups"]
+
+
+def test_every_count_in_results_json_is_suppressed_when_small(rep):
+    res = rep["results"]
+    seen = list(counts_shown(res))
+    assert len(seen) > 50
+    for where, v in seen:
+        assert not (isinstance(v, int) and is_small(v, 10)), (where, v)
+    assert res["suppression"]["applied"]
+    # the Suppression section names every place where cells were hidden
+    html = rep["html"]
+    section = html.split('id="suppression"')[1].split("</section>")[0]
+    for s in res["suppression"]["summary"]:
+        assert s["where"] in section
+
+
+def test_data_flow_adds_up_and_matches_the_model(rep):
+    res, b = rep["results"], rc.built()
+    f = res["data_flow"]
+    raw = pd.read_csv(b["root"] / "data/raw/synth/sessions.csv")
+    assert f["records_received"] == len(raw) and f["patients_received"] == raw["patient_id"].nunique()
+    shown = [e["records"] for e in f["excluded"]]
+    assert all(isinstance(v, int) for v in shown)  # 80 patients, 4% missing: nothing small here
+    assert f["records_received"] == sum(shown) + f["records_analysed"]
+    assert f["records_analysed"] == json.loads(b["models"]["primary"].read_text())["nobs"]
+    assert f["excluded"][0]["records"] == int(raw["madrs"].isna().sum())
+
+
+def test_primary_estimates_recover_the_simulated_truth(rep):
+    res = rep["results"]
+    coefs = {c["term"]: c for c in res["models"]["primary"]["coefficients"]}
+    for term, truth in (("ill", rc.TRUTH["ill"]), ("session", rc.TRUTH["session"])):
+        assert coefs[term]["ci_low"] < truth < coefs[term]["ci_high"], term
+    eff = res["models"]["primary"]["illness_effect"]
+    assert eff["term"] == "ill" and eff["estimate"] == coefs["ill"]["estimate"]
+    assert [e["model"] for e in res["illness_effects"]] == ["primary", "ri_only"]
+
+
+def test_summary_sentences_hold_the_numbers_and_are_in_the_report(rep):
+    res, html = rep["results"], rep["html"]
+    eff = res["models"]["primary"]["illness_effect"]
+    text = " ".join(res["summary"])
+    assert f"{abs(eff['estimate']):.2f} points higher" in text
+    assert f"{eff['ci_low']:.2f} to {eff['ci_high']:.2f}" in text
+    assert (
+        f"{res['data_flow']['patients_analysed']} patients with {res['data_flow']['records_analysed']} rated"
+        in text
+    )
+    for s in res["summary"]:
+        assert s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("'", "&#39;") in html
+    # no count from 1 to 10 in a sentence (the threshold itself is named, as a rule)
+    for s in res["summary"]:
+        for m in re.finditer(r"\b(\d+) (?:of \d+ )?(?:patients|sessions|session records|rated)", s):
+            assert not is_small(int(m.group(1)), 10), s
+
+
+def test_every_section_figure_and_table_is_present(rep):
+    html, out = rep["html"], rep["dir"]
+    for sid in SECTIONS:
+        assert f'id="{sid}"' in html, sid
+    for name in FIGURES:
+        png, svg = out / "figures" / f"{name}.png", out / "figures" / f"{name}.svg"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and svg.read_text().lstrip().startswith("<?xml")
+    for name in TABLES:
+        assert (out / "tables" / f"{name}.csv").stat().st_size > 0
+    assert html.count("<img ") == len(FIGURES)
+    for url in re.findall(r'(?:src|href)="([^"]*)"', html):
+        assert url.startswith(("data:", "#")), url
+    t1 = pd.read_csv(out / "tables" / "table1.csv", dtype=str)
+    assert t1.iloc[0]["Overall"] == str(rep["results"]["table1"]["n"]["overall"])
+
+
+def test_methods_name_the_models_software_and_references(rep):
+    res = rep["results"]
+    text = " ".join(res["methods"]["paragraphs"])
+    assert "madrs ~ session + ill" in text and "restricted maximum likelihood" in text
+    assert f"statsmodels {res['provenance']['packages']['statsmodels']}" in text
+    keys = {r["key"] for r in res["methods"]["references"]}
+    assert {"bates2015", "montgomery1979", "cms2020", "austin2009"} <= keys
+    for k in keys:
+        assert f"[{k}" in text or f"; {k}]" in text
+
+
+def test_outputs_are_reproducible_and_html_differs_only_in_run_date(rep, tmp_path):
+    again = rc.run_report(
+        rc.built(), tmp_path / "again", command="other command", run_date="2030-05-05 05:05 UTC"
+    )
+    a, b = rep["dir"], again["dir"]
+    assert (a / "results.json").read_bytes() == (b / "results.json").read_bytes()
+    assert "pytest" not in (a / "results.json").read_text()  # the command is in the HTML only
+    for name in FIGURES:
+        for ext in ("png", "svg"):
+            assert (a / "figures" / f"{name}.{ext}").read_bytes() == (
+                b / "figures" / f"{name}.{ext}"
+            ).read_bytes(), name
+    for name in TABLES:
+        assert (a / "tables" / f"{name}.csv").read_bytes() == (b / "tables" / f"{name}.csv").read_bytes()
+    norm = [
+        h.replace("2026-01-01 00:00 UTC", "DATE").replace("2030-05-05 05:05 UTC", "DATE")
+        for h in (rep["html"], again["html"])
+    ]
+    assert norm[0].replace("<code>pytest</code>", "<code>CMD</code>") == norm[1].replace(
+        "<code>other command</code>", "<code>CMD</code>"
+    )
+
+
+def test_recovery_and_power_sections_appear_only_with_their_files(rep, tmp_path):
+    assert 'id="recovery"' not in rep["html"] and rep["results"]["recovery"] is None
+    out = tmp_path / "sim"
+    (out / "recovery").mkdir(parents=True)
+    (out / "power").mkdir()
+    rows = [
+        {
+            "scenario": "sickness",
+            "n": 200,
+            "bias": 0.0123,
+            "emp_se": 0.51,
+            "mean_se": 0.5,
+            "coverage": 0.947,
+            "rejection_rate": 0.81,
+        }
+    ]
+    (out / "recovery/summary.json").write_text(json.dumps({"rows": rows}))
+    (out / "power/summary.json").write_text(
+        json.dumps([{"n": 100, "power": 0.4567}, {"n": 200, "power": 0.8123}])
+    )
+    got = rc.run_report(rc.built(), out)
+    assert got["results"]["recovery"]["rows"] == rows
+    recovery = got["html"].split('id="recovery"')[1].split("</section>")[0]
+    assert "sickness" in recovery and "0.012" in recovery and "0.947" in recovery
+    power = got["html"].split('id="power"')[1].split("</section>")[0]
+    assert "0.457" in power and "0.812" in power
+
+
+def test_failed_and_sparse_model_files_are_reported_not_fatal():
+    b = rc.built()
+    sessions = pd.read_parquet(b["sessions"])
+    primary = json.loads(b["models"]["primary"].read_text())
+    sparse = {
+        k: primary[k] for k in ("coefficients", "nobs", "ngroups", "random", "residual_variance", "loglik")
+    }
+    models = {
+        "primary": primary,
+        "bare": sparse,  # no status, spec, method, engine, label...
+        "mmrm": {"status": "skipped", "reason": "needs at least 3 sessions per patient", "label": "MMRM"},
+    }
+    info = json.loads(b["input"].read_text())
+    prov = {
+        "input": {"file": info["file"], "sha256": info["sha256"]},
+        "packages": {},
+        "git_commit": "x",
+        "config_yaml": "",
+    }
+    res = build_results(
+        "synth", sessions, info, models, prov, {"small_cell_threshold": 10, "confidence_level": 0.95}
+    )
+    assert res["models"]["bare"]["status"] == "ok" and res["models"]["mmrm"]["status"] == "skipped"
+    assert [e["model"] for e in res["illness_effects"]] == ["primary", "bare"]
+    assert any("MMRM (skipped: needs at least 3 sessions per patient)" in s for s in res["summary"])
+    # two models with the same counts: nothing to derive from their difference
+    assert res["models"]["bare"]["nobs"] == res["models"]["primary"]["nobs"]
+
+
+def test_model_counts_that_differ_by_a_small_number_are_suppressed():
+    b = rc.built()
+    sessions = pd.read_parquet(b["sessions"])
+    primary = json.loads(b["models"]["primary"].read_text())
+    sens = dict(primary, nobs=primary["nobs"] - 4, label="without sessions near onset")  # 4 sessions fewer
+    info = json.loads(b["input"].read_text())
+    prov = {
+        "input": {"file": info["file"], "sha256": info["sha256"]},
+        "packages": {},
+        "git_commit": "x",
+        "config_yaml": "",
+    }
+    res = build_results(
+        "synth",
+        sessions,
+        info,
+        {"primary": primary, "sens": sens},
+        prov,
+        {"small_cell_threshold": 10, "confidence_level": 0.95},
+    )
+    assert SUPPRESSED in (res["models"]["primary"]["nobs"], res["models"]["sens"]["nobs"])
+    assert any(e["where"] == "Data flow and model counts" for e in res["suppression"]["entries"])
+
+
+def test_small_cohort_suppresses_the_data_flow(tmp_path):
+    b = rc.build(tmp_path, n_patients=9, seed=4, models={"primary": rc.MODELS["primary"]})
+    got = rc.run_report(b, Path(tmp_path) / "out")
+    f = got["results"]["data_flow"]
+    assert f["patients_received"] == "<11" and f["patients_analysed"] == "<11"
+    assert "9 patients" not in " ".join(got["results"]["summary"])
+    assert "Data flow and model counts" in got["html"].split('id="suppression"')[1]
