@@ -66,10 +66,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     f.add_argument("--json", dest="json_out", type=Path, required=True, help="write results as JSON here")
 
-    r = sub.add_parser("report", help="render results.json and report.html for a cohort already run")
+    r = sub.add_parser(
+        "report", help="render results.json, report.html, figures and tables for a cohort already run"
+    )
     r.add_argument("--cohort", required=True)
     r.add_argument("--config", type=Path, default=Path("config/config.yaml"))
     r.add_argument("--root", type=Path, default=Path("."), help="project folder (default: here)")
+    r.add_argument("--pdf", action="store_true", help="also print report.pdf (needs Chromium)")
     return p
 
 
@@ -191,8 +194,11 @@ def cmd_report(a: argparse.Namespace) -> int:
         out_html=out / "report.html",
         root=a.root,
         command="ketastats " + " ".join(sys.argv[1:]),
+        figures_dir=out / "figures",
+        tables_dir=out / "tables",
+        out_pdf=out / "report.pdf" if a.pdf else None,
     )
-    log.info("wrote %s and %s", out / "results.json", out / "report.html")
+    log.info("wrote %s, %s, figures/ and tables/", out / "results.json", out / "report.html")
     return 0
 
 

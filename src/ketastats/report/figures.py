@@ -184,6 +184,14 @@ def trajectory_figure(
             fontsize=6.5,
             color="0.4",
         )
+    lo, hi = axes[0].get_xlim()
+    if not rows.empty:
+        lo, hi = min(lo, min(xs.values()) - 0.3), max(hi, max(xs.values()) + 0.3)
+    axes[1].set_xlim(lo, hi)  # the counts are placed in data coordinates: keep them on the axis
+    if not axes[1].lines:
+        axes[1].text(
+            0.5, 0.5, "no mean shown: too few patients per point", transform=axes[1].transAxes, ha="center"
+        )
     axes[1].set_title(f"Mean with {round(100 * level)}% CI, by illness during the course")
     axes[1].set_xlabel(xlabel if by == "session" else f"Study day ({day_bin}-day bins)")
     if axes[1].lines:
