@@ -262,3 +262,42 @@ def test_small_cohort_suppresses_the_data_flow(tmp_path):
     assert f["patients_received"] == "<11" and f["patients_analysed"] == "<11"
     assert "9 patients" not in " ".join(got["results"]["summary"])
     assert "Data flow and model counts" in got["html"].split('id="suppression"')[1]
+
+
+def test_effects_on_other_scales_stay_out_of_the_forest_plot():
+    b = rc.built()
+    sessions = pd.read_parquet(b["sessions"])
+    primary = json.loads(b["models"]["primary"].read_text())
+    logit = {
+        "label": "Response (logistic)",
+        "kind": "glmm",
+        "nobs": primary["nobs"],
+        "ngroups": primary["ngroups"],
+        "coefficients": [],
+        "illness_effect": {
+            "term": "ill",
+            "estimate": 0.7,
+            "ci_low": 0.5,
+            "ci_high": 0.98,
+            "scale": "odds ratio",
+        },
+    }
+    info = json.loads(b["input"].read_text())
+    prov = {
+        "input": {"file": info["file"], "sha256": info["sha256"]},
+        "packages": {},
+        "git_commit": "x",
+        "config_yaml": "",
+    }
+    res = build_results(
+        "synth",
+        sessions,
+        info,
+        {"primary": primary, "response": logit},
+        prov,
+        {"small_cell_threshold": 10, "confidence_level": 0.95},
+    )
+    assert [e["model"] for e in res["illness_effects"]] == ["primary"]
+    assert [(e["model"], e["scale"]) for e in res["illness_effects_other_scales"]] == [
+        ("response", "odds ratio")
+    ]

@@ -120,21 +120,36 @@ def trajectory_figure(
     score: str = "madrs",
     level: float = 0.95,
     day_bin: int = 7,
+    group_n: Mapping[str, Any] | None = None,
 ):
     """Individual trajectories (left) and means with CI by ever-ill status (right).
 
     ``summary`` is ``results["trajectories"]["by_<by>"]``: the means, CIs and suppressed
     patient counts per time point and group (the counts are printed under the axis).
+    ``group_n`` is Table 1's (suppressed) patient counts: one line per patient would let a
+    reader count a small group, so lines are coloured by group only when both groups'
+    counts are shown, and not drawn at all when the total is suppressed.
     """
     df = sessions.dropna(subset=[score, by]).sort_values(["patient_id", by], kind="stable")
     if df.empty:
         return message_figure(f"No {score.upper()} ratings to plot.")
+    group_n = group_n or {}
+    colour_groups = not any(isinstance(group_n.get(k), str) for k in ("never_ill", "ever_ill"))
     fig, axes = _new(1, 2, figsize=(10, 4.2), sharey=True)
-    for _pid, g in df.groupby("patient_id", sort=True):
-        flag = int(g["ever_ill"].iloc[0]) if "ever_ill" in g else 0
-        axes[0].plot(g[by], g[score], color=_COLORS[flag], lw=0.5, alpha=0.25)
+    if isinstance(group_n.get("overall"), str):
+        axes[0].text(
+            0.5,
+            0.5,
+            "not shown: too few patients\n(small-cell rule)",
+            transform=axes[0].transAxes,
+            ha="center",
+        )
+    else:
+        for _pid, g in df.groupby("patient_id", sort=True):
+            flag = int(g["ever_ill"].iloc[0]) if ("ever_ill" in g and colour_groups) else 0
+            axes[0].plot(g[by], g[score], color=_COLORS[flag] if colour_groups else "0.4", lw=0.5, alpha=0.25)
     xlabel = "Session (infusion number)" if by == "session" else "Study day (days since first infusion)"
-    axes[0].set_title("Individual patients (colour: ever ill)")
+    axes[0].set_title("Individual patients" + (" (colour: ever ill)" if colour_groups else ""))
     axes[0].set_xlabel(xlabel)
     axes[0].set_ylabel(f"{score.upper()} total")
     rows = pd.DataFrame(list(summary))
@@ -201,14 +216,25 @@ def trajectory_figure(
 
 
 # ---------------------------------------------------------------- timeline
-def illness_timeline_figure(sessions: pd.DataFrame, max_patients: int = 80):
+def illness_timeline_figure(
+    sessions: pd.DataFrame, illness: Mapping[str, Any] | None = None, max_patients: int = 80
+):
     """Swimmer plot: each ever-ill patient's course (sessions) with ill sessions marked.
 
     Patients are sorted by the day of their first illness. At most ``max_patients`` rows
-    (the first by that order) are drawn; the caption says so when more exist.
+    (the first by that order) are drawn; the axis label says so when more exist.
+    ``illness`` is ``results["illness"]``: a reader can count the rows and marks, so the
+    plot is not drawn when the number of ever-ill patients or ill sessions is suppressed
+    there, and illness types share one marker when a type's count is suppressed.
     """
     if "ill" not in sessions.columns:
         return message_figure("No illness variable (ill) in the data.")
+    illness = illness or {}
+    if isinstance(illness.get("ever_ill"), str) or isinstance(illness.get("ill_sessions"), str):
+        return message_figure(
+            "Not shown: the number of ever-ill patients or of ill sessions is small (small-cell rule)."
+        )
+    by_type = not any(isinstance(t.get("sessions"), str) for t in illness.get("by_type", []))
     df = sessions.dropna(subset=["day"]).copy()
     df["ill"] = pd.to_numeric(df["ill"], errors="coerce")
     ever = df.groupby("patient_id")["ill"].max() > 0
@@ -220,7 +246,7 @@ def illness_timeline_figure(sessions: pd.DataFrame, max_patients: int = 80):
     fig, ax = _new(figsize=(9, max(2.6, 1.2 + 0.12 * len(order))))
     types = (
         sorted(df.loc[df["ill"] == 1, "illness_type"].dropna().astype(str).unique())
-        if "illness_type" in df
+        if ("illness_type" in df and by_type)
         else []
     )
     markers = dict(zip(types, ["s", "^", "D", "v", "P", "X"] * 3))
@@ -241,7 +267,7 @@ def illness_timeline_figure(sessions: pd.DataFrame, max_patients: int = 80):
         seen.add("session")
         sick = g[g["ill"] == 1]
         for t, gg in sick.groupby(
-            sick["illness_type"].astype(str) if "illness_type" in sick else np.zeros(len(sick))
+            sick["illness_type"].astype(str) if ("illness_type" in sick and types) else np.zeros(len(sick))
         ):
             t = str(t)
             lab = f"ill: {t}" if t in markers else "ill"
@@ -267,36 +293,53 @@ def illness_timeline_figure(sessions: pd.DataFrame, max_patients: int = 80):
 
 # ---------------------------------------------------------------- cytokines
 def cytokine_figure(sessions: pd.DataFrame, summary: Sequence[Mapping[str, Any]]):
-    """Histograms of log10 concentrations of detected values, detection limits marked.
+    """Densities of log10 concentrations of detected values, detection limits marked.
 
-    ``summary`` is ``results["cytokines"]``: the (suppressed) counts below the detection
-    limit printed in each panel come from there.
+    A kernel density (not a histogram, whose bar heights would be counts of sessions, some
+    of them small) with the median and quartiles marked. ``summary`` is
+    ``results["cytokines"]``: the (suppressed) counts below the detection limit printed in
+    each panel come from there; a marker with 1 to ``threshold`` detected values (shown as a
+    string there) is not drawn.
     """
     summary = [s for s in summary if s.get("detected") not in (0, None)]
     if not summary:
         return message_figure("No cytokine measurements in the data.")
-    fig, axes = _new(1, len(summary), figsize=(3.2 * len(summary), 3), squeeze=False)
+    fig, axes = _new(1, len(summary), figsize=(max(4.5, 3.2 * len(summary)), 3), squeeze=False)
     for ax, s in zip(axes[0], summary):
         m = s["marker"]
+        ax.set_title(s["label"])
+        ax.set_yticks([])
+        if isinstance(s["detected"], str):
+            ax.text(
+                0.5, 0.5, "too few detected values\nto show", transform=ax.transAxes, ha="center", va="center"
+            )
+            continue
         cens = (
             sessions.get(f"{m}_censored", pd.Series(False, index=sessions.index)).fillna(False).astype(bool)
         )
         v = pd.to_numeric(sessions[m], errors="coerce")[~cens].dropna()
-        v = v[v > 0]
-        ax.hist(np.log10(v), bins=30, color="0.55")
-        for j, lod in enumerate(s.get("lod") or []):
-            ax.axvline(
-                math.log10(lod), color="#d62728", ls="--", lw=1, label="detection limit" if j == 0 else None
-            )
+        x = np.log10(v[v > 0].to_numpy(float))
+        lods = [math.log10(lod) for lod in s.get("lod") or [] if lod > 0]
+        if len(np.unique(x)) > 1:
+            lo, hi = min(x.min(), *lods) - 0.3, max(x.max(), *lods) + 0.3
+            grid = np.linspace(lo, hi, 256)
+            dens = stats.gaussian_kde(x)(grid)
+            ax.fill_between(grid, dens, color="0.75")
+            ax.plot(grid, dens, color="0.3", lw=1)
+            ax.set_ylim(0, dens.max() * 1.3)  # room for the note
+            q1, med, q3 = np.percentile(x, [25, 50, 75])
+            for q, ls in ((q1, ":"), (med, "-"), (q3, ":")):
+                ax.axvline(q, color="0.2", lw=0.8, ls=ls)
+        for j, lod in enumerate(lods):
+            ax.axvline(lod, color="#d62728", ls="--", lw=1.2, label="detection limit" if j == 0 else None)
         below = s["below_lod"]
         pct = s.get("below_lod_pct")
-        txt = f"below limit: {below}" + (f" ({pct:.0f}%)" if pct is not None else "")
+        txt = f"below limit: {below} sessions" + (f" ({pct:.0f}%)" if pct is not None else "")
         ax.text(0.98, 0.95, txt, transform=ax.transAxes, ha="right", va="top", fontsize=7)
-        ax.set_title(s["label"])
         ax.set_xlabel("log10 concentration (detected values)")
-        if s.get("lod"):
+        if lods:
             ax.legend(frameon=False, fontsize=7, loc="center right")
-    axes[0][0].set_ylabel("sessions")
+    axes[0][0].set_ylabel("density")
     fig.tight_layout()
     return fig
 

@@ -121,7 +121,7 @@ def _tables(results: Mapping[str, Any]) -> dict[str, pd.DataFrame]:
         for name, m in results["models"].items()
         for c in m["coefficients"]
     ]
-    eff_cols = ["model", "label", "term", "estimate", "se", "ci_low", "ci_high", "p_value"]
+    eff_cols = ["model", "label", "term", "scale", "estimate", "se", "ci_low", "ci_high", "p_value"]
     cyto_cols = ["marker", "label", "measured", "detected", "below_lod", "below_lod_pct", "lod"]
     cyto = [{**c, "lod": ";".join(f"{v:g}" for v in c["lod"])} for c in results["cytokines"]]
     return {
@@ -143,7 +143,11 @@ def _tables(results: Mapping[str, Any]) -> dict[str, pd.DataFrame]:
             ],
         ),
         "illness_effects": pd.DataFrame(
-            [{k: e.get(k) for k in eff_cols} for e in results["illness_effects"]], columns=eff_cols
+            [
+                {k: e.get(k) for k in eff_cols}
+                for e in [*results["illness_effects"], *results.get("illness_effects_other_scales", [])]
+            ],
+            columns=eff_cols,
         ),
         "trajectories_session": pd.DataFrame(
             results["trajectories"]["by_session"],
@@ -177,16 +181,17 @@ def _figures(
     """All report figures as data URIs (and PNG/SVG files); plus notes on missing ones."""
     level = results["settings"]["confidence_level"]
     traj = results["trajectories"]
+    group_n = results["table1"]["n"]
     if "ever_ill" not in sessions.columns:
         sessions = sessions.assign(ever_ill=0)
     figs: dict[str, Any] = {
         "trajectories_session": lambda: trajectory_figure(
-            sessions, traj["by_session"], by="session", level=level
+            sessions, traj["by_session"], by="session", level=level, group_n=group_n
         ),
         "trajectories_day": lambda: trajectory_figure(
-            sessions, traj["by_day"], by="day", level=level, day_bin=traj.get("day_bin", 7)
+            sessions, traj["by_day"], by="day", level=level, day_bin=traj.get("day_bin", 7), group_n=group_n
         ),
-        "illness_timeline": lambda: illness_timeline_figure(sessions),
+        "illness_timeline": lambda: illness_timeline_figure(sessions, results.get("illness")),
         "cytokines": lambda: cytokine_figure(sessions, results["cytokines"]),
         "forest": lambda: forest_figure(
             results["illness_effects"], mcid=results["settings"]["madrs_mcid"], level=level
@@ -205,13 +210,20 @@ def _figures(
         except (ModelError, KeyError, ValueError) as exc:
             notes["diagnostics"] = f"Diagnostics could not be computed from the model file: {exc}"
             log.warning("%s", notes["diagnostics"])
-    if diag is not None:
+    # one point per session (residuals) or per patient (caterpillar): not drawn when that
+    # number is itself a small, suppressed count
+    counts = (results["models"].get("primary") or {}) if diag is not None else {}
+    small = "Not shown: the model has too few {} (small-cell rule)."
+    if diag is not None and not isinstance(counts.get("nobs"), str):
         figs["residuals_fitted"] = lambda: residuals_figure(diag.frame)
         figs["qq"] = lambda: qq_figure(diag.frame)
+    else:
+        for name in ("residuals_fitted", "qq"):
+            figs[name] = lambda: message_figure(notes.get("diagnostics") or small.format("observations"))
+    if diag is not None and not isinstance(counts.get("ngroups"), str):
         figs["caterpillar"] = lambda: caterpillar_figure(diag.blups)
     else:
-        for name in ("residuals_fitted", "qq", "caterpillar"):
-            figs[name] = lambda: message_figure(notes["diagnostics"])
+        figs["caterpillar"] = lambda: message_figure(notes.get("diagnostics") or small.format("patients"))
     uris = {name: save_figure(figs[name](), figures_dir, name) for name in FIGURES}
     return uris, notes
 

@@ -7,7 +7,8 @@ already been through small-cell suppression (the file is shareable), and there i
 date in it: the same inputs give the same bytes.
 
 Keys: ``cohort``, ``settings``, ``data_flow``, ``table1``, ``illness``, ``trajectories``,
-``cytokines``, ``models``, ``illness_effects``, ``recovery``, ``power``, ``methods``,
+``cytokines``, ``models``, ``illness_effects`` (on the primary model's scale: the forest
+plot), ``illness_effects_other_scales``, ``recovery``, ``power``, ``methods``,
 ``suppression``, ``provenance``, ``summary``.
 
 Model JSON is read defensively: ``status`` defaults to ``"ok"``; ``label``, ``kind``,
@@ -62,6 +63,8 @@ CYTOKINES = {
     "il1b_pg_ml": "IL-1β (pg/mL)",
     "crp_mg_l": "CRP (mg/L)",
 }
+#: the scale of an illness effect that does not name one
+DEFAULT_SCALE = "MADRS points"
 #: width of the study-day bins of the trajectory-by-day summary
 DAY_BIN = 7
 
@@ -501,11 +504,16 @@ def build_results(
     for name, v in views.items():
         v["nobs"] = flow["model_counts"][name]["nobs"]
         v["ngroups"] = flow["model_counts"][name]["ngroups"]
-    effects = []
+    # the forest plot compares effects on the primary model's scale (MADRS points); effects
+    # on other scales (odds ratios, log cytokine) are listed separately
+    effects, other_effects = [], []
+    primary_eff = views.get("primary", {}).get("illness_effect") or {}
+    main_scale = primary_eff.get("scale") or DEFAULT_SCALE
     for name, v in views.items():
         eff = v["illness_effect"]
         if v["status"] == "ok" and eff and eff.get("estimate") is not None:
-            effects.append({"model": name, "label": v["label"], **eff})
+            row = {"model": name, "label": v["label"], **eff, "scale": eff.get("scale") or DEFAULT_SCALE}
+            (effects if row["scale"] == main_scale else other_effects).append(row)
     results: dict[str, Any] = {
         "cohort": cohort,
         "settings": {"small_cell_threshold": threshold, "confidence_level": level, "madrs_mcid": MADRS_MCID},
@@ -522,6 +530,7 @@ def build_results(
         "cytokines": _cytokines(sessions, slog),
         "models": views,
         "illness_effects": effects,
+        "illness_effects_other_scales": other_effects,
         "recovery": {"rows": _rows(recovery)} if recovery is not None else None,
         "power": {"rows": _rows(power)} if power is not None else None,
         "provenance": dict(provenance),
