@@ -86,8 +86,10 @@ def _model_sentence(m: Mapping[str, Any], level: int) -> str:
     engine = m.get("engine") or "unknown"
     opt = f", optimizer {m['optimizer']}" if m.get("optimizer") else ""
     df_txt = _DF.get(str(m.get("df_method")), f"the {m.get('df_method')} method")
+    kind = m.get("kind") or "lmm"
+    what = "a linear mixed model [laird1982]" if kind == "lmm" else f"a {kind} model"
     return (
-        f"Model '{m['label']}': a linear mixed model [laird1982] of <code>{spec.get('formula', '?')}</code> "
+        f"Model '{m['label']}': {what} of <code>{spec.get('formula', '?')}</code> "
         f"with {re_txt}, fitted by {method} with the {engine} engine{opt}; fixed-effect standard errors "
         f"from σ²(X'V⁻¹X)⁻¹ at the estimates, as lme4 reports them [bates2015]; p-values and {level}% "
         f"confidence intervals from {df_txt}. {m['nobs']} observations of {m['ngroups']} patients "
