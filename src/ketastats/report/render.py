@@ -182,6 +182,8 @@ def _figures(
     level = results["settings"]["confidence_level"]
     traj = results["trajectories"]
     group_n = results["table1"]["n"]
+    primary_eff = (results["models"].get("primary") or {}).get("illness_effect") or {}
+    primary_mcid = float(primary_eff.get("mcid") or results["settings"]["madrs_mcid"])
     if "ever_ill" not in sessions.columns:
         sessions = sessions.assign(ever_ill=0)
     figs: dict[str, Any] = {
@@ -193,9 +195,7 @@ def _figures(
         ),
         "illness_timeline": lambda: illness_timeline_figure(sessions, results.get("illness")),
         "cytokines": lambda: cytokine_figure(sessions, results["cytokines"]),
-        "forest": lambda: forest_figure(
-            results["illness_effects"], mcid=results["settings"]["madrs_mcid"], level=level
-        ),
+        "forest": lambda: forest_figure(results["illness_effects"], mcid=primary_mcid, level=level),
     }
     notes: dict[str, str] = {}
     primary = (models or {}).get("primary")

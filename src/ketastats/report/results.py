@@ -64,7 +64,7 @@ CYTOKINES = {
     "crp_mg_l": "CRP (mg/L)",
 }
 #: the scale of an illness effect that does not name one
-DEFAULT_SCALE = "MADRS points"
+DEFAULT_SCALE = "points"
 #: width of the study-day bins of the trajectory-by-day summary
 DAY_BIN = 7
 
@@ -95,38 +95,63 @@ def model_illness_effect(model: Mapping[str, Any]) -> dict[str, Any] | None:
     return None
 
 
+#: per-patient blocks kept in the model JSONs but not copied into results.json
+_PER_PATIENT = ("blups", "predicted_effects")
+#: order of the analyses in tables and the forest plot
+_ROLE_ORDER = {"primary": 0, "sensitivity": 1, "secondary": 2}
+
+
+def _drop_per_patient(obj: Any) -> Any:
+    if isinstance(obj, Mapping):
+        return {k: _drop_per_patient(v) for k, v in obj.items() if k not in _PER_PATIENT}
+    if isinstance(obj, list):
+        return [_drop_per_patient(v) for v in obj]
+    return obj
+
+
 def _model_view(name: str, m: Mapping[str, Any]) -> dict[str, Any]:
-    spec = dict(m.get("spec") or {})
-    if not spec and m.get("formula"):
-        spec = {"formula": m["formula"], "re_formula": m.get("re_formula")}
+    """One model's entry in results.json: its JSON minus per-patient values, with every key
+    the report reads present, ``terms`` keyed by term name and the illness effect."""
+    entry = _drop_per_patient(dict(m))
+    status = m.get("status") or "ok"
     coefs = list(m.get("coefficients") or [])
-    status = m.get("status", "ok")
-    return {
-        "name": name,
-        "label": m.get("label") or name,
-        "kind": m.get("kind", "lmm"),
-        "status": status,
-        "reason": m.get("reason"),
-        "estimands": m.get("estimands"),
-        "spec": spec,
-        "method": m.get("method"),
-        "engine": m.get("engine"),
-        "optimizer": m.get("optimizer", ""),
-        "attempts": m.get("attempts"),
-        "converged": m.get("converged", status == "ok"),
-        "singular": bool(m.get("singular", False)),
-        "loglik": m.get("loglik"),
-        "residual_variance": m.get("residual_variance"),
-        "random": m.get("random") or {"group": None, "names": [], "cov": []},
-        "coefficients": coefs,
-        "df_method": m.get("df_method") or (coefs[0].get("df_method") if coefs else None),
-        "illness_effect": model_illness_effect(m) if status == "ok" else None,
-        "messages": list(m.get("messages") or []),
-    }
+    spec = dict(m.get("spec") or {})
+    # the formulas actually fitted (specs may give outcome + fixed terms instead)
+    spec["formula"] = spec.get("formula") or m.get("formula") or ""
+    spec["re_formula"] = spec.get("re_formula") or m.get("re_formula")
+    entry.update(
+        name=name,
+        label=m.get("label") or name,
+        kind=m.get("kind") or "lmm",
+        role=m.get("role") or ("primary" if name == "primary" else "secondary"),
+        status=status,
+        reason=m.get("reason"),
+        spec=spec,
+        method=m.get("method"),
+        engine=m.get("engine"),
+        optimizer=m.get("optimizer") or "",
+        converged=m.get("converged", status == "ok"),
+        singular=bool(m.get("singular")),
+        loglik=m.get("loglik"),
+        residual_variance=m.get("residual_variance"),
+        random=m.get("random") or {"group": None, "names": [], "cov": []},
+        coefficients=coefs,
+        terms={c["term"]: {k: v for k, v in c.items() if k != "term"} for c in coefs if "term" in c},
+        df_method=m.get("df_method") or (coefs[0].get("df_method") if coefs else None),
+        illness_effect=model_illness_effect(m) if status == "ok" else None,
+        messages=list(m.get("messages") or []),
+    )
+    return entry
 
 
-def _ordered(models: Mapping[str, Any]) -> list[str]:
-    return sorted(models, key=lambda n: (n != "primary", n))
+def _ordered(models: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """Primary first, then sensitivity analyses, then secondary ones; by name within a role."""
+
+    def key(n: str) -> tuple[int, int, str]:
+        role = (models[n] or {}).get("role") or ("primary" if n == "primary" else "secondary")
+        return (n != "primary", _ROLE_ORDER.get(role, 3), n)
+
+    return sorted(models, key=key)
 
 
 # ---------------------------------------------------------------- data flow
@@ -146,7 +171,9 @@ def _data_flow(
     """Records received, excluded (with reasons) and analysed by the primary model."""
     n_rec, n_pat = int(received["records"]), int(received["patients"])
     primary = models.get("primary") or {}
-    spec = primary.get("spec") or {"formula": primary.get("formula"), "re_formula": primary.get("re_formula")}
+    spec = dict(primary.get("spec") or {})
+    spec["formula"] = spec.get("formula") or primary.get("formula")
+    spec["re_formula"] = spec.get("re_formula") or primary.get("re_formula")
     outcome_cols = _formula_columns((spec.get("formula") or "").split("~")[0], sessions.columns)
     pred_cols = _formula_columns("~".join((spec.get("formula") or "").split("~")[1:]), sessions.columns)
     pred_cols += [c for c in _formula_columns(spec.get("re_formula"), sessions.columns) if c not in pred_cols]
@@ -392,19 +419,22 @@ def summary_sentences(results: Mapping[str, Any]) -> list[str]:
     primary = results["models"].get("primary")
     if primary and primary["status"] == "ok":
         eff = primary.get("illness_effect")
+        mcid = float((eff or {}).get("mcid") or results["settings"]["madrs_mcid"])
         if eff and eff.get("estimate") is not None:
             est, lo, hi, p = eff["estimate"], eff.get("ci_low"), eff.get("ci_high"), eff.get("p_value")
             direction = "higher (worse)" if est > 0 else "lower (better)"
-            if lo is not None and hi is not None and -MADRS_MCID < lo and hi < MADRS_MCID:
+            if lo is not None and hi is not None and -mcid < lo and hi < mcid:
                 clinical = (
-                    f"the whole interval lies within ±{MADRS_MCID:g} points, the minimal clinically "
+                    f"the whole interval lies within ±{mcid:g} points, the minimal clinically "
                     "important difference, so any effect is unlikely to matter clinically"
                 )
-            elif abs(est) >= MADRS_MCID:
-                clinical = f"the estimate is at least the minimal clinically important difference of {MADRS_MCID:g} points"
+            elif abs(est) >= mcid:
+                clinical = (
+                    f"the estimate is at least the minimal clinically important difference of {mcid:g} points"
+                )
             else:
                 clinical = (
-                    f"the estimate is below the minimal clinically important difference of {MADRS_MCID:g} "
+                    f"the estimate is below the minimal clinically important difference of {mcid:g} "
                     "points, but the interval does not exclude a clinically important effect"
                 )
             out.append(
@@ -412,8 +442,9 @@ def summary_sentences(results: Mapping[str, Any]) -> list[str]:
                 f"{_fmt(abs(est))} points {direction} than otherwise ({level}% CI {_fmt(lo)} to {_fmt(hi)}; "
                 f"p {'< 0.001' if p is not None and p < 0.001 else '= ' + _fmt(p, 3)}); {clinical}."
             )
+        nonlinear = any(c.get("term") == "progress_log" for c in primary["coefficients"])
         for c in primary["coefficients"]:
-            if c.get("term") in ("session", "progress"):
+            if c.get("term") in ("session", "progress") and not nonlinear:
                 out.append(
                     f"MADRS scores changed by {_fmt(c['estimate'])} points per infusion on average "
                     f"({level}% CI {_fmt(c.get('ci_low'))} to {_fmt(c.get('ci_high'))})."
@@ -514,9 +545,10 @@ def build_results(
         if v["status"] == "ok" and eff and eff.get("estimate") is not None:
             row = {"model": name, "label": v["label"], **eff, "scale": eff.get("scale") or DEFAULT_SCALE}
             (effects if row["scale"] == main_scale else other_effects).append(row)
+    mcid = (views.get("primary", {}).get("illness_effect") or {}).get("mcid") or MADRS_MCID
     results: dict[str, Any] = {
         "cohort": cohort,
-        "settings": {"small_cell_threshold": threshold, "confidence_level": level, "madrs_mcid": MADRS_MCID},
+        "settings": {"small_cell_threshold": threshold, "confidence_level": level, "madrs_mcid": float(mcid)},
         "data_flow": flow,
         "table1": table_one(sessions, slog),
         "illness": _illness(sessions, slog),
@@ -535,6 +567,12 @@ def build_results(
         "power": {"rows": _rows(power)} if power is not None else None,
         "provenance": dict(provenance),
     }
+    try:  # family-wise multiplicity adjustment (ketastats.models.multiplicity, stats issue)
+        from ..models.multiplicity import adjust_families
+    except ImportError:
+        results["multiplicity"] = None
+    else:
+        results["multiplicity"] = adjust_families(models)
     results["suppression"] = slog.to_dict()
     results["methods"] = methods_section(results)
     results["summary"] = summary_sentences(results)
