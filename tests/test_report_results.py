@@ -179,27 +179,45 @@ def test_recovery_and_power_sections_appear_only_with_their_files(rep, tmp_path)
     out = tmp_path / "sim"
     (out / "recovery").mkdir(parents=True)
     (out / "power").mkdir()
-    rows = [
-        {
-            "scenario": "sickness",
-            "n": 200,
-            "bias": 0.0123,
-            "emp_se": 0.51,
-            "mean_se": 0.5,
-            "coverage": 0.947,
-            "rejection_rate": 0.81,
-        }
-    ]
-    (out / "recovery/summary.json").write_text(json.dumps({"rows": rows}))
-    (out / "power/summary.json").write_text(
-        json.dumps([{"n": 100, "power": 0.4567}, {"n": 200, "power": 0.8123}])
-    )
+    # the formats ketastats.recovery and ketastats.power write: one summary row; rows under "rows"
+    summary = {
+        "scenario": "sickness",
+        "n_patients": 200,
+        "replicates": 20,
+        "truth": 3.0,
+        "mean_estimate": 3.0123,
+        "bias": 0.0123,
+        "bias_mcse": 0.0456,
+        "emp_se": 0.51,
+        "mean_se": 0.5,
+        "coverage": 0.947,
+        "coverage_mcse": 0.021,
+        "rejection_rate": 0.81,
+    }
+    (out / "recovery/summary.json").write_text(json.dumps(summary))
+    power = {
+        "alpha": 0.05,
+        "rows": [
+            {"n_patients": 100, "power": 0.4567, "power_mcse": 0.05},
+            {"n_patients": 200, "power": 0.8123},
+        ],
+    }
+    (out / "power/summary.json").write_text(json.dumps(power))
     got = rc.run_report(rc.built(), out)
-    assert got["results"]["recovery"]["rows"] == rows
+    assert got["results"]["recovery"]["rows"] == [{**summary, "n": 200}]
     recovery = got["html"].split('id="recovery"')[1].split("</section>")[0]
-    assert "sickness" in recovery and "0.012" in recovery and "0.947" in recovery
-    power = got["html"].split('id="power"')[1].split("</section>")[0]
-    assert "0.457" in power and "0.812" in power
+    for text in ("sickness", "<td>200</td>", "<td>20</td>", "0.012", "±0.046", "0.947", "±0.021", "0.810"):
+        assert text in recovery, text
+    power_html = got["html"].split('id="power"')[1].split("</section>")[0]
+    assert (
+        "<td>100</td>" in power_html
+        and "0.457" in power_html
+        and "±0.050" in power_html
+        and "0.812" in power_html
+    )
+    assert any(
+        "bias 0.01 points and 94.7% confidence-interval coverage" in s for s in got["results"]["summary"]
+    )
 
 
 def test_failed_and_sparse_model_files_are_reported_not_fatal():

@@ -6,11 +6,12 @@ from ketastats.report import FIGURES, TABLES
 
 
 def report_extras(wildcards):
-    """Simulation summaries, shown in the report when they exist (optional inputs)."""
+    """Simulation summaries shown in the report: those the config asks for for this cohort
+    (config ``recovery.<cohort>``, ``power.<cohort>``), and any that already exist."""
     out = {}
     for kind in ("recovery", "power"):
         path = f"reports/{wildcards.cohort}/{kind}/summary.json"
-        if os.path.exists(path):
+        if wildcards.cohort in (config.get(kind) or {}) or os.path.exists(path):
             out[kind] = path
     return out
 

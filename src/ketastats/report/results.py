@@ -18,11 +18,14 @@ coefficient for the first of :data:`ILLNESS_TERMS` it has.
 
 Optional simulation summaries (rendered when present):
 
-``recovery``
-    ``{"rows": [{"scenario", "n", "bias", "emp_se", "mean_se", "coverage",
-    "rejection_rate"}, ...]}`` (or the list of rows itself); other keys are kept.
-``power``
-    ``{"rows": [{"n", "power"}, ...]}`` (or the list); other keys are kept.
+``recovery`` (``reports/<cohort>/recovery/summary.json``)
+    One summary row, a list of them, or ``{"rows": [...]}``; keys read: ``scenario``,
+    ``n`` or ``n_patients``, ``replicates``, ``truth``, ``mean_estimate``, ``bias``,
+    ``emp_se``, ``mean_se``, ``coverage``, ``rejection_rate`` and the Monte Carlo SEs
+    ``<key>_mcse``; other keys are kept.
+``power`` (``reports/<cohort>/power/summary.json``)
+    ``{"rows": [...]}`` (or the list); keys read: ``n`` or ``n_patients``, ``power``,
+    ``power_mcse``, ``replicates``; other keys are kept.
 """
 
 from __future__ import annotations
@@ -389,11 +392,16 @@ def _cytokines(sessions: pd.DataFrame, slog: SuppressionLog) -> list[dict[str, A
 
 # --------------------------------------------------------------- recovery
 def _rows(obj: Any) -> list[dict[str, Any]]:
+    """Rows of a simulation summary: ``{"rows": [...]}``, a list of rows, or one row (a dict)."""
     if obj is None:
         return []
     if isinstance(obj, Mapping):
-        obj = obj.get("rows", [])
-    return [dict(r) for r in obj if isinstance(r, Mapping)]
+        obj = obj["rows"] if "rows" in obj else [obj]
+    rows = [dict(r) for r in obj if isinstance(r, Mapping)]
+    for r in rows:  # ``n`` and ``n_patients`` both name the simulated cohort size
+        if "n" not in r and "n_patients" in r:
+            r["n"] = r["n_patients"]
+    return rows
 
 
 # ---------------------------------------------------------------- summary
@@ -468,6 +476,13 @@ def summary_sentences(results: Mapping[str, Any]) -> list[str]:
             else f"Across {len(sens)} other analyses the illness effect ranged from {_fmt(min(ests))} to "
             f"{_fmt(max(ests))} points (forest plot)."
         )
+    for r in (results.get("recovery") or {}).get("rows", []):
+        if r.get("bias") is not None and r.get("coverage") is not None:
+            out.append(
+                f"In {r.get('replicates', 'the')} simulated cohorts of {r.get('n', '?')} patients "
+                f"(scenario {r.get('scenario', '?')}), the illness effect was recovered with bias "
+                f"{_fmt(r['bias'])} points and {_fmt(100 * r['coverage'], 1)}% confidence-interval coverage."
+            )
     bad = [m for m in results["models"].values() if m["status"] != "ok"]
     if bad:
         out.append(
