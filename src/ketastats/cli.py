@@ -66,9 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     f.add_argument("--json", dest="json_out", type=Path, required=True, help="write results as JSON here")
 
-    r = sub.add_parser(
-        "report", help="render results.json, report.html, figures and tables for a cohort already run"
-    )
+    r = sub.add_parser("report", help="render results.json and report.html for a cohort already run")
     r.add_argument("--cohort", required=True)
     r.add_argument("--config", type=Path, default=Path("config/config.yaml"))
     r.add_argument("--root", type=Path, default=Path("."), help="project folder (default: here)")
