@@ -87,3 +87,23 @@ def test_cytokine_with_few_detected_values_is_not_drawn():
     ]
     fig = cytokine_figure(df, summary)
     assert "too few detected values" in texts(fig) and not fig.axes[0].lines
+
+
+def test_cytokine_without_a_known_detection_limit_is_drawn():
+    # the contract records a limit only with censored values: a marker may have none
+    df = sessions()
+    summary = [
+        {
+            "marker": "il6_pg_ml",
+            "label": "IL-6",
+            "detected": 468,
+            "below_lod": 0,
+            "below_lod_pct": 0.0,
+            "lod": [],
+        }
+    ]
+    fig = cytokine_figure(df, summary)
+    ax = fig.axes[0]
+    assert ax.get_legend() is None  # no detection-limit line to explain
+    assert len(ax.lines) == 4  # the density and its three quartile lines
+    assert "below limit: 0 sessions (0%)" in texts(fig)

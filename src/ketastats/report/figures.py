@@ -321,7 +321,7 @@ def cytokine_figure(sessions: pd.DataFrame, summary: Sequence[Mapping[str, Any]]
         x = np.log10(v[v > 0].to_numpy(float))
         lods = [math.log10(lod) for lod in s.get("lod") or [] if lod > 0]
         if len(np.unique(x)) > 1:
-            lo, hi = min(x.min(), *lods) - 0.3, max(x.max(), *lods) + 0.3
+            lo, hi = min([x.min(), *lods]) - 0.3, max([x.max(), *lods]) + 0.3
             grid = np.linspace(lo, hi, 256)
             dens = stats.gaussian_kde(x)(grid)
             ax.fill_between(grid, dens, color="0.75")
