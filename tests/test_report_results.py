@@ -319,3 +319,59 @@ def test_effects_on_other_scales_stay_out_of_the_forest_plot():
     assert [(e["model"], e["scale"]) for e in res["illness_effects_other_scales"]] == [
         ("response", "odds ratio")
     ]
+
+
+def _flow_with(primary_changes: dict) -> tuple[dict, pd.DataFrame]:
+    b = rc.built()
+    sessions = pd.read_parquet(b["sessions"])
+    primary = {**json.loads(b["models"]["primary"].read_text()), **primary_changes}
+    info = json.loads(b["input"].read_text())
+    prov = {
+        "input": {"file": info["file"], "sha256": info["sha256"]},
+        "packages": {},
+        "git_commit": "x",
+        "config_yaml": "",
+    }
+    res = build_results(
+        "synth",
+        sessions,
+        info,
+        {"primary": primary},
+        prov,
+        {"small_cell_threshold": 10, "confidence_level": 0.95},
+    )
+    return res["data_flow"], sessions
+
+
+def test_data_flow_names_baseline_rows_and_estimand_removals():
+    b = rc.built()
+    spec = {**json.loads(b["models"]["primary"].read_text())["spec"], "sessions": "post_baseline"}
+    sessions = pd.read_parquet(b["sessions"])
+    post = sessions[sessions["session"] > 1]
+    nobs = int(post["madrs"].notna().sum()) - 12
+    estimands = {
+        "postponement": {"strategy": "hypothetical", "rows_removed": 12},
+        "dose_change": {"strategy": "treatment_policy", "rows_removed": 0},
+    }
+    flow, _ = _flow_with({"spec": spec, "estimands": estimands, "nobs": nobs})
+    reasons = {e["reason"]: e["records"] for e in flow["excluded"]}
+    assert reasons == {
+        "baseline rating (first session: a covariate, not an outcome)": 80,
+        "postponement: hypothetical strategy": 12,
+        "no outcome rating (madrs missing)": int(post["madrs"].isna().sum()),
+    }
+    assert flow["records_analysed"] == nobs
+    assert flow["records_received"] == sum(reasons.values()) + nobs
+
+
+def test_data_flow_defers_to_the_model_when_the_data_cannot_explain_its_count():
+    b = rc.built()
+    nobs = json.loads(b["models"]["primary"].read_text())["nobs"] - 25  # the model dropped 25 more rows
+    flow, sessions = _flow_with({"nobs": nobs})
+    assert flow["records_analysed"] == nobs
+    assert flow["excluded"] == [
+        {
+            "reason": "missing values, intercurrent-event strategy or other exclusion by the model",
+            "records": int(sessions["madrs"].isna().sum()) + 25,
+        }
+    ]

@@ -185,20 +185,49 @@ def _data_flow(
     if len(sessions) != n_rec:
         reasons.append(("not in the processed table", n_rec - len(sessions)))
     keep = pd.Series(True, index=sessions.index)
+    # 1. the model's session selection (stats spec ``sessions: post_baseline``)
+    if spec.get("sessions") == "post_baseline" and {"patient_id", "session"} <= set(sessions.columns):
+        first = sessions["session"] == sessions.groupby("patient_id")["session"].transform("min")
+        reasons.append(("baseline rating (first session: a covariate, not an outcome)", int(first.sum())))
+        keep &= ~first
+    # 2. rows removed by an intercurrent-event strategy (counted by the model, in its JSON)
+    strategy: list[tuple[str, int]] = []
+    for event, e in (primary.get("estimands") or {}).items():
+        n = int(e.get("rows_removed") or 0) if isinstance(e, Mapping) else 0
+        if n:
+            strategy.append((f"{event.replace('_', ' ')}: {e.get('strategy', 'estimand')} strategy", n))
+    removed = sum(n for _, n in strategy)
+    # 3. missing outcome or model variable (complete cases), from the data
+    missing: list[tuple[str, int]] = []
+    left = keep.copy()
     if outcome_cols:
-        miss = sessions[outcome_cols].isna().any(axis=1)
-        reasons.append((f"no outcome rating ({', '.join(outcome_cols)} missing)", int(miss.sum())))
-        keep &= ~miss
+        miss = left & sessions[outcome_cols].isna().any(axis=1)
+        missing.append((f"no outcome rating ({', '.join(outcome_cols)} missing)", int(miss.sum())))
+        left &= ~miss
     for col in [*pred_cols, group]:
         if col in sessions.columns:
-            miss = keep & sessions[col].isna()
+            miss = left & sessions[col].isna()
             if miss.any():
-                reasons.append((f"{col} missing", int(miss.sum())))
-                keep &= ~miss
-    n_an = int(keep.sum())
-    p_an = int(sessions.loc[keep, "patient_id"].nunique()) if "patient_id" in sessions else 0
-    if primary.get("nobs") is not None and int(primary["nobs"]) != n_an:
-        log.warning("primary model used %s records; the data flow counts %d", primary["nobs"], n_an)
+                missing.append((f"{col} missing", int(miss.sum())))
+                left &= ~miss
+    n_an = int(left.sum()) - removed
+    p_an = int(sessions.loc[left, "patient_id"].nunique()) if "patient_id" in sessions else 0
+    nobs = primary.get("nobs")
+    if nobs is not None and int(nobs) != n_an:
+        # the model is the authority on what it used; the data alone cannot say which rows
+        # it dropped (or whether a strategy removed rows that also had missing values)
+        log.warning("primary model used %s records; the data flow counts %d", nobs, n_an)
+        strategy = []
+        missing = [
+            (
+                "missing values, intercurrent-event strategy or other exclusion by the model",
+                int(keep.sum()) - int(nobs),
+            )
+        ]
+        n_an = int(nobs)
+    reasons += strategy + missing
+    if primary.get("ngroups") is not None:
+        p_an = int(primary["ngroups"])
 
     cells: dict[Any, int] = {"records_received": n_rec, "records_analysed": n_an, "patients_received": n_pat}
     cells["patients_analysed"] = p_an
