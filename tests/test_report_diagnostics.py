@@ -74,3 +74,27 @@ def test_a_model_json_that_does_not_match_the_data_is_refused(sleep):
     model["coefficients"] = [c for c in model["coefficients"] if c["term"] != "Days"]
     with pytest.raises(ModelError, match="no coefficient"):
         model_diagnostics(model, sleep)
+
+
+def test_post_baseline_models_are_diagnosed_on_their_own_rows(sleep):
+    sleep = sleep.rename(columns={"Days": "session"}).assign(session=lambda d: d["session"] + 1)
+    post = sleep[sleep["session"] > 1]
+    res = smf.mixedlm("Reaction ~ session", post, groups=post["Subject"], re_formula="~session").fit(
+        reml=True
+    )
+    model = json_from_statsmodels(res, "Reaction ~ session", "~session", "Subject")
+    model["spec"]["sessions"] = "post_baseline"
+    model["nobs"] = len(post)
+    diag = model_diagnostics(model, sleep)  # the full table, baseline rows included
+    assert list(diag.frame.index) == list(post.index)
+    np.testing.assert_allclose(diag.frame["fitted"].to_numpy(), res.fittedvalues.to_numpy(), rtol=1e-10)
+
+
+def test_rows_the_report_cannot_reselect_are_refused(sleep):
+    from ketastats.exceptions import ModelError
+
+    res = smf.mixedlm("Reaction ~ Days", sleep, groups=sleep["Subject"]).fit(reml=True)
+    model = json_from_statsmodels(res, "Reaction ~ Days", None, "Subject")
+    model["nobs"] = len(sleep) - 12  # e.g. rows removed by an estimand strategy
+    with pytest.raises(ModelError, match="used 168 rows, but its formulas select 180"):
+        model_diagnostics(model, sleep)

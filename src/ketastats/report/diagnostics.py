@@ -56,7 +56,7 @@ def _formulas(model: Mapping[str, Any]) -> tuple[str, str | None, str]:
         raise ModelError(
             f"model {model.get('name', '?')!r} has no formula in its JSON; cannot rebuild its design"
         )
-    re_formula = spec.get("re_formula", model.get("re_formula"))
+    re_formula = spec.get("re_formula") or model.get("re_formula")
     group = (model.get("random") or {}).get("group") or spec.get("group") or "patient_id"
     return formula, re_formula, group
 
@@ -79,10 +79,20 @@ def model_diagnostics(model: Mapping[str, Any], sessions: pd.DataFrame) -> Model
     Raises
     ------
     ModelError
-        When the JSON lacks what is needed (formula, coefficients, BLUPs) or a coefficient
-        name does not match the rebuilt design.
+        When the JSON lacks what is needed (formula, coefficients, BLUPs), a coefficient
+        name does not match the rebuilt design, or the rows selected are not as many as the
+        model used (``nobs``): diagnostics on other rows would mislead.
+
+    Notes
+    -----
+    The rows are those the model used: complete cases of its formulas and, with the stats
+    spec ``sessions: post_baseline``, the ratings after each patient's first session.
     """
     formula, re_formula, group = _formulas(model)
+    if (model.get("spec") or {}).get("sessions") == "post_baseline":
+        # the model's own selection: ratings after the first session (baseline is a covariate)
+        first = sessions["session"] == sessions.groupby(group)["session"].transform("min")
+        sessions = sessions.loc[~first]
     coefs = {c["term"]: c["estimate"] for c in model.get("coefficients") or []}
     if not coefs and model.get("fixed"):
         coefs = {t: v["estimate"] for t, v in model["fixed"].items()}
@@ -127,6 +137,11 @@ def model_diagnostics(model: Mapping[str, Any], sessions: pd.DataFrame) -> Model
         },
         index=keep,
     )
+    if model.get("nobs") is not None and len(frame) != int(model["nobs"]):
+        raise ModelError(
+            f"model {model.get('name', '?')!r} used {model['nobs']} rows, but its formulas select {len(frame)} "
+            "rows of the data (a selection the report cannot repeat, e.g. an estimand strategy)"
+        )
 
     G = np.atleast_2d(np.asarray(random["cov"], dtype=float))
     sigma2 = float(model["residual_variance"])

@@ -41,7 +41,7 @@ import pandas as pd
 from scipy import stats
 
 from .methods import methods_section
-from .suppression import SuppressionLog, is_small, is_suppressed, suppress_related
+from .suppression import SUPPRESSED, SuppressionLog, is_small, is_suppressed, suppress_related
 from .tables import table_one
 
 __all__ = [
@@ -76,6 +76,15 @@ def _fmt(x: float | None, digits: int = 2) -> str:
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
         return "n/a"
     return f"{x:.{digits}f}"
+
+
+def _say(n: int | str | None) -> str:
+    """A count as a sentence shows it: suppressed counts in words."""
+    if n == SUPPRESSED:
+        return "[suppressed]"
+    if isinstance(n, str) and n.startswith("<"):
+        return f"fewer than {n[1:]}"
+    return "n/a" if n is None else str(n)
 
 
 def _pct(part: int | str | None, whole: int | str | None) -> float | None:
@@ -439,18 +448,19 @@ def summary_sentences(results: Mapping[str, Any]) -> list[str]:
     out = []
     flow = results["data_flow"]
     excl = [e for e in flow["excluded"] if e["records"] != 0]
-    excl_txt = "; ".join(f"{e['records']} excluded: {e['reason']}" for e in excl)
+    excl_txt = "; ".join(f"{_say(e['records'])} excluded: {e['reason']}" for e in excl)
     out.append(
-        f"{flow['patients_analysed']} patients with {flow['records_analysed']} rated sessions were "
-        f"analysed, of {flow['records_received']} session records from {flow['patients_received']} patients "
-        f"received" + (f" ({excl_txt})." if excl_txt else ".")
+        f"{_say(flow['patients_analysed'])} patients with {_say(flow['records_analysed'])} rated sessions "
+        f"were analysed, of {_say(flow['records_received'])} session records from "
+        f"{_say(flow['patients_received'])} patients received" + (f" ({excl_txt})." if excl_txt else ".")
     )
     ill = results.get("illness") or {}
     if ill.get("available"):
         pct = "" if ill["ever_ill_pct"] is None else f" ({_fmt(ill['ever_ill_pct'], 0)}%)"
         out.append(
-            f"{ill['ever_ill']} of {ill['patients']} patients{pct} had at least one session with acute "
-            f"illness; {ill['ill_sessions']} of {ill['sessions']} sessions were recorded during an illness."
+            f"{_say(ill['ever_ill'])} of {_say(ill['patients'])} patients{pct} had at least one session with "
+            f"acute illness; {_say(ill['ill_sessions'])} of {_say(ill['sessions'])} sessions were recorded "
+            "during an illness."
         )
     level = int(round(100 * results["settings"]["confidence_level"]))
     primary = results["models"].get("primary")
