@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from .suppression import say_count as _say
+
 __all__ = ["REFERENCES", "methods_section"]
 
 #: key -> full reference, cited in the generated text as [key]
@@ -92,7 +94,7 @@ def _model_sentence(m: Mapping[str, Any], level: int) -> str:
         f"Model '{m['label']}': {what} of <code>{spec.get('formula', '?')}</code> "
         f"with {re_txt}, fitted by {method} with the {engine} engine{opt}; fixed-effect standard errors "
         f"from σ²(X'V⁻¹X)⁻¹ at the estimates, as lme4 reports them [bates2015]; p-values and {level}% "
-        f"confidence intervals from {df_txt}. {m['nobs']} observations of {m['ngroups']} patients "
+        f"confidence intervals from {df_txt}. {_say(m['nobs'])} observations of {_say(m['ngroups'])} patients "
         f"(complete cases of the model's variables)."
     )
 

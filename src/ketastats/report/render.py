@@ -38,6 +38,7 @@ from .figures import (
     save_figure,
     trajectory_figure,
 )
+from .suppression import say_count
 from .tables import table_one_frame
 
 __all__ = ["TABLES", "render_html", "render_pdf", "write_tables", "find_chromium", "CHROMIUM_ARGS"]
@@ -86,6 +87,7 @@ def _env() -> jinja2.Template:
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
     env.filters["num"] = _num
     env.filters["pval"] = _pval
+    env.filters["say"] = say_count
     return env.from_string(text)
 
 
@@ -213,17 +215,20 @@ def _figures(
     # one point per session (residuals) or per patient (caterpillar): not drawn when that
     # number is itself a small, suppressed count
     counts = (results["models"].get("primary") or {}) if diag is not None else {}
-    small = "Not shown: the model has too few {} (small-cell rule)."
+    small = (
+        "Not shown: one point per {0} would reveal the number of {0}, which is suppressed "
+        "(small-cell rule: it would let a small count be derived)."
+    )
     if diag is not None and not isinstance(counts.get("nobs"), str):
         figs["residuals_fitted"] = lambda: residuals_figure(diag.frame)
         figs["qq"] = lambda: qq_figure(diag.frame)
     else:
         for name in ("residuals_fitted", "qq"):
-            figs[name] = lambda: message_figure(notes.get("diagnostics") or small.format("observations"))
+            figs[name] = lambda: message_figure(notes.get("diagnostics") or small.format("session"))
     if diag is not None and not isinstance(counts.get("ngroups"), str):
         figs["caterpillar"] = lambda: caterpillar_figure(diag.blups)
     else:
-        figs["caterpillar"] = lambda: message_figure(notes.get("diagnostics") or small.format("patients"))
+        figs["caterpillar"] = lambda: message_figure(notes.get("diagnostics") or small.format("patient"))
     uris = {name: save_figure(figs[name](), figures_dir, name) for name in FIGURES}
     return uris, notes
 

@@ -41,7 +41,8 @@ import pandas as pd
 from scipy import stats
 
 from .methods import methods_section
-from .suppression import SUPPRESSED, SuppressionLog, is_small, is_suppressed, suppress_related
+from .suppression import SuppressionLog, is_small, is_suppressed, suppress_related
+from .suppression import say_count as _say
 from .tables import table_one
 
 __all__ = [
@@ -76,15 +77,6 @@ def _fmt(x: float | None, digits: int = 2) -> str:
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
         return "n/a"
     return f"{x:.{digits}f}"
-
-
-def _say(n: int | str | None) -> str:
-    """A count as a sentence shows it: suppressed counts in words."""
-    if n == SUPPRESSED:
-        return "[suppressed]"
-    if isinstance(n, str) and n.startswith("<"):
-        return f"fewer than {n[1:]}"
-    return "n/a" if n is None else str(n)
 
 
 def _pct(part: int | str | None, whole: int | str | None) -> float | None:

@@ -44,6 +44,7 @@ __all__ = [
     "suppress_count",
     "suppress_related",
     "small_label",
+    "say_count",
 ]
 
 #: the value shown for a cell suppressed only so that a small cell cannot be derived
@@ -76,6 +77,21 @@ def suppress_count(n: int | None, threshold: int) -> int | str | None:
     if n is None:
         return None
     return small_label(threshold) if is_small(n, threshold) else int(n)
+
+
+def say_count(n: int | str | None) -> str:
+    """A (possibly suppressed) count as a sentence shows it.
+
+    Examples
+    --------
+    >>> say_count(42), say_count("<11"), say_count(SUPPRESSED)
+    ('42', 'fewer than 11', '[suppressed]')
+    """
+    if n == SUPPRESSED:
+        return "[suppressed]"
+    if isinstance(n, str) and n.startswith("<"):
+        return f"fewer than {n[1:]}"
+    return "n/a" if n is None else str(n)
 
 
 @dataclass
