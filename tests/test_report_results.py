@@ -381,3 +381,27 @@ def test_data_flow_defers_to_the_model_when_the_data_cannot_explain_its_count():
             "records": int(sessions["madrs"].isna().sum()) + 25,
         }
     ]
+
+
+def test_provenance_traces_every_number_to_checksummed_files(rep):
+    import hashlib
+
+    b, prov, html = rc.built(), rep["results"]["provenance"], rep["html"]
+
+    def sha(path) -> str:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+    assert prov["input"]["sha256"] == sha(b["root"] / "data/raw/synth/sessions.csv")
+    assert prov["derived"]["sessions"]["sha256"] == sha(b["sessions"])
+    for name, path in b["models"].items():
+        assert prov["derived"][f"model {name}"]["sha256"] == sha(path)
+    section = html.split('id="provenance"')[1]
+    for f in [prov["input"], *prov["derived"].values()]:
+        assert f["sha256"] in section
+    for needle in (
+        "<code>pytest</code>",
+        "2026-01-01 00:00 UTC",
+        prov["packages"]["statsmodels"],
+        "small_cell_threshold: 10",
+    ):
+        assert needle in section, needle  # command, run date, versions, config

@@ -12,6 +12,7 @@ import json
 import logging
 import math
 import os
+import platform
 import subprocess
 from collections.abc import Iterator, Mapping, Sequence
 from importlib import metadata
@@ -311,6 +312,15 @@ def step_report(
     cohort_cfg = dict(config["cohorts"][cohort_name])
     cfg_view = {"cohort": {cohort_name: cohort_cfg}, "models": config["models"], "report": config["report"]}
     prov = provenance(cfg_view, info, root)
+    # every number traces to a file: the processed table and each model JSON, by checksum
+    prov["derived"] = {
+        "sessions": {"file": str(sessions), "sha256": sha256_file(sessions)},
+        **{
+            f"model {name}": {"file": str(path), "sha256": sha256_file(path)}
+            for name, path in model_jsons.items()
+        },
+    }
+    prov["python"] = platform.python_version()
     here = Path(out_results).parent
     extras = {}
     for key, given in (("recovery", recovery_json), ("power", power_json)):
