@@ -344,6 +344,7 @@ def _trajectory(
     # one value per patient and time point (the mean, if a patient has two sessions in a bin)
     per = df.groupby(["ever_ill", by, "patient_id"], sort=True)[score].mean().reset_index()
     group_n = sessions.groupby("ever_ill")["patient_id"].nunique().to_dict()
+    label = {0: "never ill", 1: "ever ill"}
     cells: dict[Any, int] = {}
     relations: list[tuple[Any, list[Any]]] = []
     undisplayed = []
@@ -351,22 +352,28 @@ def _trajectory(
     for flag in (0, 1):
         if flag not in group_n:
             continue
-        cells[("N", flag)] = int(group_n[flag])  # shown in Table 1, so taken as shown here
+        total = ("N", label[flag])
+        cells[total] = int(group_n[flag])  # shown in Table 1, so taken as shown here
         for t in points:
             n = int(((per["ever_ill"] == flag) & (per[by] == t)).sum())
-            cells[(flag, t)] = n
-            cells[(flag, t, "unrated")] = int(group_n[flag]) - n
-            relations.append((("N", flag), [(flag, t), (flag, t, "unrated")]))
-            undisplayed.append((flag, t, "unrated"))
-    shown = suppress_related(cells, relations, slog, where, undisplayed=undisplayed)
+            cells[(label[flag], f"{by} {t:g}")] = n
+            cells[(label[flag], f"{by} {t:g}", "not rated")] = int(group_n[flag]) - n
+            relations.append(
+                (total, [(label[flag], f"{by} {t:g}"), (label[flag], f"{by} {t:g}", "not rated")])
+            )
+            undisplayed.append((label[flag], f"{by} {t:g}", "not rated"))
+    # the group sizes belong to Table 1 (suppressed and logged there): not logged again here
+    local = SuppressionLog(slog.threshold)
+    shown = suppress_related(cells, relations, local, where, undisplayed=undisplayed)
+    slog.entries.extend(e for e in local.entries if not e["cell"].startswith("N / "))
     rows = []
     for flag in (0, 1):
         for t in points:
-            if (flag, t) not in shown:
+            key = (label[flag], f"{by} {t:g}")
+            if key not in shown:
                 continue
-            n_shown = shown[(flag, t)]
             v = per.loc[(per["ever_ill"] == flag) & (per[by] == t), score].to_numpy(float)
-            row = {"ever_ill": flag, by: float(t) if by == "day" else int(t), "n": n_shown}
+            row = {"ever_ill": flag, by: float(t) if by == "day" else int(t), "n": shown[key]}
             if len(v) == 0 or is_small(len(v), slog.threshold):
                 row.update(mean=None, ci_low=None, ci_high=None)
             else:
