@@ -405,3 +405,36 @@ def test_provenance_traces_every_number_to_checksummed_files(rep):
         "small_cell_threshold: 10",
     ):
         assert needle in section, needle  # command, run date, versions, config
+
+
+def test_ketastats_report_command_rerenders_a_cohort(tmp_path, project_root):
+    import shutil
+
+    import yaml
+
+    from ketastats.cli import main
+
+    b = rc.built()
+    shutil.copytree(b["root"] / "data", tmp_path / "data")
+    cfg = yaml.safe_load((project_root / "config/config.yaml").read_text())
+    cfg["cohorts"] = {"synth": {"input": "data/raw/synth/sessions.csv", "format": "csv", "columns": {}}}
+    cfg["models"] = {name: dict(spec) for name, spec in rc.MODELS.items() if name == "primary"}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    code = main(
+        [
+            "report",
+            "--cohort",
+            "synth",
+            "--config",
+            str(tmp_path / "config.yaml"),
+            "--root",
+            str(tmp_path),
+            "--pdf",
+        ]
+    )
+    assert code == 0
+    out = tmp_path / "reports/synth"
+    assert (out / "report.pdf").read_bytes()[:5] == b"%PDF-"
+    assert {p.stem for p in (out / "figures").glob("*.svg")} == set(FIGURES)
+    assert {p.stem for p in (out / "tables").glob("*.csv")} == set(TABLES)
+    assert "<code>ketastats report --cohort synth" in (out / "report.html").read_text()

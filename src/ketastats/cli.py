@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shlex
 import sys
 import time
 from collections.abc import Sequence
@@ -191,7 +192,7 @@ def cmd_report(a: argparse.Namespace) -> int:
         out_results=out / "results.json",
         out_html=out / "report.html",
         root=a.root,
-        command="ketastats " + " ".join(sys.argv[1:]),
+        command=shlex.join(["ketastats", *a.argv]),
         figures_dir=out / "figures",
         tables_dir=out / "tables",
         out_pdf=out / "report.pdf" if a.pdf else None,
@@ -206,6 +207,7 @@ COMMANDS = {"simulate": cmd_simulate, "validate": cmd_validate, "fit": cmd_fit, 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ketastats`` console script."""
     args = _parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # the command, for the report's provenance
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
