@@ -438,3 +438,38 @@ def test_ketastats_report_command_rerenders_a_cohort(tmp_path, project_root):
     assert {p.stem for p in (out / "figures").glob("*.svg")} == set(FIGURES)
     assert {p.stem for p in (out / "tables").glob("*.csv")} == set(TABLES)
     assert "<code>ketastats report --cohort synth" in (out / "report.html").read_text()
+
+
+def test_minimal_data_and_a_failed_primary_still_render(tmp_path):
+    from ketastats.report import render_html
+
+    sessions = pd.DataFrame(
+        {
+            "patient_id": [f"P{i:02d}" for i in range(30) for _ in range(3)],
+            "session": [1, 2, 3] * 30,
+            "day": [0, 3, 7] * 30,
+            "madrs": [30.0, 25.0, 20.0] * 30,
+        }
+    )
+    models = {"primary": {"status": "failed", "reason": "ModelError: singular design", "label": "Primary"}}
+    info = {"records": 90, "patients": 30, "file": "x.csv", "sha256": "0" * 64}
+    prov = {
+        "input": {"file": "x.csv", "sha256": "0" * 64},
+        "packages": {"ketastats": "0"},
+        "git_commit": "x",
+        "config_yaml": "",
+        "command": "c",
+    }
+    res = build_results(
+        "tiny", sessions, info, models, prov, {"small_cell_threshold": 10, "confidence_level": 0.9}
+    )
+    assert res["illness"] == {"available": False} and res["cytokines"] == [] and res["illness_effects"] == []
+    assert "The primary model was failed: ModelError: singular design." in res["summary"]
+    html = render_html(
+        res, sessions, tmp_path / "r.html", models=models, figures_dir=tmp_path / "f"
+    ).read_text()
+    for sid in SECTIONS:
+        assert f'id="{sid}"' in html
+    assert "The primary model was failed: no diagnostics." in html
+    assert "t-based 90% confidence intervals" in html
+    assert len(list((tmp_path / "f").glob("*.png"))) == len(FIGURES)
