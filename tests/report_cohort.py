@@ -158,3 +158,17 @@ def rendered() -> dict:
     """The synthetic cohort's report, rendered once per test session."""
     b = built()
     return run_report(b, b["root"] / "reports" / "synth")
+
+
+def project_config(project_root: Path) -> dict:
+    """The project's config with the synthetic cohort in place of its own, and the test's
+    primary model (sections keyed by a cohort, such as a recovery study, go with it)."""
+    import yaml
+
+    cfg = yaml.safe_load((project_root / "config/config.yaml").read_text())
+    cohorts = set(cfg["cohorts"])
+    for key in [k for k, v in cfg.items() if k != "cohorts" and isinstance(v, dict) and cohorts & set(v)]:
+        del cfg[key]
+    cfg["cohorts"] = {"synth": {"input": "data/raw/synth/sessions.csv", "format": "csv", "columns": {}}}
+    cfg["models"] = {"primary": dict(MODELS["primary"])}
+    return cfg

@@ -416,9 +416,7 @@ def test_ketastats_report_command_rerenders_a_cohort(tmp_path, project_root):
 
     b = rc.built()
     shutil.copytree(b["root"] / "data", tmp_path / "data")
-    cfg = yaml.safe_load((project_root / "config/config.yaml").read_text())
-    cfg["cohorts"] = {"synth": {"input": "data/raw/synth/sessions.csv", "format": "csv", "columns": {}}}
-    cfg["models"] = {name: dict(spec) for name, spec in rc.MODELS.items() if name == "primary"}
+    cfg = rc.project_config(project_root)
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     code = main(
         [

@@ -41,13 +41,7 @@ def test_report_rules_and_snakemake_report(tmp_path):
     shutil.copy(ROOT / "Snakefile", work / "Snakefile")
     shutil.copytree(ROOT / "workflow", work / "workflow", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(ROOT / "config", work / "config")
-    cfg = yaml.safe_load((work / "config/config.yaml").read_text())
-    # sections keyed by the demo cohort (e.g. its recovery study) go with it
-    for key in [k for k, v in cfg.items() if k != "cohorts" and isinstance(v, dict) and "demo" in v]:
-        del cfg[key]
-    cfg["cohorts"] = {"synth": {"input": "data/raw/synth/sessions.csv", "format": "csv", "columns": {}}}
-    # the session-wide synthetic cohort, already fitted with the test's primary model
-    cfg["models"] = {"primary": dict(rc.MODELS["primary"])}
+    cfg = rc.project_config(ROOT)
     (work / "config/config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     b = rc.built()
     for rel in (
