@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shlex
 import sys
 import time
 from collections.abc import Sequence
@@ -91,6 +92,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--cohort", required=True)
     r.add_argument("--config", type=Path, default=Path("config/config.yaml"))
     r.add_argument("--root", type=Path, default=Path("."), help="project folder (default: here)")
+    r.add_argument("--pdf", action="store_true", help="also print report.pdf (needs Chromium)")
     return p
 
 
@@ -211,9 +213,12 @@ def cmd_report(a: argparse.Namespace) -> int:
         out_results=out / "results.json",
         out_html=out / "report.html",
         root=a.root,
-        command="ketastats " + " ".join(sys.argv[1:]),
+        command=shlex.join(["ketastats", *a.argv]),
+        figures_dir=out / "figures",
+        tables_dir=out / "tables",
+        out_pdf=out / "report.pdf" if a.pdf else None,
     )
-    log.info("wrote %s and %s", out / "results.json", out / "report.html")
+    log.info("wrote %s, %s, figures/ and tables/", out / "results.json", out / "report.html")
     return 0
 
 
@@ -278,6 +283,7 @@ COMMANDS = {
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ketastats`` console script."""
     args = _parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # the command, for the report's provenance
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",

@@ -12,6 +12,7 @@ import json
 import logging
 import math
 import os
+import platform
 import subprocess
 from collections.abc import Iterator, Mapping, Sequence
 from importlib import metadata
@@ -267,9 +268,39 @@ def step_report(
     out_html: str | os.PathLike,
     root: Path = Path("."),
     command: str | None = None,
+    figures_dir: str | os.PathLike | None = None,
+    tables_dir: str | os.PathLike | None = None,
+    out_pdf: str | os.PathLike | None = None,
+    recovery_json: str | os.PathLike | None = None,
+    power_json: str | os.PathLike | None = None,
+    run_date: str | None = None,
 ) -> dict[str, Any]:
-    """Write ``results.json`` and the self-contained ``report.html`` for one cohort."""
-    from .report import build_results, render_html
+    """Write ``results.json``, the self-contained ``report.html`` and its figures and tables.
+
+    Parameters
+    ----------
+    cohort_name, config
+        The cohort and the checked workflow config.
+    sessions, input_json, model_jsons
+        The processed table, the validation step's record of the input, and model name ->
+        model JSON path.
+    out_results, out_html
+        ``reports/<cohort>/results.json`` (no run date: byte-identical for the same
+        inputs) and ``report.html``.
+    command : str, optional
+        The command that ran the workflow, shown in the report's provenance (never in
+        results.json).
+    figures_dir, tables_dir : path, optional
+        Write every figure as PNG and SVG, and every table as CSV, there.
+    out_pdf : path, optional
+        Also print the report to PDF (needs Chromium; see :func:`ketastats.report.render_pdf`).
+    recovery_json, power_json : path, optional
+        Simulation summaries to show; by default ``recovery/summary.json`` and
+        ``power/summary.json`` beside ``out_results`` when they exist.
+    run_date : str, optional
+        The run date shown in the report (default: now).
+    """
+    from .report import build_results, render_html, render_pdf
 
     info = read_json(input_json)
     raw = root / info["file"]
@@ -280,11 +311,35 @@ def step_report(
     cohort_cfg = dict(config["cohorts"][cohort_name])
     cfg_view = {"cohort": {cohort_name: cohort_cfg}, "models": config["models"], "report": config["report"]}
     prov = provenance(cfg_view, info, root)
-    results = build_results(cohort_name, data, info, models, prov, config["report"])
+    # every number traces to a file: the processed table and each model JSON, by checksum
+    prov["derived"] = {
+        "sessions": {"file": str(sessions), "sha256": sha256_file(sessions)},
+        **{
+            f"model {name}": {"file": str(path), "sha256": sha256_file(path)}
+            for name, path in model_jsons.items()
+        },
+    }
+    prov["python"] = platform.python_version()
+    here = Path(out_results).parent
+    extras = {}
+    for key, given in (("recovery", recovery_json), ("power", power_json)):
+        path = Path(given) if given else here / key / "summary.json"
+        extras[key] = read_json(path) if path.exists() else None
+    results = build_results(cohort_name, data, info, models, prov, config["report"], **extras)
     write_json(out_results, results)
     results_view = dict(results)
     results_view["provenance"] = {**prov, "command": command or "ketastats report"}
-    render_html(results_view, data, out_html)
+    render_html(
+        results_view,
+        data,
+        out_html,
+        models=models,
+        figures_dir=figures_dir,
+        tables_dir=tables_dir,
+        run_date=run_date,
+    )
+    if out_pdf is not None:
+        render_pdf(out_html, out_pdf)
     return results
 
 

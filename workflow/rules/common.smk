@@ -37,6 +37,9 @@ def cohort_extra_inputs(wildcards):
 
 
 def all_outputs():
-    out = expand(["reports/{cohort}/results.json", "reports/{cohort}/report.html"], cohort=COHORTS)
+    out = expand(
+        ["reports/{cohort}/results.json", "reports/{cohort}/report.html", "reports/{cohort}/report.pdf"],
+        cohort=COHORTS,
+    )
     out += expand("reports/{cohort}/recovery/summary.json", cohort=sorted(config.get("recovery", {})))
     return out

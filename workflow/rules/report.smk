@@ -1,12 +1,61 @@
-# results.json (every number the report shows) and the self-contained report.html.
+# The reviewer's report: results.json (every number, small cells suppressed), report.html
+# (self-contained), figures (PNG + SVG) and tables (CSV) for papers, and a PDF print.
+# Outputs marked with report() appear in Snakemake's own report:
+#   snakemake --report reports/<cohort>/workflow_report.zip
+from ketastats.report import FIGURES, TABLES
+
+
+def report_extras(wildcards):
+    """Simulation summaries shown in the report: those the config asks for for this cohort
+    (config ``recovery.<cohort>``, ``power.<cohort>``), and any that already exist."""
+    out = {}
+    for kind in ("recovery", "power"):
+        path = f"reports/{wildcards.cohort}/{kind}/summary.json"
+        if wildcards.cohort in (config.get(kind) or {}) or os.path.exists(path):
+            out[kind] = path
+    return out
+
+
 rule report:
     input:
+        unpack(report_extras),
         sessions="data/processed/{cohort}/sessions.parquet",
         info="data/processed/{cohort}/input.json",
         models=expand("data/processed/{{cohort}}/models/{model}.json", model=MODELS),
     output:
-        results="reports/{cohort}/results.json",
-        html="reports/{cohort}/report.html",
+        results=report(
+            "reports/{cohort}/results.json",
+            caption="../report/results_json.rst",
+            category="1. Report",
+            labels={"cohort": "{cohort}", "file": "results.json"},
+        ),
+        html=report(
+            "reports/{cohort}/report.html",
+            caption="../report/report_html.rst",
+            category="1. Report",
+            labels={"cohort": "{cohort}", "file": "report.html"},
+        ),
+        **{
+            f"png_{name}": report(
+                f"reports/{{cohort}}/figures/{name}.png",
+                caption=f"../report/figure_{name}.rst",
+                category="2. Figures",
+                subcategory="{cohort}",
+                labels={"cohort": "{cohort}", "figure": title.split(":")[0]},
+            )
+            for name, title in FIGURES.items()
+        },
+        **{f"svg_{name}": f"reports/{{cohort}}/figures/{name}.svg" for name in FIGURES},
+        **{
+            f"csv_{name}": report(
+                f"reports/{{cohort}}/tables/{name}.csv",
+                caption=f"../report/table_{name}.rst",
+                category="3. Tables",
+                subcategory="{cohort}",
+                labels={"cohort": "{cohort}", "table": name},
+            )
+            for name in TABLES
+        },
     log:
         "logs/{cohort}/report.log",
     threads: 1
@@ -15,3 +64,24 @@ rule report:
         runtime=20,
     script:
         "../scripts/report.py"
+
+
+# The same report as PDF, printed by headless Chromium (Debian's chromium package).
+rule report_pdf:
+    input:
+        "reports/{cohort}/report.html",
+    output:
+        report(
+            "reports/{cohort}/report.pdf",
+            caption="../report/report_pdf.rst",
+            category="1. Report",
+            labels={"cohort": "{cohort}", "file": "report.pdf"},
+        ),
+    log:
+        "logs/{cohort}/report_pdf.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../scripts/report_pdf.py"

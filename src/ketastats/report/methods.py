@@ -1,0 +1,173 @@
+"""The report's generated Methods section: what was fit and how, software, references.
+
+Every sentence is generated from ``results.json`` (model specifications, estimation
+method, engine, degrees-of-freedom method, confidence level, suppression threshold and
+package versions), so the text cannot drift from what was run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from .suppression import say_count as _say
+
+__all__ = ["REFERENCES", "methods_section"]
+
+#: key -> full reference, cited in the generated text as [key]
+REFERENCES: dict[str, str] = {
+    "montgomery1979": (
+        "Montgomery, S. A., & Åsberg, M. (1979). A new depression scale designed to be sensitive to "
+        "change. British Journal of Psychiatry, 134(4), 382-389. https://doi.org/10.1192/bjp.134.4.382"
+    ),
+    "laird1982": (
+        "Laird, N. M., & Ware, J. H. (1982). Random-effects models for longitudinal data. Biometrics, "
+        "38(4), 963-974. https://doi.org/10.2307/2529876"
+    ),
+    "bates2015": (
+        "Bates, D., Mächler, M., Bolker, B., & Walker, S. (2015). Fitting linear mixed-effects models "
+        "using lme4. Journal of Statistical Software, 67(1), 1-48. https://doi.org/10.18637/jss.v067.i01"
+    ),
+    "seabold2010": (
+        "Seabold, S., & Perktold, J. (2010). statsmodels: Econometric and statistical modeling with "
+        "Python. Proceedings of the 9th Python in Science Conference, 92-96."
+    ),
+    "curran2011": (
+        "Curran, P. J., & Bauer, D. J. (2011). The disaggregation of within-person and between-person "
+        "effects in longitudinal models of change. Annual Review of Psychology, 62, 583-619. "
+        "https://doi.org/10.1146/annurev.psych.093008.100356"
+    ),
+    "austin2009": (
+        "Austin, P. C. (2009). Balance diagnostics for comparing the distribution of baseline covariates "
+        "between treatment groups in propensity-score matched samples. Statistics in Medicine, 28(25), "
+        "3083-3107. https://doi.org/10.1002/sim.3697"
+    ),
+    "yang2012": (
+        "Yang, D., & Dalton, J. E. (2012). A unified approach to measuring the effect size between two "
+        "groups using SAS. SAS Global Forum 2012, paper 335-2012."
+    ),
+    "molder2021": (
+        "Mölder, F., Jablonski, K. P., Letcher, B., et al. (2021). Sustainable data analysis with "
+        "Snakemake. F1000Research, 10, 33. https://doi.org/10.12688/f1000research.29032.2"
+    ),
+    "cms2020": (
+        "Centers for Medicare & Medicaid Services. CMS Cell Size Suppression Policy. "
+        "https://www.hhs.gov/guidance/document/cms-cell-suppression-policy"
+    ),
+    "duru2008": (
+        "Duru, G., & Fantino, B. (2008). The clinical relevance of changes in the Montgomery-Asberg "
+        "Depression Rating Scale using the minimum clinically important difference approach. Current "
+        "Medical Research and Opinion, 24(5), 1329-1335. https://doi.org/10.1185/030079908X291958"
+    ),
+}
+
+_DF = {
+    "normal": "large-sample Wald tests and intervals (standard normal reference distribution)",
+    "satterthwaite": "Satterthwaite degrees of freedom",
+    "kenward-roger": "Kenward-Roger degrees of freedom",
+    "residual": "t tests with the residual degrees of freedom",
+}
+
+
+def _model_sentence(m: Mapping[str, Any], level: int) -> str:
+    spec = m.get("spec") or {}
+    re_f = spec.get("re_formula")
+    if m.get("status", "ok") != "ok":
+        return (
+            f"The model '{m['label']}' (<code>{spec.get('formula', '?')}</code>) was {m['status']}: "
+            f"{m.get('reason') or 'no reason recorded'}."
+        )
+    re_txt = (
+        f"correlated random effects <code>{re_f}</code> (intercept and slopes) per patient"
+        if re_f and re_f.strip() not in ("~1", "1")
+        else "a random intercept per patient"
+    )
+    method = {"REML": "restricted maximum likelihood (REML)", "ML": "maximum likelihood"}.get(
+        str(m.get("method")), str(m.get("method"))
+    )
+    engine = m.get("engine") or "unknown"
+    opt = f", optimizer {m['optimizer']}" if m.get("optimizer") else ""
+    df_txt = _DF.get(str(m.get("df_method")), f"the {m.get('df_method')} method")
+    kind = m.get("kind") or "lmm"
+    what = "a linear mixed model [laird1982]" if kind == "lmm" else f"a {kind} model"
+    return (
+        f"Model '{m['label']}': {what} of <code>{spec.get('formula', '?')}</code> "
+        f"with {re_txt}, fitted by {method} with the {engine} engine{opt}; fixed-effect standard errors "
+        f"from σ²(X'V⁻¹X)⁻¹ at the estimates, as lme4 reports them [bates2015]; p-values and {level}% "
+        f"confidence intervals from {df_txt}. {_say(m['nobs'])} observations of {_say(m['ngroups'])} patients "
+        f"(complete cases of the model's variables)."
+    )
+
+
+def methods_section(results: Mapping[str, Any]) -> dict[str, Any]:
+    """Paragraphs of the Methods section and the references they cite.
+
+    Parameters
+    ----------
+    results : mapping
+        The results dictionary being built (``settings``, ``models``, ``provenance``).
+
+    Returns
+    -------
+    dict
+        ``paragraphs`` (list of str; may hold ``<code>`` markup, rendered as HTML) and
+        ``references`` (list of ``{"key", "text"}`` in order of first citation).
+    """
+    s = results["settings"]
+    level = int(round(100 * s["confidence_level"]))
+    pk = (results.get("provenance") or {}).get("packages") or {}
+
+    def v(name: str) -> str:
+        return pk.get(name, "not recorded")
+
+    paras = [
+        "Outcome: the Montgomery-Åsberg Depression Rating Scale (MADRS, 0-60, higher is worse) "
+        "[montgomery1979], rated at each infusion session; the session-1 rating is the pre-treatment "
+        "baseline. Acute illness (cold, flu, gastrointestinal infection) is recorded per session "
+        "(<code>ill</code>); where a model uses <code>ill_within</code> and <code>ill_between</code>, the "
+        "illness indicator is split into its person-mean-centred (within-patient) and person-mean "
+        "(between-patient) parts [curran2011]. Sessions without an outcome rating or a model variable are "
+        "left out of that model (complete-case analysis, valid when missingness is at random given the "
+        "model's variables).",
+    ]
+    for m in results["models"].values():
+        paras.append(_model_sentence(m, level))
+    paras.append(
+        f"The illness effect is reported in MADRS points against a minimal clinically important "
+        f"difference of {s['madrs_mcid']:g} points [duru2008]; the forest plot shows it for the "
+        "primary and every other analysis. Diagnostics (residuals against fitted values, a normal QQ plot "
+        "of the residuals, and the random effects' conditional modes with their conditional SDs) are "
+        "computed from the stored estimates and BLUPs; nothing is refitted for the report."
+    )
+    paras.append(
+        "Table 1 describes patients at their first session by whether they were ever ill during the "
+        "course: mean (SD), or median [Q1, Q3] when a variable's absolute skewness exceeds 1, and n (%) "
+        "of patients with a known value, with missing counts and standardized mean differences "
+        "[austin2009; yang2012]. Trajectory means are over patients (a patient with two sessions in a "
+        f"{results.get('trajectories', {}).get('day_bin', 7)}-day bin counts once), with t-based "
+        f"{level}% confidence intervals."
+    )
+    paras.append(
+        f"Small-cell suppression [cms2020]: counts of patients or sessions from 1 to "
+        f"{s['small_cell_threshold']} are not shown anywhere in this report or in results.json (shown as "
+        f"&lt;{s['small_cell_threshold'] + 1}), nor are cells from which such a count could be derived "
+        "through totals, complements or differences (shown as 'suppressed'); statistics computed from "
+        "so few patients are not shown either."
+    )
+    paras.append(
+        f"Software: ketastats {v('ketastats')} run by Snakemake {v('snakemake')} [molder2021]; Python "
+        f"packages numpy {v('numpy')}, pandas {v('pandas')}, scipy {v('scipy')}, statsmodels "
+        f"{v('statsmodels')} [seabold2010], patsy {v('patsy')}, matplotlib {v('matplotlib')}. The input's "
+        "SHA-256, the configuration and the code's git commit are listed under Provenance."
+    )
+    cited: list[str] = []
+    for p in paras:
+        i = 0
+        while (i := p.find("[", i)) >= 0:
+            j = p.find("]", i)
+            for key in p[i + 1 : j].split(";"):
+                key = key.strip()
+                if key in REFERENCES and key not in cited:
+                    cited.append(key)
+            i = j + 1
+    return {"paragraphs": paras, "references": [{"key": k, "text": REFERENCES[k]} for k in cited]}

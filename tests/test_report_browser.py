@@ -1,0 +1,127 @@
+"""The report in headless Chromium: loads offline, no console errors, every image decodes,
+every section present; a screenshot is kept in tests/artifacts/. And its PDF print."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+import report_cohort as rc
+from test_report_results import SECTIONS
+
+from ketastats.report import find_chromium, render_pdf
+from ketastats.report.render import CHROMIUM_ARGS
+
+pytestmark = pytest.mark.browser
+
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+
+
+@pytest.fixture(scope="module")
+def page_report():
+    from playwright.sync_api import sync_playwright
+
+    rep = rc.rendered()
+    html = rep["dir"] / "report.html"
+    console, errors, requests = [], [], []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=find_chromium(), args=[a for a in CHROMIUM_ARGS if a != "--headless"]
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            page.on("console", lambda m: console.append((m.type, m.text)))
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.on("request", lambda r: requests.append(r.url))
+            page.goto(html.as_uri(), wait_until="load")
+            images = page.eval_on_selector_all(
+                "img",
+                "els => els.map(e => ({alt: e.alt, ok: e.complete && e.naturalWidth > 0, w: e.naturalWidth}))",
+            )
+            present = {sid: page.locator(f"#{sid}").count() == 1 for sid in SECTIONS}
+            visible_text = page.inner_text("body")
+            ARTIFACTS.mkdir(exist_ok=True)
+            shot = ARTIFACTS / "report_synth.png"
+            page.screenshot(path=str(shot), full_page=True)
+        finally:
+            browser.close()
+    return {
+        "console": console,
+        "errors": errors,
+        "requests": requests,
+        "images": images,
+        "present": present,
+        "text": visible_text,
+        "shot": shot,
+        "rep": rep,
+    }
+
+
+def test_no_console_errors_and_no_network(page_report):
+    assert page_report["errors"] == []
+    assert [m for m in page_report["console"] if m[0] in ("error", "warning")] == []
+    assert page_report["requests"], "the page load was not observed"
+    for url in page_report["requests"]:
+        assert url.startswith(("file:", "data:")), url
+
+
+def test_every_image_decodes(page_report):
+    imgs = page_report["images"]
+    assert len(imgs) >= 8
+    assert all(i["ok"] for i in imgs), [i["alt"] for i in imgs if not i["ok"]]
+
+
+def test_every_section_is_present_and_the_screenshot_saved(page_report):
+    assert all(page_report["present"].values()), page_report["present"]
+    shot = page_report["shot"]
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 50_000
+    text = page_report["text"]
+    for heading in ("Summary of findings", "Table 1", "Diagnostics", "Methods", "Suppression", "Provenance"):
+        assert heading in text
+
+
+def test_no_small_count_is_visible_on_the_page(page_report):
+    # every number printed before a "patients"/"sessions" word is 0 or above the threshold
+    for m in re.finditer(r"\b(\d+) (?:of \d+ )?(?:patients|sessions|session records)\b", page_report["text"]):
+        n = int(m.group(1))
+        assert n == 0 or n > 10, m.group(0)
+
+
+def test_pdf_print_of_the_report(tmp_path):
+    rep = rc.rendered()
+    pdf = render_pdf(rep["dir"] / "report.html", tmp_path / "report.pdf")
+    data = pdf.read_bytes()
+    assert data[:5] == b"%PDF-"
+    pages = len(re.findall(rb"/Type\s*/Page[^s]", data))
+    assert pages >= 5, pages  # a dozen sections with figures cannot fit on fewer pages
+
+
+def test_pdf_through_the_chromium_command_line(tmp_path, monkeypatch):
+    """Without Playwright, the PDF is printed by ``chromium --print-to-pdf``."""
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_playwright(name, *args, **kwargs):
+        if name.startswith("playwright"):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    html = tmp_path / "small.html"
+    html.write_text("<!DOCTYPE html><html><body><h1>ketastats</h1></body></html>")
+    monkeypatch.setattr(builtins, "__import__", no_playwright)
+    pdf = render_pdf(html, tmp_path / "small.pdf")
+    assert pdf.read_bytes()[:5] == b"%PDF-"
+
+
+def test_missing_chromium_is_named(monkeypatch):
+    from ketastats.exceptions import KetastatsError
+
+    monkeypatch.delenv("KETASTATS_CHROMIUM", raising=False)
+    monkeypatch.setenv("PATH", tempfile.gettempdir())
+    assert shutil.which("chromium") is None
+    with pytest.raises(KetastatsError, match="apt-get install chromium"):
+        find_chromium()
