@@ -29,7 +29,7 @@ __all__ = [
     "cohort_estimands",
 ]
 
-_DEFAULT_REPORT = {"small_cell_threshold": 10, "confidence_level": 0.95}
+_DEFAULT_REPORT = {"small_cell_threshold": 10, "confidence_level": 0.95, "pdf": "auto"}
 
 
 def schema() -> dict[str, Any]:

@@ -36,10 +36,26 @@ def cohort_extra_inputs(wildcards):
     return [c["redcap_dictionary"]] if c.get("redcap_dictionary") else []
 
 
+def want_pdf():
+    """report.pdf when config report.pdf is true, or auto and Chromium is installed."""
+    from ketastats.exceptions import KetastatsError
+    from ketastats.report import find_chromium
+
+    setting = config["report"]["pdf"]
+    if setting != "auto":
+        return bool(setting)
+    try:
+        find_chromium()
+    except KetastatsError as exc:
+        print(f"ketastats: skipping report.pdf ({exc})", file=sys.stderr)
+        return False
+    return True
+
+
 def all_outputs():
-    out = expand(
-        ["reports/{cohort}/results.json", "reports/{cohort}/report.html", "reports/{cohort}/report.pdf"],
-        cohort=COHORTS,
-    )
+    finals = ["reports/{cohort}/results.json", "reports/{cohort}/report.html"]
+    if want_pdf():
+        finals.append("reports/{cohort}/report.pdf")
+    out = expand(finals, cohort=COHORTS)
     out += expand("reports/{cohort}/recovery/summary.json", cohort=sorted(config.get("recovery", {})))
     return out
