@@ -39,4 +39,5 @@ def cohort_extra_inputs(wildcards):
 def all_outputs():
     out = expand(["reports/{cohort}/results.json", "reports/{cohort}/report.html"], cohort=COHORTS)
     out += expand("reports/{cohort}/recovery/summary.json", cohort=sorted(config.get("recovery", {})))
+    out += expand("reports/{cohort}/notebooks/{nb}.{ext}", cohort=COHORTS, nb=NOTEBOOKS, ext=["ipynb", "html"])
     return out
