@@ -677,12 +677,12 @@ def predict_trajectories(
     import patsy
 
     m = _model(view, model)
+    blups = blup_table(view, model)
     spec = m.get("spec") if isinstance(m.get("spec"), Mapping) else {}
     formula = m.get("formula") or spec.get("formula")
     if not formula or "~" not in formula:
         raise KetastatsError(f"model {model!r} has no formula; cannot rebuild its fitted values")
     re_formula = m.get("re_formula") or spec.get("re_formula") or "1"
-    blups = blup_table(view, model)
     group = _group_column(m)
     data = view.sessions.copy()
     data[group] = data[group].astype(str)
