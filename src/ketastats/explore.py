@@ -146,8 +146,10 @@ class CohortView:
 
     def __repr__(self) -> str:
         n_pat = self.sessions["patient_id"].nunique() if "patient_id" in self.sessions else 0
+        # no absolute path here: executed notebooks show it, and must not depend on where
+        # the project sits (same inputs, same bytes)
         return (
-            f"CohortView(cohort={self.cohort!r}, root={str(self.root)!r}, patients={n_pat}, "
+            f"CohortView(cohort={self.cohort!r}, patients={n_pat}, "
             f"sessions={len(self.sessions)}, models={list(self.models)})"
         )
 
