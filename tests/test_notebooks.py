@@ -35,6 +35,7 @@ from ketastats.explore import (
     missingness_table,
     model_table,
     predict_trajectories,
+    try_model,
 )
 from ketastats.notebooks import NotebookError, normalize_notebook, notebook_to_html, run_notebook
 
@@ -310,6 +311,39 @@ def test_trajectories_reproduce_statsmodels_fitted_values(tmp_path):
     pd.testing.assert_frame_equal(one, traj[traj["patient_id"] == "P007"].reset_index(drop=True))
 
 
+def test_try_model_fits_like_the_workflow_and_joins_the_comparison(tmp_path):
+    import statsmodels.formula.api as smf
+
+    df = _simulated()
+    view = CohortView(cohort="t", root=tmp_path, sessions=df, models={"primary": SKELETON_JSON})
+    assert try_model(view, "") is view and try_model(view, None) is view
+    tried = try_model(view, "madrs ~ session + ill", "~session", engine="statsmodels")
+    assert list(view.models) == ["primary"], "the original view is not changed"
+    assert list(tried.models) == ["primary", "trial"]
+    m = tried.models["trial"]
+    ref = smf.mixedlm("madrs ~ session + ill", df, groups="patient_id", re_formula="~session").fit(
+        reml=True, method=[m["optimizer"]]
+    )
+    row = model_table(tried).set_index("model").loc["trial"]
+    assert row["label"] == "trial (fitted in the notebook)" and row["illness_term"] == "ill"
+    assert row["illness_estimate"] == pytest.approx(ref.fe_params["ill"], rel=1e-6)
+    # SE as lme4 reports it, by hand: (X' V^-1 X)^-1 with V_i = Z_i G Z_i' + sigma^2 I at the estimates
+    G, sigma2 = np.asarray(ref.cov_re), ref.scale
+    xtvx = np.zeros((3, 3))
+    for _, g in df.groupby("patient_id"):
+        X = np.column_stack([np.ones(len(g)), g["session"], g["ill"]])
+        Z = X[:, :2]
+        xtvx += X.T @ np.linalg.solve(Z @ G @ Z.T + sigma2 * np.eye(len(g)), X)
+    se = np.sqrt(np.linalg.inv(xtvx)[2, 2])
+    assert row["illness_ci_low"] == pytest.approx(ref.fe_params["ill"] - 1.959963984540054 * se, rel=1e-6)
+    assert row["illness_ci_high"] == pytest.approx(ref.fe_params["ill"] + 1.959963984540054 * se, rel=1e-6)
+    assert row["nobs"] == len(df) and row["ngroups"] == 40
+    with pytest.raises(KetastatsError, match="named 'trial' exists already"):
+        try_model(tried, "madrs ~ session")
+    with pytest.raises(KetastatsError, match="sesion"):
+        try_model(view, "madrs ~ sesion + ill")
+
+
 def test_trajectories_refuse_a_model_without_blups(tmp_path):
     view = CohortView(
         cohort="t", root=tmp_path, sessions=_sessions(), models={"gee": {"fixed": {"ill": 1.0}}}
@@ -485,6 +519,22 @@ def test_notebook_runs_on_the_demo_cohort_from_the_notebooks_folder(name, demo_r
     )
     client.execute()
     _check_key_outputs(name, nb, _independent_demo_facts(demo_run))
+
+
+@pytest.mark.workflow
+def test_models_notebook_tries_a_model_given_as_parameter(demo_run, tmp_path):
+    out = tmp_path / "02_models.ipynb"
+    formula = "madrs ~ session + ill_within + ill_between"
+    run_notebook(
+        NB_DIR / "02_models.ipynb",
+        out,
+        parameters={"cohort": "demo", "root": str(demo_run), "trial_formula": formula},
+    )
+    nb = nbformat.read(out, as_version=4)
+    text = _text_outputs(nb)
+    assert _errors(nb) == []
+    assert "models=['primary', 'trial']" in text
+    assert "trial (fitted in the notebook)" in text and "ill_between" in text
 
 
 @pytest.mark.workflow

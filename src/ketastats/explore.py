@@ -17,10 +17,12 @@ Examples
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
 import os
+import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +47,7 @@ __all__ = [
     "model_table",
     "coefficient_table",
     "illness_effects",
+    "try_model",
     "cytokine_markers",
     "cytokine_summary",
     "cytokine_by_illness",
@@ -505,6 +508,65 @@ def coefficient_table(
         return pd.DataFrame(columns=["model", "term", "estimate", "se", "ci_low", "ci_high", "p_value"])
     out = pd.concat(parts, ignore_index=True)
     return out[["model", "term", "estimate", "se", "ci_low", "ci_high", "p_value"]]
+
+
+def try_model(
+    view: CohortView,
+    formula: str | None,
+    re_formula: str | None = "~session",
+    *,
+    name: str = "trial",
+    method: str = "REML",
+    engine: str = "auto",
+    group: str = "patient_id",
+    alpha: float = 0.05,
+) -> CohortView:
+    """Fit one more linear mixed model to the cohort, as the workflow would, for comparison.
+
+    The model is fitted by the workflow's own step (:func:`ketastats.pipeline.step_fit`)
+    and read back from its JSON, so it sits in :func:`model_table` and
+    :func:`illness_effects` exactly like the workflow's models. Nothing is written to the
+    project: to keep a model, add it to ``models:`` in ``config/config.yaml``.
+
+    Parameters
+    ----------
+    view : CohortView
+    formula : str or None
+        Fixed effects, patsy syntax, on columns of ``view.sessions`` (e.g.
+        ``"madrs ~ session + ill_within + ill_between"``). ``None`` or ``""``: no trial
+        model, ``view`` is returned unchanged (so that a notebook parameter can leave it off).
+    re_formula : str or None
+        Random effects per patient (``"~session"``: intercept and slope; ``None``: intercept).
+    name : str
+        The model's name in the returned view (must not be taken).
+    method, engine, group, alpha
+        As in a ``models:`` entry of the config; ``alpha`` sets the CI level (1 - alpha).
+
+    Returns
+    -------
+    CohortView
+        A copy of ``view`` with the trial model added; ``view`` itself is not changed.
+
+    Raises
+    ------
+    KetastatsError
+        If ``name`` is taken, or the model cannot be fitted (e.g. a misspelt column).
+    """
+    if not formula:
+        return view
+    if name in view.models:
+        raise KetastatsError(f"a model named {name!r} exists already; pass another name=")
+    from .pipeline import step_fit
+
+    spec = {"formula": formula, "method": method, "engine": engine, "group": group}
+    if re_formula:
+        spec["re_formula"] = re_formula
+    with tempfile.TemporaryDirectory(prefix="ketastats-trial-") as tmp:
+        out = Path(tmp) / f"{name}.json"
+        step_fit(view.sessions, spec, out, alpha=alpha)
+        fitted = json.loads(out.read_text(encoding="utf-8"))
+    fitted.setdefault("label", f"{name} (fitted in the notebook)")
+    return dataclasses.replace(view, models={**view.models, name: fitted})
 
 
 # --------------------------------------------------------------- cytokines
