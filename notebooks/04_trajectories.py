@@ -25,7 +25,7 @@
 # %% tags=["parameters"]
 cohort = "demo"  # a cohort name from config/config.yaml that the workflow has run
 root = None  # the project folder; None: the nearest folder above the working directory with a Snakefile
-model = "primary"  # a linear mixed model from config/config.yaml (models:)
+model = None  # a linear mixed model from config/config.yaml (models:); None: "primary"
 n_patients = 6  # how many example patients to draw (half with an illness episode)
 seed = 0  # which example patients: change it to draw others
 patients = []  # or name the pseudonymous ids to show, e.g. ["P0D254B"]

@@ -26,6 +26,7 @@ from ketastats.explore import (
     cohort_overview,
     cytokine_by_illness,
     cytokine_summary,
+    default_mixed_model,
     episode_summary,
     example_patients,
     find_root,
@@ -352,6 +353,19 @@ def test_trajectories_refuse_a_model_without_blups(tmp_path):
         predict_trajectories(view, "gee")
     with pytest.raises(KetastatsError, match="has no model 'nope'; models: gee"):
         blup_table(view, "nope")
+
+
+def test_default_mixed_model_is_primary_else_the_first_linear_mixed_model(tmp_path):
+    blups = {"group": ["A"], "Intercept": [0.1]}
+    lmm = {"fixed": {"ill": 1.0}, "blups": blups, "residual_variance": 2.0}
+    models = {"a_gee": {"fixed": {"ill": 1.0}}, "b_logit": {"fixed": {}, "blups": blups}, "c_lmm": lmm}
+    view = CohortView(cohort="t", root=tmp_path, sessions=_sessions(), models=models)
+    assert default_mixed_model(view) == "c_lmm"
+    view.models["primary"] = lmm
+    assert default_mixed_model(view) == "primary"
+    assert blup_table(view).columns.tolist() == ["patient_id", "Intercept"]  # primary's BLUPs
+    with pytest.raises(KetastatsError, match="no linear mixed model with BLUPs among its models \\(a_gee\\)"):
+        default_mixed_model(CohortView(cohort="t", root=tmp_path, sessions=_sessions(), models={"a_gee": {}}))
 
 
 def test_example_patients_are_reproducible_and_half_ever_ill(tmp_path):

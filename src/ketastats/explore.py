@@ -51,6 +51,7 @@ __all__ = [
     "cytokine_markers",
     "cytokine_summary",
     "cytokine_by_illness",
+    "default_mixed_model",
     "blup_table",
     "predict_trajectories",
     "example_patients",
@@ -673,6 +674,29 @@ def cytokine_by_illness(sessions: pd.DataFrame) -> pd.DataFrame:
 
 
 # ---------------------------------------------------- BLUPs and trajectories
+def _is_linear_mixed(m: Mapping[str, Any]) -> bool:
+    b = m.get("blups")
+    return isinstance(b, Mapping) and "group" in b and m.get("residual_variance") is not None
+
+
+def default_mixed_model(view: CohortView) -> str:
+    """The model to show BLUPs of: ``primary`` if it is a linear mixed model with BLUPs,
+    else the first such model by name.
+
+    Raises
+    ------
+    KetastatsError
+        If no model of the cohort is a linear mixed model with saved BLUPs.
+    """
+    names = [n for n, m in view.models.items() if _is_linear_mixed(m)]
+    if not names:
+        raise KetastatsError(
+            f"cohort {view.cohort!r} has no linear mixed model with BLUPs among its models "
+            f"({', '.join(view.models) or 'none'}); add one to models: in config/config.yaml"
+        )
+    return "primary" if "primary" in names else names[0]
+
+
 def _model(view: CohortView, model: str) -> dict[str, Any]:
     if model not in view.models:
         raise KetastatsError(
@@ -681,8 +705,10 @@ def _model(view: CohortView, model: str) -> dict[str, Any]:
     return view.models[model]
 
 
-def blup_table(view: CohortView, model: str = "primary") -> pd.DataFrame:
+def blup_table(view: CohortView, model: str | None = None) -> pd.DataFrame:
     """The model's predicted random effects (BLUPs), one row per patient.
+
+    ``model=None`` takes :func:`default_mixed_model`.
 
     Returns
     -------
@@ -695,6 +721,7 @@ def blup_table(view: CohortView, model: str = "primary") -> pd.DataFrame:
     KetastatsError
         If the model has no BLUPs (not a mixed model, or they were not saved).
     """
+    model = model or default_mixed_model(view)
     m = _model(view, model)
     b = m.get("blups")
     if not isinstance(b, Mapping) or "group" not in b:
@@ -715,7 +742,7 @@ def _group_column(m: Mapping[str, Any]) -> str:
 
 
 def predict_trajectories(
-    view: CohortView, model: str = "primary", patients: Iterable[str] | None = None
+    view: CohortView, model: str | None = None, patients: Iterable[str] | None = None
 ) -> pd.DataFrame:
     """Observed scores next to a linear mixed model's fitted values, per patient and session.
 
@@ -726,9 +753,10 @@ def predict_trajectories(
     Parameters
     ----------
     view : CohortView
-    model : str
+    model : str, optional
         A linear mixed model with ``fixed``, ``blups`` and a ``formula`` (in ``spec`` or
-        top level); ``re_formula`` absent means a random intercept.
+        top level); ``re_formula`` absent means a random intercept. Default:
+        :func:`default_mixed_model`.
     patients : iterable of str, optional
         Restrict to these patients (default: all).
 
@@ -740,6 +768,7 @@ def predict_trajectories(
     """
     import patsy
 
+    model = model or default_mixed_model(view)
     m = _model(view, model)
     blups = blup_table(view, model)
     spec = m.get("spec") if isinstance(m.get("spec"), Mapping) else {}
@@ -894,7 +923,8 @@ def plot_cytokines(sessions: pd.DataFrame) -> Figure:
         data = [value[(ill == s) & value.notna() & (value > 0)].to_numpy() for s in (0, 1)]
         keep = [(d, lab) for d, lab in zip(data, ("well", "ill")) if len(d)]
         if keep:
-            ax.boxplot([d for d, _ in keep], tick_labels=[lab for _, lab in keep])
+            ax.boxplot([d for d, _ in keep])
+            ax.set_xticks(range(1, len(keep) + 1), [lab for _, lab in keep])
             ax.set_yscale("log")
         pct = cytokine_summary(sessions).set_index("marker").loc[marker, "pct_censored"]
         ax.set_title(f"{marker}\n{pct:.0f}% below LOD" if np.isfinite(pct) else marker)
