@@ -914,11 +914,16 @@ def plot_illness_effects(effects: pd.DataFrame) -> Figure:
 
 
 def plot_cytokines(sessions: pd.DataFrame) -> Figure:
-    """Detected values (log scale) by illness at the session, one panel per marker."""
+    """Detected values (log scale) by illness at the session, one panel per marker.
+
+    Values below the detection limit are not drawn; each panel's title gives their share.
+    """
     markers = list(cytokine_markers(sessions))
     fig, axes = _figure(1, max(1, len(markers)), width=3.2 * max(1, len(markers)))
     ill = _ill(sessions)
+    units = cytokine_markers(sessions)
     for ax, marker in zip(axes[0], markers):
+        ax.set_ylabel(f"detected values ({units[marker]})")
         value = pd.to_numeric(sessions[marker], errors="coerce")
         data = [value[(ill == s) & value.notna() & (value > 0)].to_numpy() for s in (0, 1)]
         keep = [(d, lab) for d, lab in zip(data, ("well", "ill")) if len(d)]
