@@ -18,6 +18,7 @@ include: "workflow/rules/prepare.smk"
 include: "workflow/rules/models.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/recovery.smk"
+include: "workflow/rules/notebooks.smk"
 
 
 rule all:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -30,13 +31,33 @@ def copy_project(root: Path, dest: Path) -> Path:
     shutil.copy(root / "Snakefile", dest / "Snakefile")
     for sub in ("workflow", "config", "profiles"):
         shutil.copytree(root / sub, dest / sub, ignore=shutil.ignore_patterns("__pycache__"))
+    if (root / "notebooks").is_dir():
+        shutil.copytree(
+            root / "notebooks", dest / "notebooks", ignore=shutil.ignore_patterns(".ipynb_checkpoints")
+        )
     return dest
+
+
+def package_env() -> dict[str, str]:
+    """The environment with this checkout's ``src/`` first on ``PYTHONPATH``.
+
+    Workflow copies run in another folder, where a relative ``PYTHONPATH=src`` finds
+    nothing; jobs (and notebook kernels) must import the ketastats under test.
+    """
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT / "src"), env.get("PYTHONPATH")) if p)
+    return env
 
 
 def run_snakemake(workdir: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
     """``snakemake --cores 2 ARGS`` in ``workdir`` (the venv's snakemake)."""
     return subprocess.run(
-        [*SNAKEMAKE, "--cores", "2", *args], cwd=workdir, capture_output=True, text=True, timeout=timeout
+        [*SNAKEMAKE, "--cores", "2", *args],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=package_env(),
     )
 
 

@@ -14,7 +14,7 @@ import sys
 
 import pytest
 import yaml
-from conftest import copy_project
+from conftest import copy_project, package_env
 
 pytestmark = pytest.mark.slurm
 
@@ -52,7 +52,7 @@ def test_demo_and_recovery_through_slurm_equal_a_local_run(slurm, demo_run, tmp_
         "--jobs",
         "2",
     ]
-    proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True)
+    proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True, env=package_env())
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     assert "slurm" in (proc.stdout + proc.stderr).lower()
     for rel in [

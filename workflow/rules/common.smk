@@ -58,4 +58,5 @@ def all_outputs():
         finals.append("reports/{cohort}/report.pdf")
     out = expand(finals, cohort=COHORTS)
     out += expand("reports/{cohort}/recovery/summary.json", cohort=sorted(config.get("recovery", {})))
+    out += expand("reports/{cohort}/notebooks/{nb}.{ext}", cohort=COHORTS, nb=NOTEBOOKS, ext=["ipynb", "html"])
     return out
