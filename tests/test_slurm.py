@@ -50,7 +50,7 @@ def test_demo_and_recovery_through_slurm_equal_a_local_run(slurm, demo_run, tmp_
         "--profile",
         "profiles/slurm",
         "--jobs",
-        "2",
+        "8",
     ]
     proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True, env=package_env())
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]

@@ -255,7 +255,9 @@ def _unique_columns(df: pd.DataFrame, col: _Collector) -> pd.DataFrame:
 
 def _source_rows(df: pd.DataFrame) -> np.ndarray:
     if "_source_row" in df.columns:
-        rows = pd.to_numeric(as_text(df["_source_row"]), errors="coerce")
+        rows = pd.to_numeric(as_text(df["_source_row"]), errors="coerce").astype("float64")
+        # a line number is a whole number >= 1 that fits an int64 exactly; anything else is unknown
+        rows = rows.where((rows >= 1) & (rows < 2.0**53) & (rows == np.floor(rows)))
         return rows.to_numpy(dtype="float64", na_value=np.nan)
     return np.arange(2, len(df) + 2, dtype="float64")
 

@@ -17,7 +17,7 @@ rule fit_model:
         "logs/{cohort}/fit_{model}.log",
     threads: 1
     resources:
-        mem_mb=8000,
+        mem_mb=lambda wc, input: 1500 + 300 * int(input.size_mb),
         runtime=60,
     script:
         "../scripts/fit_model.py"

@@ -8,7 +8,7 @@ rule prepare:
         "logs/{cohort}/prepare.log",
     threads: 1
     resources:
-        mem_mb=4000,
+        mem_mb=lambda wc, input: 1000 + 200 * int(input.size_mb),
         runtime=20,
     script:
         "../scripts/prepare.py"

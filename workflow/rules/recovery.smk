@@ -21,7 +21,7 @@ rule recovery_batch:
         batch=r"\d+",
     threads: 1
     resources:
-        mem_mb=4000,
+        mem_mb=1500,
         runtime=60,
     script:
         "../scripts/recovery_batch.py"

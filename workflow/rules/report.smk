@@ -60,7 +60,7 @@ rule report:
         "logs/{cohort}/report.log",
     threads: 1
     resources:
-        mem_mb=4000,
+        mem_mb=lambda wc, input: 1500 + 200 * int(input.size_mb),
         runtime=20,
     script:
         "../scripts/report.py"

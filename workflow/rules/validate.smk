@@ -14,7 +14,7 @@ rule validate:
         problems="logs/{cohort}/validation_problems.csv",
     threads: 1
     resources:
-        mem_mb=4000,
+        mem_mb=lambda wc, input: 1000 + 60 * int(input.size_mb),
         runtime=20,
     script:
         "../scripts/validate.py"
