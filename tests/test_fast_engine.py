@@ -346,7 +346,7 @@ def test_criterion_and_gradient_equal_dense(design, reml):
 
     y, X, Z, g, theta = design
     q = Z.shape[1]
-    res = fit_lmm_fast(y, X, Z, g, reml=reml, start_theta=theta)  # builds the statistics
+    res = fit_lmm_fast(y, X, Z, g, reml=reml, start_theta=theta)  # a fit started at theta
     # the engine's criterion, in the parametrisation of this Z, at an arbitrary theta
     prob = fast._profiled_criterion(y, X, Z, g, reml)
     dev, grad = prob.evaluate(theta, grad=True)
