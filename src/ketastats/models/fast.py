@@ -377,12 +377,12 @@ def _moment_start(S, W, ee, counts, q, p):
     """Start theta from per-group OLS fits of the OLS residuals on Z (a method-of-moments guess)."""
     zte = W[:, p, :]  # (q, G) Z_i' e_i
     good = counts > q
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # singular S_i: not "good"
+        Sinv, detS = _inv_det_sym(S, q)
     if q > 1:
         diag = np.prod(np.stack([S[a * q + a] for a in range(q)]), axis=0)
-        Sinv, detS = _inv_det_sym(S, q)
         good &= detS > 1e-8 * diag
     else:
-        Sinv, detS = _inv_det_sym(S, q)
         good &= detS > 0
     if good.sum() < q + 2:
         return None
