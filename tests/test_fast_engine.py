@@ -346,7 +346,7 @@ def test_criterion_and_gradient_equal_dense(design, reml):
 
     y, X, Z, g, theta = design
     q = Z.shape[1]
-    res = fit_lmm_fast(y, X, Z, g, reml=reml, start_theta=theta)  # builds the statistics
+    res = fit_lmm_fast(y, X, Z, g, reml=reml, start_theta=theta)  # a fit started at theta
     # the engine's criterion, in the parametrisation of this Z, at an arbitrary theta
     prob = fast._profiled_criterion(y, X, Z, g, reml)
     dev, grad = prob.evaluate(theta, grad=True)
@@ -505,6 +505,26 @@ def test_unidentifiable_designs_are_refused_as_lme4_does():
         fit_lmm_fast(y, X, X[:, :1], np.zeros(n))
     res = fit_lmm_fast(y, X, X, np.r_[np.arange(20), np.arange(30) // 10 + 20])  # 20 singletons
     assert res.n_groups == 23
+
+
+@pytest.mark.parametrize("reml", [True, False])
+def test_invariant_to_a_large_offset_in_the_slope_covariate(reml):
+    """Days + 1e5 (think calendar time): the same model, reparametrised. The (RE)ML optimum is
+    invariant (the transform of X has determinant 1); the engine conditions X and Z internally."""
+    y, X, g = _sleepstudy()
+    res = fit_lmm_fast(y, X, X, g, reml=reml)
+    X2 = X.copy()
+    X2[:, 1] += 1e5
+    res2 = fit_lmm_fast(y, X2, X2, g, reml=reml)
+    assert res2.converged, res2.message
+    assert res2.loglik == pytest.approx(res.loglik, rel=1e-10)
+    assert res2.beta[1] == pytest.approx(res.beta[1], rel=1e-7)
+    assert res2.beta[0] + 1e5 * res2.beta[1] == pytest.approx(res.beta[0], rel=1e-6)
+    # random-effect covariance: Z2 = Z B with B = [[1, 1e5], [0, 1]], so b = B b2, D = B D2 B'
+    B = np.array([[1.0, 1e5], [0.0, 1.0]])
+    np.testing.assert_allclose(B @ res2.re_cov @ B.T, res.re_cov, rtol=1e-5, atol=1e-6 * res.re_cov.max())
+    # theta is lme4's factor for the caller's Z: the dense criterion there is the log-likelihood
+    assert -2 * res2.loglik == pytest.approx(dense_fit_at(y, X2, X2, g, res2.theta, reml)[0], rel=1e-8)
 
 
 def test_non_contiguous_numeric_labels_keep_sorted_order():

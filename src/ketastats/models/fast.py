@@ -144,33 +144,47 @@ def _factorize(groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _orthonormalize(X: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
     """Return ``Xt' = (X @ T)'`` (p x n, orthonormal rows), ``T`` and ``log|det T|``.
 
-    Raises ModelError when X is not of full column rank (naming the collinear columns).
+    A well-conditioned X is orthonormalised by the Cholesky factor of its cross-product
+    (computed without BLAS, see :func:`_ein`; exact orthonormality is not needed, only good
+    conditioning, since the cross-products of ``Xt`` are formed anyway); otherwise by a QR
+    decomposition, which also tells the rank. Raises ModelError when X is not of full column
+    rank (naming the collinear columns).
     """
     n, p = X.shape
-    R = sla.qr(X, mode="r", check_finite=False)[0][:p, :p]
-    norms = np.sqrt(np.sum(R * R, axis=0))  # column norms of X
+    XtX = _ein("ni,nj->ij", X, X)
+    norms = np.sqrt(np.diag(XtX))
     zero = np.nonzero(~(norms > 0))[0]
     if zero.size:
         raise ModelError(
             f"The fixed-effect design X is not of full column rank: column(s) {zero.tolist()} "
             "(0-based) are all zero."
         )
-    Rs = R / norms  # the R factor of X with unit-norm columns
-    _, sv, vt = sla.svd(Rs, check_finite=False)
-    rtol = max(1e-10, max(n, p) * np.finfo(float).eps)
-    if sv[-1] <= rtol * sv[0]:
-        rank = int(np.sum(sv > rtol * sv[0]))
-        null = np.abs(vt[-1])
-        involved = np.nonzero(null > 1e-3 * null.max())[0].tolist()
-        raise ModelError(
-            f"The fixed-effect design X is not of full column rank (rank {rank} < {p} columns): "
-            f"columns {involved} (0-based) are (nearly) collinear, e.g. a dummy for every level of "
-            "a factor together with an intercept, or a covariate that is constant or a linear "
-            "combination of others. Drop or recode one of them."
-        )
-    T = sla.solve_triangular(R, np.eye(p), check_finite=False)
+    C = XtX / np.outer(norms, norms)
+    w = np.linalg.eigvalsh(C)
+    R = None
+    if w[0] > 1e-8 * w[-1]:  # condition number of the scaled X below 1e4: Cholesky is accurate
+        try:
+            R = sla.cholesky(XtX, lower=False, check_finite=False)
+        except np.linalg.LinAlgError:
+            R = None
+    if R is None:
+        R = sla.qr(X, mode="r", check_finite=False)[0][:p, :p]
+        Rs = R / norms  # the R factor of X with unit-norm columns
+        _, sv, vt = sla.svd(Rs, check_finite=False)
+        rtol = max(1e-10, max(n, p) * np.finfo(float).eps)
+        if sv[-1] <= rtol * sv[0]:
+            rank = int(np.sum(sv > rtol * sv[0]))
+            null = np.abs(vt[-1])
+            involved = np.nonzero(null > 1e-3 * null.max())[0].tolist()
+            raise ModelError(
+                f"The fixed-effect design X is not of full column rank (rank {rank} < {p} columns): "
+                f"columns {involved} (0-based) are (nearly) collinear, e.g. a dummy for every level of "
+                "a factor together with an intercept, or a covariate that is constant or a linear "
+                "combination of others. Drop or recode one of them."
+            )
+    T = _inv_upper(R)
     logdet_T = -float(np.sum(np.log(np.abs(np.diag(R)))))
-    return T.T @ X.T, T, logdet_T
+    return _ein("ji,nj->in", T, X), T, logdet_T
 
 
 def _group_sums(codes: np.ndarray, G: int, v: np.ndarray, starts: np.ndarray | None) -> np.ndarray:
@@ -220,6 +234,27 @@ def _tril_index(q: int) -> tuple[np.ndarray, np.ndarray]:
     return np.array(rows), np.array(cols)
 
 
+def _inv_upper(R: np.ndarray) -> np.ndarray:
+    """Inverse of a small upper-triangular matrix by back substitution.
+
+    Not LAPACK's trtri/trsm: OpenBLAS runs those multi-threaded even for a 5 x 5 matrix, and its
+    spinning worker thread then halved the speed of everything else on a 2-core machine.
+    """
+    k = R.shape[0]
+    X = np.zeros((k, k))
+    for i in range(k - 1, -1, -1):
+        row = -_ein("j,jk->k", R[i, i + 1 :], X[i + 1 :]) if i + 1 < k else np.zeros(k)
+        row[i] += 1.0
+        X[i] = row / R[i, i]
+    return X
+
+
+def _ein(subscripts, *operands):
+    """numpy's own einsum loops, not BLAS: the products over groups are skinny, and a
+    multi-threaded BLAS made them up to 20 times slower, and erratic, on a 2-core machine."""
+    return np.einsum(subscripts, *operands, optimize=False)
+
+
 class _Profiled:
     """The profiled (RE)ML deviance of lme4 and its analytic gradient, from group statistics."""
 
@@ -258,13 +293,13 @@ class _Profiled:
         q, p = self.q, self.p
         L = self.lam(theta)
         LL = np.kron(L, L)
-        M = LL.T @ self.S  # M_i = Lambda' S_i Lambda ...
+        M = _ein("ij,ig->jg", LL, self.S)  # M_i = Lambda' S_i Lambda ...
         M[:: q + 1] += 1.0  # ... + I
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             Minv, det = _inv_det_sym(M, q)
         if not np.all(det > 0) or not np.all(np.isfinite(Minv)):
             return self._fail(theta, grad, full)
-        K = LL @ Minv  # K_i = Lambda M_i^-1 Lambda'
+        K = _ein("ij,jg->ig", LL, Minv)  # K_i = Lambda M_i^-1 Lambda'
         W = self.W
         V = np.empty_like(W)  # V_i = K_i W_i
         for a in range(q):
@@ -273,7 +308,7 @@ class _Profiled:
                 V[a] += K[a * q + j] * W[j]
         A = self.cross.copy()  # [Xt, e]' H^-1 [Xt, e]
         for a in range(q):
-            A -= W[a] @ V[a].T
+            A -= _ein("kg,lg->kl", W[a], V[a])
         P = A[:p, :p]  # Xt' H^-1 Xt
         c = A[:p, p]  # Xt' H^-1 e
         try:
@@ -292,7 +327,7 @@ class _Profiled:
             return dev
         S = self.S
         b = np.append(-beta_e, 1.0)
-        wb = np.stack([b @ W[a] for a in range(q)])  # Z_i'(e_i - Xt_i beta_e), (q, G)
+        wb = _ein("k,akg->ag", b, W)  # Z_i'(e_i - Xt_i beta_e), (q, G)
         kw = np.stack([sum(K[a * q + j] * wb[j] for j in range(q)) for a in range(q)])  # K_i wb_i
         if not grad:
             return dict(dev=dev, beta_e=beta_e, r2=r2, cP=cP, L=L, blups=kw)
@@ -303,12 +338,12 @@ class _Profiled:
         ]
         # u_i = Z_i' H_i^-1 (e_i - Xt_i beta_e) = E_i wb_i
         u = np.stack([sum(E[a][j] * wb[j] for j in range(q)) for a in range(q)])
-        G2 = (nu / r2) * (u @ u.T)
+        G2 = (nu / r2) * _ein("ag,bg->ab", u, u)
         if self.reml:
             # + sum_i F_i P^-1 F_i' with F_i = Z_i' H_i^-1 Xt_i = E_i W_i[:, :p]; with P = Lp Lp',
             # F_i P^-1 F_i' = E_i T_i E_i' where T_i[a, b] = (Lp^-1 W_ia)'(Lp^-1 W_ib)
-            Linv = sla.solve_triangular(cP[0], np.eye(p), lower=True, check_finite=False)
-            WR = [Linv @ W[a, :p] for a in range(q)]
+            Linv = _inv_upper(cP[0].T).T  # cP[0] is lower triangular
+            WR = [_ein("ij,jg->ig", Linv, W[a, :p]) for a in range(q)]
             Tm = [[None] * q for _ in range(q)]
             for a in range(q):
                 for j in range(a, q):
@@ -316,13 +351,13 @@ class _Profiled:
             ET = [[sum(E[a][c] * Tm[c][j] for c in range(q)) for j in range(q)] for a in range(q)]
             for a in range(q):
                 for j in range(a, q):
-                    v = float(sum(np.dot(ET[a][c], E[j][c]) for c in range(q)))
+                    v = float(sum(_ein("g,g->", ET[a][c], E[j][c]) for c in range(q)))
                     G2[a, j] += v
                     if j != a:
                         G2[j, a] += v
-        Y = (S @ Minv.T).reshape(q, q, q, q)  # Y[a,c,d,b] = sum_i S_i[a,c] Minv_i[d,b]
+        Y = _ein("ag,bg->ab", S, Minv).reshape(q, q, q, q)  # Y[a,c,d,b] = sum_i S_i[a,c] Minv_i[d,b]
         G1 = np.einsum("cd,acdb->ab", L, Y)  # sum_i S_i Lambda M_i^-1
-        g = (2.0 * (G1 - G2 @ L))[self.rows, self.cols]
+        g = (2.0 * (G1 - _ein("ab,bc->ac", G2, L)))[self.rows, self.cols]
         if not full:
             return dev, g
         return dict(dev=dev, grad=g, beta_e=beta_e, r2=r2, cP=cP, L=L, blups=kw)
@@ -342,12 +377,12 @@ def _moment_start(S, W, ee, counts, q, p):
     """Start theta from per-group OLS fits of the OLS residuals on Z (a method-of-moments guess)."""
     zte = W[:, p, :]  # (q, G) Z_i' e_i
     good = counts > q
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # singular S_i: not "good"
+        Sinv, detS = _inv_det_sym(S, q)
     if q > 1:
         diag = np.prod(np.stack([S[a * q + a] for a in range(q)]), axis=0)
-        Sinv, detS = _inv_det_sym(S, q)
         good &= detS > 1e-8 * diag
     else:
-        Sinv, detS = _inv_det_sym(S, q)
         good &= detS > 0
     if good.sum() < q + 2:
         return None
@@ -357,7 +392,8 @@ def _moment_start(S, W, ee, counts, q, p):
     sigma2 = rss.sum() / (counts[good] - q).sum()
     if not sigma2 > 0:
         return None
-    cov_b = np.atleast_2d(np.cov(bhat))
+    dev_b = bhat - bhat.mean(axis=1, keepdims=True)
+    cov_b = _ein("ag,bg->ab", dev_b, dev_b) / max(bhat.shape[1] - 1, 1)
     mean_Sinv = Sinv.mean(axis=1).reshape(q, q)
     D = (cov_b - sigma2 * mean_Sinv) / sigma2
     w, U = np.linalg.eigh((D + D.T) / 2)
@@ -454,7 +490,7 @@ def _polish(prob: _Profiled, theta, lower, max_iter=25):
             pd_ok = False
             w, U = np.linalg.eigh(H)
             w = np.maximum(np.abs(w), 1e-8 * max(np.abs(w).max(), 1e-300))
-            step_free = -(U / w) @ (U.T @ g[idx])
+            step_free = -_ein("ij,j->i", U / w, _ein("ji,j->i", U, g[idx]))
         decrement = float(-g[idx] @ step_free)
         if pd_ok and decrement < 1e-14 * max(1.0, abs(f)):
             break
@@ -586,21 +622,32 @@ def _build(y, X, Z, codes, G, reml, *, condition_z=True):
     q = Z.shape[1]
     A = np.eye(q)
     if condition_z:
-        Rz = sla.qr(Z, mode="r", check_finite=False)[0][:q, :q]
-        sv = sla.svdvals(Rz / np.maximum(np.sqrt(np.sum(Rz * Rz, axis=0)), 1e-300), check_finite=False)
-        if not sv[-1] > max(1e-10, n * np.finfo(float).eps) * sv[0]:
-            raise ModelError(
-                "The random-effect design Z is not of full column rank (a column is zero, constant "
-                "where another is, or a combination of others); drop the redundant random effect."
-            )
-        A = sla.solve_triangular(Rz, np.eye(q), check_finite=False) * math.sqrt(n)
-        Z = Z @ A
+        ZtZ = _ein("ni,nj->ij", Z, Z)
+        zn = np.sqrt(np.diag(ZtZ))
+        w = np.linalg.eigvalsh(ZtZ / np.outer(np.maximum(zn, 1e-300), np.maximum(zn, 1e-300)))
+        Rz = None
+        if w[0] > 1e-8 * w[-1]:
+            try:
+                Rz = sla.cholesky(ZtZ, lower=False, check_finite=False)
+            except np.linalg.LinAlgError:
+                Rz = None
+        if Rz is None:  # ill-conditioned: QR, which also tells the rank
+            Rz = sla.qr(Z, mode="r", check_finite=False)[0][:q, :q]
+            sv = sla.svdvals(Rz / np.maximum(np.sqrt(np.sum(Rz * Rz, axis=0)), 1e-300), check_finite=False)
+            if not sv[-1] > max(1e-10, n * np.finfo(float).eps) * sv[0]:
+                raise ModelError(
+                    "The random-effect design Z is not of full column rank (a column is zero, "
+                    "constant where another is, or a combination of others); drop the redundant "
+                    "random effect."
+                )
+        A = _inv_upper(Rz) * math.sqrt(n)
+        Z = _ein("nj,jk->nk", Z, A)
     XEt = np.empty((p + 1, n))  # rows: orthonormalised X columns, then the OLS residual
     XEt[:p], T, logdet_T = _orthonormalize(X)
-    beta_ols = XEt[:p] @ y
-    np.subtract(y, beta_ols @ XEt[:p], out=XEt[p])
-    cross = XEt @ XEt.T
-    if not cross[p, p] > 1e-24 * max(float(y @ y), 1e-300):
+    beta_ols = _ein("kn,n->k", XEt[:p], y)
+    np.subtract(y, _ein("k,kn->n", beta_ols, XEt[:p]), out=XEt[p])
+    cross = _ein("kn,ln->kl", XEt, XEt)
+    if not cross[p, p] > 1e-24 * max(float(_ein("n,n->", y, y)), 1e-300):
         raise ModelError("X fits y exactly (zero residual variance); the mixed model is not estimable.")
 
     # per-group sufficient statistics in one pass over the rows
@@ -683,7 +730,7 @@ def _fit(y, X, Z, groups, *, reml, start_theta) -> FastLMMResult:
             )
         L0 = np.zeros((q, q))
         L0[rows, cols_] = st
-        Ainv = sla.solve_triangular(A, np.eye(q), check_finite=False)
+        Ainv = _inv_upper(A)
         bases.append(np.maximum(_psd_chol(Ainv @ (L0 @ L0.T) @ Ainv.T)[rows, cols_], lower))
     ms = _moment_start(S, W, ee, counts, q, p)
     if ms is not None:
