@@ -188,11 +188,24 @@ def _name_kind(column: str) -> str | None:
     return None
 
 
-def _rows(df: pd.DataFrame, mask: np.ndarray) -> np.ndarray:
+def source_rows(df: pd.DataFrame) -> np.ndarray:
+    """File line number of each row (header = line 1) as floats, NaN where unknown.
+
+    Taken from the reader's ``_source_row`` column when present; a value that is not a
+    whole number from 1 to 2**53 cannot be a line number and becomes NaN.
+    """
     if "_source_row" in df.columns:
-        src = pd.to_numeric(df["_source_row"], errors="coerce").to_numpy(dtype="float64")
-        return src[mask]
-    return (np.flatnonzero(mask) + 2).astype("float64")
+        col = df["_source_row"]
+        if isinstance(col, pd.DataFrame):  # duplicate column names: the first one counts
+            col = col.iloc[:, 0]
+        rows = pd.to_numeric(col.astype("string"), errors="coerce").astype("float64")
+        rows = rows.where((rows >= 1) & (rows < 2.0**53) & (rows == np.floor(rows)))
+        return rows.to_numpy(dtype="float64", na_value=np.nan)
+    return np.arange(2, len(df) + 2, dtype="float64")
+
+
+def _rows(df: pd.DataFrame, mask: np.ndarray) -> np.ndarray:
+    return source_rows(df)[mask]
 
 
 def _message(column: str, kind: str, how: str) -> str:

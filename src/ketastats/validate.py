@@ -49,7 +49,7 @@ from .contract import (
     SEVERITIES,
 )
 from .exceptions import DataValidationError, IdentifierError, KetastatsError
-from .identifiers import PROBLEM_COLUMNS, scan_identifiers
+from .identifiers import PROBLEM_COLUMNS, scan_identifiers, source_rows
 from .io import read_cohort, read_table, resolve_input, sha256_file
 
 __all__ = [
@@ -253,15 +253,6 @@ def _unique_columns(df: pd.DataFrame, col: _Collector) -> pd.DataFrame:
     return out
 
 
-def _source_rows(df: pd.DataFrame) -> np.ndarray:
-    if "_source_row" in df.columns:
-        rows = pd.to_numeric(as_text(df["_source_row"]), errors="coerce").astype("float64")
-        # a line number is a whole number >= 1 that fits an int64 exactly; anything else is unknown
-        rows = rows.where((rows >= 1) & (rows < 2.0**53) & (rows == np.floor(rows)))
-        return rows.to_numpy(dtype="float64", na_value=np.nan)
-    return np.arange(2, len(df) + 2, dtype="float64")
-
-
 def _hint(value: object) -> str:
     text = "" if value is None or value is pd.NA else str(value)
     if re.fullmatch(r"-?\d+,\d+", text):
@@ -342,7 +333,7 @@ def validate_sessions(
                                   f"{lod_warn_fraction!r}") from exc
     pre = _Collector(source, np.zeros(0))
     work = _unique_columns(df, pre)
-    rows = _source_rows(work)
+    rows = source_rows(work)
     c = _Collector(source, rows)
     c.records = pre.records
     n = len(work)
