@@ -95,3 +95,29 @@ def test_killed_run_restarts_to_identical_outputs(demo_run, project_root, tmp_pa
         assert a[key] == b[key], key
     for rel in ["reports/demo/results.json", "reports/demo/recovery/summary.json"]:
         assert (work / rel).read_bytes() == (demo_run / rel).read_bytes(), rel
+
+
+def test_a_fatal_fit_fails_only_its_own_branch(demo_run, tmp_path):
+    """--keep-going: a required model that cannot be fitted stops its cohort's report only."""
+    work = tmp_path / "p"
+    shutil.copytree(demo_run, work, symlinks=True)
+    (work / "data/raw/demo2").mkdir()
+    shutil.copy(work / "data/raw/demo/sessions.csv", work / "data/raw/demo2/sessions.csv")
+    cfg = yaml.safe_load((work / "config/config.yaml").read_text())
+    others = {name: {"enabled": False} for name in cfg["models"] if name not in ("primary", "response_gee")}
+    # BDI-II is not in the demo data: fitting it is impossible, and the spec says that is fatal
+    others["primary"] = {"outcome": "bdi2", "required": True}
+    cfg["cohorts"]["demo2"] = {"input": "data/raw/demo2/sessions.csv", "models": others}
+    (work / "config/config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    proc = run_snakemake(work, "--keep-going")
+    text = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "fit_model" in text and "demo2" in text
+    # the failing branch: no model file, no report; its sibling model still ran
+    assert not (work / "data/processed/demo2/models/primary.json").exists()
+    assert (work / "data/processed/demo2/models/response_gee.json").exists()
+    assert not (work / "reports/demo2").exists()
+    log = (work / "logs/demo2/fit_primary.log").read_text()
+    assert "bdi2" in log
+    # the other cohort is untouched and complete
+    assert (work / "reports/demo/results.json").read_bytes() == (demo_run / "reports/demo/results.json").read_bytes()
