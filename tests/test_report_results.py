@@ -223,6 +223,8 @@ def test_recovery_and_power_sections_appear_only_with_their_files(rep, tmp_path)
     assert any(
         "bias 0.01 points and 94.7% confidence-interval coverage" in s for s in got["results"]["summary"]
     )
+    # the recovery summary is also drawn (estimate against truth, power against size), embedded
+    assert recovery.count('<img src="data:image/png;base64,') == 1
 
 
 def test_failed_and_sparse_model_files_are_reported_not_fatal():

@@ -431,3 +431,43 @@ def coefficient_figure(coefficients: list[dict], title: str):
     ax.set_title(title)
     fig.tight_layout()
     return fig
+
+
+def simulation_figure(recovery: Mapping[str, Any] | None, power: Mapping[str, Any] | None):
+    """Recovery (estimate against truth, per scenario) and power (against cohort size) in one figure.
+
+    Recovery: the mean estimate with +/- 1.96 empirical SE (the spread of the replicates)
+    beside the true effect; power: the estimated power with its Monte Carlo 95% band.
+    """
+    panels = [p for p in (recovery, power) if p and p.get("rows")]
+    fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(5.2 * max(len(panels), 1), 3.6), squeeze=False)
+    k = 0
+    if recovery and recovery.get("rows"):
+        ax = axes[0][k]
+        k += 1
+        rows = list(recovery["rows"])
+        y = np.arange(len(rows))[::-1]
+        est = np.array([float(r.get("mean_estimate") or np.nan) for r in rows])
+        spread = 1.96 * np.array([float(r.get("emp_se") or np.nan) for r in rows])
+        truth = np.array([float(r.get("truth") or np.nan) for r in rows])
+        ax.errorbar(est, y, xerr=spread, fmt="o", color="k", capsize=3, label="mean estimate ± 1.96 empirical SE")
+        ax.scatter(truth, y, marker="x", color="tab:red", s=60, zorder=3, label="true effect")
+        ax.axvline(0, color="0.6", lw=0.8, ls="--")
+        ax.set_yticks(y, [str(r.get("scenario", "")) for r in rows])
+        ax.set_xlabel("Within-person illness effect (MADRS points)")
+        ax.set_title("Recovery of the known effect")
+        ax.legend(frameon=False, fontsize=8, loc="best")
+    if power and power.get("rows"):
+        ax = axes[0][k]
+        rows = sorted(power["rows"], key=lambda r: float(r.get("n") or r.get("n_patients") or 0))
+        n = np.array([float(r.get("n") or r.get("n_patients") or np.nan) for r in rows])
+        pw = np.array([float(r.get("power") or np.nan) for r in rows])
+        mc = np.array([float(r.get("power_mcse") or 0.0) for r in rows])
+        ax.errorbar(n, pw, yerr=1.96 * mc, marker="o", capsize=3, color="k")
+        ax.axhline(0.8, color="0.6", lw=0.8, ls="--")
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("Patients in the cohort")
+        ax.set_ylabel("Power")
+        ax.set_title("Power to detect the illness effect")
+    fig.tight_layout()
+    return fig

@@ -269,6 +269,12 @@ def render_html(
     >>> render_html(results, sessions, "reports/demo/report.html", models=models)  # doctest: +SKIP
     """
     figures, notes = _figures(results, sessions, models, figures_dir)
+    if results.get("recovery") or results.get("power"):
+        from .figures import figure_to_data_uri, simulation_figure
+
+        figures["simulation"] = figure_to_data_uri(
+            simulation_figure(results.get("recovery"), results.get("power"))
+        )
     if tables_dir is not None:
         write_tables(results, tables_dir)
     run_date = run_date or _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
