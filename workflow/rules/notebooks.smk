@@ -27,4 +27,4 @@ rule notebook:
         mem_mb=2000,
         runtime=15,
     script:
-        "../scripts/notebook.py"
+        "../scripts/execute_notebook.py"
