@@ -87,49 +87,18 @@ def test_summary_needs_two_estimates():
 
 
 def test_recovery_cli_writes_json_and_csv(tmp_path):
-    assert (
-        main(
-            [
-                "recovery",
-                "--scenario",
-                "sickness",
-                "--replicates",
-                "3",
-                "--patients",
-                "60",
-                "--seed",
-                "5",
-                "--out",
-                str(tmp_path),
-            ]
-        )
-        == 0
-    )
+    def run(out):
+        argv = "recovery --scenario sickness --replicates 3 --patients 60 --seed 5 --out".split()
+        return main([*argv, str(out)])
+
+    assert run(tmp_path) == 0
     s = json.loads((tmp_path / "summary.json").read_text())
     reps = pd.read_csv(tmp_path / "replicates.csv")
     assert s["replicates"] == 3 == len(reps)
     assert pd.read_csv(tmp_path / "summary.csv")["bias"].iloc[0] == pytest.approx(s["bias"])
     # same seed, same bytes
-    again = tmp_path / "again"
-    assert (
-        main(
-            [
-                "recovery",
-                "--scenario",
-                "sickness",
-                "--replicates",
-                "3",
-                "--patients",
-                "60",
-                "--seed",
-                "5",
-                "--out",
-                str(again),
-            ]
-        )
-        == 0
-    )
-    assert (again / "replicates.csv").read_bytes() == (tmp_path / "replicates.csv").read_bytes()
+    assert run(tmp_path / "again") == 0
+    assert (tmp_path / "again/replicates.csv").read_bytes() == (tmp_path / "replicates.csv").read_bytes()
 
 
 def test_power_grows_with_cohort_size(tmp_path):
