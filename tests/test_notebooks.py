@@ -266,6 +266,7 @@ def _fit_to_json(tmp_path: Path, df: pd.DataFrame) -> dict:
         "re_formula": "~session",
         "method": "REML",
         "engine": "statsmodels",
+        "sessions": "all",
     }
     return step_fit(df, spec, tmp_path / "m.json")
 
@@ -322,7 +323,10 @@ def test_try_model_fits_like_the_workflow_and_joins_the_comparison(tmp_path):
     assert list(view.models) == ["primary"], "the original view is not changed"
     assert list(tried.models) == ["primary", "trial"]
     m = tried.models["trial"]
-    ref = smf.mixedlm("madrs ~ session + ill", df, groups="patient_id", re_formula="~session").fit(
+    # like every workflow model, the trial model uses the post-baseline ratings by default
+    used = df[df["session"] > 1]
+    assert m["nobs"] == len(used)
+    ref = smf.mixedlm("madrs ~ session + ill", used, groups="patient_id", re_formula="~session").fit(
         reml=True, method=[m["optimizer"]]
     )
     row = model_table(tried).set_index("model").loc["trial"]
@@ -331,14 +335,20 @@ def test_try_model_fits_like_the_workflow_and_joins_the_comparison(tmp_path):
     # SE as lme4 reports it, by hand: (X' V^-1 X)^-1 with V_i = Z_i G Z_i' + sigma^2 I at the estimates
     G, sigma2 = np.asarray(ref.cov_re), ref.scale
     xtvx = np.zeros((3, 3))
-    for _, g in df.groupby("patient_id"):
+    for _, g in used.groupby("patient_id"):
         X = np.column_stack([np.ones(len(g)), g["session"], g["ill"]])
         Z = X[:, :2]
         xtvx += X.T @ np.linalg.solve(Z @ G @ Z.T + sigma2 * np.eye(len(g)), X)
     se = np.sqrt(np.linalg.inv(xtvx)[2, 2])
-    assert row["illness_ci_low"] == pytest.approx(ref.fe_params["ill"] - 1.959963984540054 * se, rel=1e-6)
-    assert row["illness_ci_high"] == pytest.approx(ref.fe_params["ill"] + 1.959963984540054 * se, rel=1e-6)
-    assert row["nobs"] == len(df) and row["ngroups"] == 40
+    # the interval uses the model's Satterthwaite df (checked against lmerTest in test_models_reference)
+    from scipy import stats
+
+    ill = next(c for c in m["coefficients"] if c["term"] == "ill")
+    assert ill["df_method"] == "satterthwaite"
+    q = stats.t.ppf(0.975, ill["df"])
+    assert row["illness_ci_low"] == pytest.approx(ref.fe_params["ill"] - q * se, rel=1e-6)
+    assert row["illness_ci_high"] == pytest.approx(ref.fe_params["ill"] + q * se, rel=1e-6)
+    assert row["nobs"] == len(used) and row["ngroups"] == 40
     with pytest.raises(KetastatsError, match="named 'trial' exists already"):
         try_model(tried, "madrs ~ session")
     with pytest.raises(KetastatsError, match="sesion"):
@@ -481,9 +491,10 @@ def _independent_demo_facts(project: Path) -> dict:
         "patients": s["patient_id"].nunique(),
         "ill_sessions": int((s["ill"] == 1).sum()),
         "episodes": int(starts.sum()),
-        "ill_estimate": next(c["estimate"] for c in primary["coefficients"] if c["term"] == "ill"),
+        "ill_estimate": primary["illness_effect"]["estimate"],
         "il1b_censored": il1b_cens,
         "primary": primary,
+        "sessions": s,
     }
 
 
@@ -511,11 +522,16 @@ def _check_key_outputs(name: str, nb, facts: dict) -> None:
             r"<td>(P[0-9A-F]+)</td>\s*<td>(\d+)</td>\s*<td>[-\d.]+</td>\s*<td>([-\d.]+)</td>", text
         )
         assert traj, "trajectory table missing"
-        pid, session, ill = traj.group(1), int(traj.group(2)), float(traj.group(3))
+        pid, session = traj.group(1), int(traj.group(2))
+        # X beta + Z b_i by hand: every fixed term but the intercept is a column of the table
+        row = facts["sessions"].set_index(["patient_id", "session"]).loc[(pid, session)]
         i = m["blups"]["group"].index(pid)
-        fx = {t: v["estimate"] for t, v in m["fixed"].items()}
-        b0, b1 = m["blups"]["Intercept"][i], m["blups"]["session"][i]
-        expected = fx["Intercept"] + fx["session"] * session + fx["ill"] * ill + b0 + b1 * session
+        expected = m["fixed"]["Intercept"]["estimate"] + m["blups"]["Intercept"][i]
+        for term, v in m["fixed"].items():
+            if term != "Intercept":
+                expected += v["estimate"] * float(row[term])
+        for term in m["random"]["names"][1:]:
+            expected += m["blups"][term][i] * float(row[term])
         assert f"<td>{expected:.2f}</td>" in text
         assert _n_images(nb) == 2
 
@@ -547,7 +563,7 @@ def test_models_notebook_tries_a_model_given_as_parameter(demo_run, tmp_path):
     nb = nbformat.read(out, as_version=4)
     text = _text_outputs(nb)
     assert _errors(nb) == []
-    assert "models=['primary', 'trial']" in text
+    assert "'trial']" in text  # the tried model joins the workflow's models, last
     assert "trial (fitted in the notebook)" in text and "ill_between" in text
 
 

@@ -234,14 +234,22 @@ def try_model(
         raise KetastatsError(f"a model named {name!r} exists already; pass another name=")
     from ..pipeline import step_fit
 
-    spec = {"formula": formula, "method": method, "engine": engine, "group": group}
+    spec = {
+        "formula": formula,
+        "method": method,
+        "engine": engine,
+        "group": group,
+        "label": f"{name} (fitted in the notebook)",
+    }
     if re_formula:
         spec["re_formula"] = re_formula
     with tempfile.TemporaryDirectory(prefix="ketastats-trial-") as tmp:
         out = Path(tmp) / f"{name}.json"
         step_fit(view.sessions, spec, out, alpha=alpha)
         fitted = json.loads(out.read_text(encoding="utf-8"))
-    fitted.setdefault("label", f"{name} (fitted in the notebook)")
+    if fitted.get("status", "ok") != "ok":
+        # in a notebook a model that could not be fitted is an error to see, not a row to skip
+        raise KetastatsError(f"trial model {name!r} was {fitted['status']}: {fitted.get('reason')}")
     return dataclasses.replace(view, models={**view.models, name: fitted})
 
 
