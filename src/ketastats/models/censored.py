@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import optimize, special
 
-from .glmm import _num_hessian
+from .glmm import _num_hessian, central_gradient, newton_polish
 from .robust import Attempt, Diagnosis, fit_with_retries, hessian_is_pd
 
 __all__ = ["TobitResult", "fit_tobit_lmm", "tobit_loglik"]
@@ -148,35 +148,10 @@ def fit_tobit_lmm(
         return -ll if np.isfinite(ll) else np.inf
 
     def grad(par):
-        h = 1e-6 * np.maximum(np.abs(par), 1.0)
-        out = np.empty_like(par)
-        for i in range(len(par)):
-            e = np.zeros_like(par)
-            e[i] = h[i]
-            out[i] = (nll(par + e) - nll(par - e)) / (2 * h[i])
-        return out
+        return central_gradient(nll, par)
 
     def polish(r):
-        x, fx = r.x, r.fun
-        for _ in range(20):
-            H = _num_hessian(nll, x, np.maximum(1e-4 * np.abs(x), 1e-4))
-            try:
-                step = np.linalg.solve(H, grad(x))
-            except np.linalg.LinAlgError:
-                break
-            t, improved = 1.0, False
-            while t > 1e-4:
-                cand = x - t * step
-                fc = nll(cand)
-                if fc <= fx:
-                    x, fx, improved = cand, fc, True
-                    break
-                t /= 2
-            if not improved or np.max(np.abs(t * step)) < 1e-9:
-                break
-        r.x, r.fun = x, fx
-        r.grad_max = float(np.max(np.abs(grad(x))))
-        return r
+        return newton_polish(nll, grad, r)
 
     def attempt(method):
         def run():

@@ -131,6 +131,44 @@ def _num_hessian(f, x0: np.ndarray, h: np.ndarray) -> np.ndarray:
     return H
 
 
+def central_gradient(nll, par: np.ndarray) -> np.ndarray:
+    """Central-difference gradient of ``nll`` at ``par`` (step 1e-6, relative above 1)."""
+    h = 1e-6 * np.maximum(np.abs(par), 1.0)
+    out = np.empty_like(par)
+    for i in range(len(par)):
+        e = np.zeros_like(par)
+        e[i] = h[i]
+        out[i] = (nll(par + e) - nll(par - e)) / (2 * h[i])
+    return out
+
+
+def newton_polish(nll, grad, r):
+    """Newton steps with a numerical Hessian and step halving: a quasi-Newton answer to full precision.
+
+    Updates ``r.x`` and ``r.fun`` (never to a worse value) and sets ``r.grad_max``.
+    """
+    x, fx = r.x, r.fun
+    for _ in range(20):
+        H = _num_hessian(nll, x, np.maximum(1e-4 * np.abs(x), 1e-4))
+        try:
+            step = np.linalg.solve(H, grad(x))
+        except np.linalg.LinAlgError:
+            break
+        t, improved = 1.0, False
+        while t > 1e-4:
+            cand = x - t * step
+            fc = nll(cand)
+            if fc <= fx:
+                x, fx, improved = cand, fc, True
+                break
+            t /= 2
+        if not improved or np.max(np.abs(t * step)) < 1e-9:
+            break
+    r.x, r.fun = x, fx
+    r.grad_max = float(np.max(np.abs(grad(x))))
+    return r
+
+
 def fit_logistic_glmm(
     y: np.ndarray,
     X: np.ndarray,
@@ -194,37 +232,10 @@ def fit_logistic_glmm(
         return -ll
 
     def grad(par):
-        h = 1e-6 * np.maximum(np.abs(par), 1.0)
-        g = np.empty_like(par)
-        for i in range(len(par)):
-            e = np.zeros_like(par)
-            e[i] = h[i]
-            g[i] = (nll(par + e) - nll(par - e)) / (2 * h[i])
-        return g
+        return central_gradient(nll, par)
 
     def polish(r):
-        """Newton steps with a numerical Hessian: the quasi-Newton answer to full precision."""
-        x, fx = r.x, r.fun
-        for _ in range(20):
-            g = grad(x)
-            H = _num_hessian(nll, x, np.maximum(1e-4 * np.abs(x), 1e-4))
-            try:
-                step = np.linalg.solve(H, g)
-            except np.linalg.LinAlgError:
-                break
-            t, improved = 1.0, False
-            while t > 1e-4:
-                cand = x - t * step
-                fc = nll(cand)
-                if fc <= fx:
-                    x, fx, improved = cand, fc, True
-                    break
-                t /= 2
-            if not improved or np.max(np.abs(t * step)) < 1e-9:
-                break
-        r.x, r.fun = x, fx
-        r.grad_max = float(np.max(np.abs(grad(x))))
-        return r
+        return newton_polish(nll, grad, r)
 
     def attempt(method):
         def run():
