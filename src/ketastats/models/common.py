@@ -23,6 +23,8 @@ from .specs import MCID
 __all__ = [
     "as_float",
     "select_sessions",
+    "exclude_recent_onset",
+    "completers_only",
     "centre_within",
     "term_columns",
     "require_columns",
@@ -85,6 +87,105 @@ def select_sessions(data: pd.DataFrame, which: str, group: str = "patient_id") -
         first = data.groupby(group)["session"].transform("min")
         return data.loc[data["session"] > first]
     raise SkipModel(f"unknown session selection {which!r} (use all or post_baseline)")
+
+
+def exclude_recent_onset(
+    data: pd.DataFrame, days: int, what: str = "model"
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Leave out ill sessions held within ``days`` days of the illness onset.
+
+    A sensitivity analysis of the illness effect: the acute phase (fever, malaise,
+    poor sleep) inflates sickness-sensitive ratings; without it, is there still an effect?
+    An ill session whose onset is unknown (``days_since_onset`` missing) is left out too,
+    because it cannot be shown to be past the acute phase.
+
+    Returns
+    -------
+    data, record
+        The remaining rows and ``{"days", "sessions_removed", "onset_unknown_removed",
+        "ill_sessions_kept"}``.
+
+    Examples
+    --------
+    >>> df = pd.DataFrame({"patient_id": ["a"] * 3, "ill": [0, 1, 1],
+    ...                    "days_since_onset": [None, 2, 6]})
+    >>> kept, rec = exclude_recent_onset(df, 3)
+    >>> kept.index.tolist(), rec["sessions_removed"]
+    ([0, 2], 1)
+    """
+    if "ill" not in data.columns:
+        raise SkipModel(f"{what}: excluding sessions near an illness onset needs the illness flag 'ill'")
+    if "days_since_onset" not in data.columns:
+        raise SkipModel(
+            f"{what}: excluding sessions within {days} days of an illness onset needs the column "
+            "'days_since_onset' (days from onset to the session, on ill sessions), which the data do not have"
+        )
+    ill = as_float(data["ill"]) > 0
+    onset = as_float(data["days_since_onset"])
+    recent = ill & (onset <= days)
+    unknown = ill & onset.isna()
+    drop = recent | unknown
+    record = {
+        "days": int(days),
+        "sessions_removed": int(recent.sum()),
+        "onset_unknown_removed": int(unknown.sum()),
+        "ill_sessions_kept": int((ill & ~drop).sum()),
+        "rule": f"ill sessions with days_since_onset <= {days} (or unknown) left out",
+    }
+    return data.loc[~drop], record
+
+
+def completers_only(
+    data: pd.DataFrame,
+    columns: Sequence[str],
+    group: str = "patient_id",
+    what: str = "model",
+    *,
+    last_session: int | None = None,
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Complete-case analysis: only patients with every planned session and every variable.
+
+    The planned sessions are the session numbers present among the rows (after the model's
+    session selection) up to ``last_session``, by default the most common last session of
+    the patients (the usual course length); a patient is a completer when each of them is
+    present with all ``columns`` observed (later, extra sessions are kept, not required). Complete-case analysis is valid only when missingness
+    is completely at random (it is biased under MAR dropout); it is a sensitivity analysis,
+    never the primary one (domain.md 4.4; Little & Rubin 2019).
+
+    Returns
+    -------
+    data, record
+        The completers' rows and ``{"planned_sessions", "patients_kept",
+        "patients_removed", "sessions_removed"}``.
+
+    Examples
+    --------
+    >>> df = pd.DataFrame({"patient_id": ["a", "a", "b", "b"], "session": [2, 3, 2, 3],
+    ...                    "madrs": [20.0, 15.0, 25.0, None]})
+    >>> kept, rec = completers_only(df, ["madrs"])
+    >>> kept["patient_id"].unique().tolist(), rec["patients_removed"]
+    (['a'], 1)
+    """
+    if last_session is None:  # the usual course length: the most common last session
+        last = data.groupby(group)["session"].max()
+        last_session = int(last.mode().max()) if len(last) else 0
+    planned = sorted(s for s in pd.unique(data["session"]) if s <= last_session)
+    complete = data[list(columns)].notna().all(axis=1) & data["session"].isin(planned)
+    patients = pd.Index(pd.unique(data[group]))
+    sessions_per = data.loc[complete].groupby(group)["session"].nunique()
+    ok = sessions_per.reindex(patients).fillna(0) >= len(planned)
+    keep_ids = set(ok.index[ok])
+    keep = data[group].isin(keep_ids)
+    record = {
+        "planned_sessions": [int(s) for s in planned],
+        "patients_kept": int(len(keep_ids)),
+        "patients_removed": int(data[group].nunique() - len(keep_ids)),
+        "sessions_removed": int((~keep).sum()),
+        "rule": "patients with every planned session rated and every model variable observed",
+    }
+    if not keep_ids:
+        raise SkipModel(f"{what}: no patient has every planned session with every variable (complete case)")
+    return data.loc[keep], record
 
 
 def centre_within(data: pd.DataFrame, columns: Iterable[str], group: str = "patient_id") -> pd.DataFrame:

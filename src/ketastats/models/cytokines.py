@@ -102,17 +102,53 @@ def marker_summary(df: pd.DataFrame, marker: str) -> dict[str, Any]:
     return {"draws": n, "censored": c, "censored_fraction": num(c / n) if n else None}
 
 
-def _check_marker(df: pd.DataFrame, marker: str, spec: Mapping[str, Any]) -> dict[str, Any]:
+def _check_marker(
+    df: pd.DataFrame, marker: str, spec: Mapping[str, Any], flags: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Draw counts of a marker, its non-detect flag, and a skip when it cannot be analysed.
+
+    A marker with more than ``flag_censored_fraction`` (default 0.3, the Okdahl et al. 2022
+    rule) of its draws below the limit of detection is **flagged**: the flag, and how the
+    config says to handle it (the spec's ``censoring``, skipped above
+    ``max_censored_fraction``), are recorded in ``summ`` and in ``flags[marker]``.
+    """
     if marker not in df.columns:
         raise SkipModel(f"{marker}: not in the data (no draws)")
     summ = marker_summary(df, marker)
+    frac = summ["censored_fraction"] or 0.0
+    flag_at = float(spec.get("flag_censored_fraction", 0.3))
+    max_frac = float(spec.get("max_censored_fraction", 0.3))
+    summ["flag_threshold"] = flag_at
+    summ["flagged"] = bool(frac > flag_at)
+    censoring = spec.get("censoring", "lod_sqrt2")
+    if frac > max_frac:
+        handling = f"skipped: more than max_censored_fraction = {max_frac:g} below the limit"
+    elif censoring == "tobit":
+        handling = "censored (tobit) likelihood"
+    else:
+        handling = {"lod_sqrt2": "LOD/sqrt(2) substitution", "lod_half": "LOD/2 substitution"}.get(
+            censoring, "non-detects left out"
+        )
+    summ["handling"] = handling
+    if summ["flagged"] and flags is not None:
+        flags[marker] = {
+            "censored_fraction": summ["censored_fraction"],
+            "threshold": flag_at,
+            "handling": handling,
+            "message": f"{marker}: {100 * frac:.0f}% of draws below the limit of detection "
+            f"(more than {100 * flag_at:.0f}%): {handling} (censoring: {censoring})",
+        }
     if summ["draws"] < int(spec.get("min_draws", 20)):
         raise SkipModel(f"{marker}: {summ['draws']} draw(s), at least {spec.get('min_draws', 20)} needed")
-    frac = summ["censored_fraction"] or 0.0
-    if frac > float(spec.get("max_censored_fraction", 0.3)):
+    if frac > max_frac:
         raise SkipModel(
             f"{marker}: {100 * frac:.0f}% of draws below the limit of detection "
-            f"(more than {100 * float(spec['max_censored_fraction']):.0f}%): substitution is not defensible"
+            f"(more than {100 * max_frac:.0f}%): "
+            + (
+                "even the censored likelihood is unreliable"
+                if censoring == "tobit"
+                else "substitution is not defensible"
+            )
         )
     return summ
 
@@ -152,6 +188,7 @@ def fit_cytokine_illness_kind(
     blocks: dict[str, dict[str, Any]] = {}
     skipped: dict[str, str] = {}
     tests = []
+    flags: dict[str, Any] = {}
     record_all: dict[str, Any] = {}
     for marker in spec["markers"]:
         outcome = f"log_{marker}"
@@ -180,7 +217,7 @@ def fit_cytokine_illness_kind(
                 what=f"{spec['label']} ({marker})",
                 derive=derive,
             )
-            summ = _check_marker(df, marker, spec)
+            summ = _check_marker(df, marker, spec, flags)
             require_illness(df, f"{spec['label']} ({marker})")
         except SkipModel as exc:
             skipped[marker] = str(exc)
@@ -223,6 +260,11 @@ def fit_cytokine_illness_kind(
     out = _combine(blocks, skipped, spec["label"])
     out["estimands"] = record_all
     out["censoring"] = spec["censoring"]
+    out["censoring_flags"] = flags
+    out["messages"] = [
+        *out["messages"],
+        *(f["message"] for f in flags.values() if not f["handling"].startswith("skipped")),
+    ]
     out["illness_effect"] = None  # effects on markers are not on the score's scale: see fits/tests
     out["family"] = spec.get("family", "cytokine")
     out["tests"] = tests
@@ -295,6 +337,7 @@ def fit_moderation_kind(data: pd.DataFrame, spec: Mapping[str, Any], estimands: 
     blocks: dict[str, dict[str, Any]] = {}
     skipped: dict[str, str] = {}
     tests = []
+    flags: dict[str, Any] = {}
     record_all: dict[str, Any] = {}
     ill = spec["illness_term"]
     for marker in spec["moderators"]:
@@ -303,7 +346,7 @@ def fit_moderation_kind(data: pd.DataFrame, spec: Mapping[str, Any], estimands: 
             if marker not in data.columns:
                 raise SkipModel(f"{marker}: not in the data (no draws)")
             base = data[data["session"] == data.groupby(spec["group"])["session"].transform("min")]
-            summ = _check_marker(base, marker, {**spec, "min_draws": spec.get("min_patients", 10)})
+            summ = _check_marker(base, marker, {**spec, "min_draws": spec.get("min_patients", 10)}, flags)
             blm = baseline_log_marker(data, marker, spec["censoring"], spec["group"])
 
             def derive(df, blm=blm, mod=mod):
@@ -361,6 +404,11 @@ def fit_moderation_kind(data: pd.DataFrame, spec: Mapping[str, Any], estimands: 
     out = _combine(blocks, skipped, spec["label"])
     out["estimands"] = record_all
     out["censoring"] = spec["censoring"]
+    out["censoring_flags"] = flags
+    out["messages"] = [
+        *out["messages"],
+        *(f["message"] for f in flags.values() if not f["handling"].startswith("skipped")),
+    ]
     out["illness_effect"] = None
     out["family"] = spec.get("family", "cytokine")
     out["tests"] = tests

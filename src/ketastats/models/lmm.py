@@ -33,6 +33,8 @@ from .common import (
     as_float,
     centre_within,
     coefficient_rows,
+    completers_only,
+    exclude_recent_onset,
     illness_effect,
     mcid_for,
     num,
@@ -221,6 +223,10 @@ def model_rows(
     )
     if derive is not None:
         df = derive(df)
+    filters: dict[str, Any] = {}
+    days = spec.get("exclude_onset_within_days")
+    if days is not None:
+        df, filters["exclude_onset_within_days"] = exclude_recent_onset(df, int(days), what)
     df = select_sessions(df, spec["sessions"], spec["group"])
     centre = list(spec.get("centre") or [])
     if "progress_log" not in df.columns and "progress" in df.columns:
@@ -228,10 +234,15 @@ def model_rows(
     cols = [outcome, *term_columns(terms, centre), spec["group"]]
     cols = list(dict.fromkeys(cols))
     require_columns(df, cols, what)
+    if spec.get("complete_case"):
+        df, filters["complete_case"] = completers_only(
+            df, cols, spec["group"], what, last_session=spec.get("planned_sessions")
+        )
     df = df.dropna(subset=cols)
     if df.empty:
         raise SkipModel(f"{what}: no session has every variable it needs ({', '.join(cols)})")
     df = centre_within(df, centre, spec["group"])
+    df.attrs["row_filters"] = filters
     n_pat = df[spec["group"]].nunique()
     if n_pat < int(spec.get("min_patients", 2)):
         raise SkipModel(
@@ -261,6 +272,8 @@ def fit_lmm_kind(data: pd.DataFrame, spec: Mapping[str, Any], estimands: Mapping
     )
     out = lmm_block(fit)
     out["estimands"] = record
+    if df.attrs.get("row_filters"):
+        out["row_filters"] = df.attrs["row_filters"]
     out["illness_effect"] = illness_effect(fit.coefficients, ill_term, scale="points", mcid=mcid_for(outcome))
     if out["illness_effect"] is not None:
         out["illness_effect"]["outcome"] = outcome

@@ -105,7 +105,8 @@ def fit_mediation_kind(data: pd.DataFrame, spec: Mapping[str, Any], estimands: M
         what=what,
         derive=derive,
     )
-    summ = _check_marker(df, marker, spec)
+    flags: dict[str, Any] = {}
+    summ = _check_marker(df, marker, spec, flags)
     require_illness(df, what, min_sessions=2)
     df = centre_within(df, [med], spec["group"])
     reml = spec["method"] == "REML"
@@ -177,10 +178,11 @@ def fit_mediation_kind(data: pd.DataFrame, spec: Mapping[str, Any], estimands: M
             "no unmeasured within-person confounding of mediator and outcome",
         ],
         "mediator_draws": summ,
+        "censoring_flags": flags,
         "censoring": spec["censoring"],
         "estimands": record,
         "family": spec.get("family", "cytokine"),
         "tests": tests,
         "bh_adjusted": adjust_tests(tests),
-        "messages": block_a["messages"] + block_b["messages"],
+        "messages": block_a["messages"] + block_b["messages"] + [f["message"] for f in flags.values()],
     }

@@ -35,11 +35,13 @@ def _runners() -> dict[str, Callable[..., dict[str, Any]]]:
     from .binary import fit_gee_kind, fit_glmm_kind
     from .cytokines import fit_cytokine_illness_kind, fit_moderation_kind
     from .lmm import fit_lmm_kind
+    from .marginal import fit_gee_kind_continuous
     from .mediation import fit_mediation_kind
     from .slopes import fit_illness_slopes_kind
 
     return {
         "lmm": fit_lmm_kind,
+        "gee": fit_gee_kind_continuous,
         "gee_binary": fit_gee_kind,
         "glmm_binary": fit_glmm_kind,
         "cytokine_illness": fit_cytokine_illness_kind,

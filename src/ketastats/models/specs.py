@@ -11,6 +11,9 @@ Kinds
 -----
 ``lmm``
     Linear mixed model of a score (the primary model, and sensitivity variants).
+``gee``
+    Linear GEE of a score with one mean per session and an unstructured working correlation
+    across sessions, robust SEs: the MMRM analogue (sensitivity analysis).
 ``gee_binary``
     Logistic GEE with an exchangeable working correlation (response/remission per session,
     or at the end of the course with one row per patient).
@@ -53,6 +56,7 @@ __all__ = [
 #: every kind of model the statistics module can fit
 KINDS = (
     "lmm",
+    "gee",
     "gee_binary",
     "glmm_binary",
     "cytokine_illness",
@@ -104,6 +108,10 @@ COMMON_DEFAULTS: dict[str, Any] = {
     "df_method": "satterthwaite",
     "illness_term": "ill_within",
     "min_patients": 10,
+    # row filters for sensitivity analyses (ketastats.models.common)
+    "complete_case": False,
+    "exclude_onset_within_days": None,
+    "planned_sessions": None,
 }
 
 #: defaults per kind (on top of COMMON_DEFAULTS)
@@ -114,6 +122,14 @@ KIND_DEFAULTS: dict[str, dict[str, Any]] = {
         "random": ["progress"],
         "formula": None,
         "re_formula": None,
+    },
+    "gee": {
+        "outcome": "madrs",
+        "fixed": ["C(session)", "days_since_prev", "madrs_baseline", "ill_within", "ill_between", "ill_lag1"],
+        "correlation": "unstructured",
+        "se": "robust",
+        "max_times": 12,
+        "df_method": "normal",
     },
     "gee_binary": {
         "outcome": "madrs_response",
@@ -137,6 +153,7 @@ KIND_DEFAULTS: dict[str, dict[str, Any]] = {
         "sessions": "all",
         "censoring": "tobit",
         "max_censored_fraction": 0.8,
+        "flag_censored_fraction": 0.3,
         "min_draws": 20,
         "family": "cytokine",
     },
@@ -147,6 +164,7 @@ KIND_DEFAULTS: dict[str, dict[str, Any]] = {
         "random": ["progress", "ill_within"],
         "censoring": "lod_sqrt2",
         "max_censored_fraction": 0.3,
+        "flag_censored_fraction": 0.3,
         "family": "cytokine",
     },
     "mediation": {
@@ -156,6 +174,7 @@ KIND_DEFAULTS: dict[str, dict[str, Any]] = {
         "random": [],
         "censoring": "lod_sqrt2",
         "max_censored_fraction": 0.3,
+        "flag_censored_fraction": 0.3,
         "min_draws": 20,
         "n_draws": 100000,
         "seed": 20261125,
@@ -233,7 +252,7 @@ def spec_problems(where: str, spec: Mapping[str, Any]) -> list[str]:
         problems.append(
             f"{where}: formula/re_formula are only for kind lmm; use outcome, fixed and random for {kind}."
         )
-    if kind in ("lmm", "gee_binary", "glmm_binary", "illness_slopes") and formula is None:
+    if kind in ("lmm", "gee", "gee_binary", "glmm_binary", "illness_slopes") and formula is None:
         if not spec.get("outcome"):
             problems.append(f"{where}.outcome: required for kind {kind} (e.g. madrs).")
         if not spec.get("fixed"):
@@ -257,6 +276,15 @@ def spec_problems(where: str, spec: Mapping[str, Any]) -> list[str]:
         problems.append(
             f"{where}.random: the censored (tobit) model has a random intercept only; remove random."
         )
+    if kind == "gee_binary" and spec.get("correlation") not in (None, "exchangeable", "independence"):
+        problems.append(
+            f"{where}.correlation: kind gee_binary supports exchangeable or independence; "
+            "unstructured and ar1 are for kind gee."
+        )
+    if spec.get("complete_case") and kind not in ("lmm", "gee"):
+        problems.append(f"{where}.complete_case: supported for kinds lmm and gee.")
+    if spec.get("exclude_onset_within_days") is not None and kind not in ("lmm", "gee"):
+        problems.append(f"{where}.exclude_onset_within_days: supported for kinds lmm and gee.")
     if kind == "glmm_binary" and spec.get("random"):
         problems.append(f"{where}.random: kind glmm_binary fits a random intercept only; remove random.")
     return problems
