@@ -54,6 +54,28 @@ REFERENCES: dict[str, str] = {
         "Centers for Medicare & Medicaid Services. CMS Cell Size Suppression Policy. "
         "https://www.hhs.gov/guidance/document/cms-cell-suppression-policy"
     ),
+    "liang1986": (
+        "Liang, K.-Y., & Zeger, S. L. (1986). Longitudinal data analysis using generalized linear models. "
+        "Biometrika, 73(1), 13-22. https://doi.org/10.1093/biomet/73.1.13"
+    ),
+    "mallinckrodt2008": (
+        "Mallinckrodt, C. H., Lane, P. W., Schnell, D., Peng, Y., & Mancuso, J. P. (2008). Recommendations for "
+        "the primary analysis of continuous endpoints in longitudinal clinical trials. Drug Information "
+        "Journal, 42(4), 303-319. https://doi.org/10.1177/009286150804200402"
+    ),
+    "vanbuuren2018": (
+        "van Buuren, S. (2018). Flexible Imputation of Missing Data (2nd ed.). Chapman & Hall/CRC. "
+        "https://stefvanbuuren.name/fimd/"
+    ),
+    "rubin1987": "Rubin, D. B. (1987). Multiple Imputation for Nonresponse in Surveys. Wiley.",
+    "barnard1999": (
+        "Barnard, J., & Rubin, D. B. (1999). Small-sample degrees of freedom with multiple imputation. "
+        "Biometrika, 86(4), 948-955. https://doi.org/10.1093/biomet/86.4.948"
+    ),
+    "permutt2016": (
+        "Permutt, T. (2016). Sensitivity analysis for missing data in regulatory submissions. Statistics in "
+        "Medicine, 35(17), 2876-2879. https://doi.org/10.1002/sim.6753"
+    ),
     "duru2008": (
         "Duru, G., & Fantino, B. (2008). The clinical relevance of changes in the Montgomery-Asberg "
         "Depression Rating Scale using the minimum clinically important difference approach. Current "
@@ -89,14 +111,65 @@ def _model_sentence(m: Mapping[str, Any], level: int) -> str:
     opt = f", optimizer {m['optimizer']}" if m.get("optimizer") else ""
     df_txt = _DF.get(str(m.get("df_method")), f"the {m.get('df_method')} method")
     kind = m.get("kind") or "lmm"
+    rows = _filters_sentence(m)
+    counts = f"{_say(m['nobs'])} observations of {_say(m['ngroups'])} patients"
+    if kind == "gee":
+        wc = (m.get("working_correlation") or {}).get("structure", "unstructured")
+        return (
+            f"Model '{m['label']}': a marginal linear model of <code>{m.get('formula') or spec.get('formula', '?')}"
+            f"</code> by generalized estimating equations [liang1986] with one mean per session and an "
+            f"{wc} working correlation across sessions, the analogue of a mixed model for repeated measures "
+            f"[mallinckrodt2008]; {m.get('se_type') or 'robust (sandwich)'} standard errors, Wald p-values and "
+            f"{level}% confidence intervals (standard normal reference). GEE is valid when dropout is "
+            f"completely at random; the likelihood-based mixed models when it is at random. {counts}.{rows}"
+        )
+    if kind in ("lmm_mi", "tipping_point"):
+        imp = m.get("imputation") or {}
+        txt = (
+            f"Model '{m['label']}': the model <code>{m.get('formula') or spec.get('formula', '?')}</code> with "
+            f"{re_txt} fitted to each of m = {imp.get('m', '?')} data sets completed by multiple imputation by "
+            f"chained equations with predictive mean matching [vanbuuren2018] in wide format (one column per "
+            f"variable and session, so that the imputation keeps each patient's correlation across sessions), "
+            f"including the sessions after dropout (the hypothetical strategy under MAR); estimates pooled by "
+            f"Rubin's rules [rubin1987] with Barnard-Rubin degrees of freedom [barnard1999]. The imputation "
+            f"model's variables are listed under Sensitivity analyses."
+        )
+        if kind == "tipping_point":
+            txt += (
+                " Delta adjustment [permutt2016]: every imputed rating at an ill session was shifted by delta "
+                "MADRS points (ratings missed during illness worse, or better, than MAR predicts) over a grid "
+                "of deltas, and the tipping point is the delta at which the conclusion about the illness "
+                "effect changes (linear interpolation of the confidence bound between grid points)."
+            )
+        return txt + rows
     what = "a linear mixed model [laird1982]" if kind == "lmm" else f"a {kind} model"
     return (
         f"Model '{m['label']}': {what} of <code>{spec.get('formula', '?')}</code> "
         f"with {re_txt}, fitted by {method} with the {engine} engine{opt}; fixed-effect standard errors "
         f"from σ²(X'V⁻¹X)⁻¹ at the estimates, as lme4 reports them [bates2015]; p-values and {level}% "
-        f"confidence intervals from {df_txt}. {_say(m['nobs'])} observations of {_say(m['ngroups'])} patients "
-        f"(complete cases of the model's variables)."
+        f"confidence intervals from {df_txt}. {counts} (complete cases of the model's variables).{rows}"
     )
+
+
+def _filters_sentence(m: Mapping[str, Any]) -> str:
+    """The rows a sensitivity analysis leaves out, in words (empty when none)."""
+    f = m.get("row_filters") or {}
+    out = ""
+    if "complete_case" in f:
+        c = f["complete_case"]
+        out += (
+            f" Complete-case analysis: only the {_say(c.get('patients_kept'))} patients with every planned "
+            f"session rated and every model variable observed ({_say(c.get('patients_removed'))} left out); "
+            "valid only if missingness is completely at random."
+        )
+    if "exclude_onset_within_days" in f:
+        e = f["exclude_onset_within_days"]
+        out += (
+            f" Ill sessions within {e.get('days')} days of the illness onset were left out "
+            f"({_say(e.get('sessions_removed'))} sessions, and {_say(e.get('onset_unknown_removed'))} with an "
+            "unknown onset)."
+        )
+    return out
 
 
 def methods_section(results: Mapping[str, Any]) -> dict[str, Any]:

@@ -8,7 +8,8 @@ date in it: the same inputs give the same bytes.
 
 Keys: ``cohort``, ``settings``, ``data_flow``, ``table1``, ``illness``, ``trajectories``,
 ``cytokines``, ``models``, ``illness_effects`` (on the primary model's scale: the forest
-plot), ``illness_effects_other_scales``, ``recovery``, ``power``, ``methods``,
+plot), ``illness_effects_other_scales``, ``sensitivity`` (:mod:`.sensitivity`), ``recovery``,
+``power``, ``methods``,
 ``suppression``, ``provenance``, ``summary``.
 
 Model JSON is read defensively: ``status`` defaults to ``"ok"``; ``label``, ``kind``,
@@ -41,7 +42,8 @@ import pandas as pd
 from scipy import stats
 
 from .methods import methods_section
-from .suppression import SuppressionLog, is_small, is_suppressed, suppress_related
+from .sensitivity import sensitivity_section
+from .suppression import SUPPRESSED, SuppressionLog, is_small, is_suppressed, suppress_related
 from .suppression import say_count as _say
 from .tables import table_one
 
@@ -146,6 +148,54 @@ def _model_view(name: str, m: Mapping[str, Any]) -> dict[str, Any]:
         messages=list(m.get("messages") or []),
     )
     return entry
+
+
+#: keys of model-JSON blocks that hold counts of patients, sessions, draws or events
+_COUNT_KEYS = frozenset(
+    {
+        "events",
+        "non_events",
+        "rows_removed",
+        "draws",
+        "censored",
+        "ncensored",
+        "sessions_removed",
+        "onset_unknown_removed",
+        "ill_sessions_kept",
+        "patients_kept",
+        "patients_removed",
+        "missing",
+        "rows_observed",
+        "rows_added",
+        "cells_imputed",
+        "imputed_ill_ratings",
+    }
+)
+
+
+def _suppress_counts(obj: Any, slog: SuppressionLog, where: str) -> Any:
+    """Small counts anywhere in a model's entry, suppressed like the tables' counts.
+
+    In a block (dict) holding a small count, every other count and every ``*_fraction``
+    of that block is suppressed too (complementary: a total or a share would reveal it).
+    """
+    if isinstance(obj, list):
+        return [_suppress_counts(v, slog, where) for v in obj]
+    if not isinstance(obj, Mapping):
+        return obj
+    out = {k: _suppress_counts(v, slog, where) for k, v in obj.items()}
+    counts = [
+        k for k, v in out.items() if k in _COUNT_KEYS and isinstance(v, int | np.integer) and not isinstance(v, bool)
+    ]
+    small = [k for k in counts if is_small(int(out[k]), slog.threshold)]
+    for k in small:
+        out[k] = slog.count(int(out[k]), where, k)
+    if small:
+        for k in [*counts, *(k for k in out if str(k).endswith("_fraction"))]:
+            if k not in small and out[k] is not None and not is_suppressed(out[k]):
+                out[k] = SUPPRESSED
+                slog.add(where, str(k), "complementary")
+    return out
 
 
 def _ordered(models: Mapping[str, Mapping[str, Any]]) -> list[str]:
@@ -586,6 +636,7 @@ def build_results(
     flow = _data_flow(received, sessions, models, slog)
     views = {name: _model_view(name, models[name]) for name in _ordered(models)}
     for name, v in views.items():
+        views[name] = v = _suppress_counts(v, slog, f"Model {v['label']}")
         v["nobs"] = flow["model_counts"][name]["nobs"]
         v["ngroups"] = flow["model_counts"][name]["ngroups"]
     # the forest plot compares effects on the primary model's scale (MADRS points); effects
@@ -596,7 +647,10 @@ def build_results(
     for name, v in views.items():
         eff = v["illness_effect"]
         if v["status"] == "ok" and eff and eff.get("estimate") is not None:
-            row = {"model": name, "label": v["label"], **eff, "scale": eff.get("scale") or DEFAULT_SCALE}
+            label = v["label"]
+            if eff.get("delta") is not None:  # tipping point: the effect at the delta shown
+                label = f"{label}, delta = {float(eff['delta']):+g}"
+            row = {"model": name, "label": label, **eff, "scale": eff.get("scale") or DEFAULT_SCALE}
             (effects if row["scale"] == main_scale else other_effects).append(row)
     mcid = (views.get("primary", {}).get("illness_effect") or {}).get("mcid") or MADRS_MCID
     results: dict[str, Any] = {
@@ -626,6 +680,7 @@ def build_results(
         results["multiplicity"] = None
     else:
         results["multiplicity"] = adjust_families(models)
+    results["sensitivity"] = sensitivity_section(results)
     results["suppression"] = slog.to_dict()
     results["methods"] = methods_section(results)
     results["summary"] = summary_sentences(results)
