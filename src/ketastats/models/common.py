@@ -35,6 +35,7 @@ __all__ = [
     "num",
 ]
 
+_STRING = re.compile(r"'[^']*'|\"[^\"]*\"")
 _IDENT = re.compile(r"(?<![.\w])[A-Za-z_][A-Za-z0-9_]*")
 _PATSY_NAMES = {
     "np",
@@ -215,11 +216,14 @@ def term_columns(terms: Iterable[str], centre: Sequence[str] = ()) -> list[str]:
     --------
     >>> term_columns(["progress", "np.log1p(days)", "ill_within"], centre=["ill"])
     ['progress', 'days', 'ill']
+    >>> term_columns(["C(arm, Treatment('TAU'))"])
+    ['arm']
     """
     derived = {f"{c}_{s}": c for c in centre for s in ("within", "between")}
     out: list[str] = []
     for term in terms:
-        for ident in _IDENT.findall(str(term)):
+        # names inside string literals are levels (C(x, Treatment('TAU'))), not columns
+        for ident in _IDENT.findall(_STRING.sub("''", str(term))):
             if ident in _PATSY_NAMES:
                 continue
             ident = derived.get(ident, ident)
