@@ -270,7 +270,9 @@ def demo_like():
     df["sex"] = np.where(df["patient_id"].str[-1].isin(list("02468")), "female", "male")
     post = df["session"] > 1
     df.loc[post & (rng.random(len(df)) < 0.05), "madrs"] = np.nan
-    last = df["patient_id"].map({p: (4 if i % 10 == 0 else 7) for i, p in enumerate(df["patient_id"].unique())})
+    last = df["patient_id"].map(
+        {p: (4 if i % 10 == 0 else 7) for i, p in enumerate(df["patient_id"].unique())}
+    )
     return df.loc[df["session"] <= last].reset_index(drop=True)
 
 
