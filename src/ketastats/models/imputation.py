@@ -235,7 +235,7 @@ def build_wide(
     ...                    "madrs": [30.0, 20.0, 28.0], "ill": [0.0, 1.0, 0.0]})
     >>> w = build_wide(df, outcome="madrs", analysis_session=["ill"])
     >>> list(w.frame.columns), int(w.frame.isna().sum().sum())
-    (['madrs@s1', 'madrs@s2', 'ill@s1', 'ill@s2'], 2)
+    (['madrs@s1', 'ill@s1', 'madrs@s2', 'ill@s2'], 2)
     """
     df = data.loc[data[group].notna()].copy()
     df["session"] = as_float(df["session"]).astype(int)
@@ -604,7 +604,7 @@ def pool_rubin(
     --------
     >>> r = pool_rubin(np.array([[1.0], [2.0], [3.0]]), np.array([[1.0], [1.0], [1.0]]), 100)
     >>> float(r.estimate[0]), float(r.total[0]), round(float(r.df[0]), 2)
-    (2.0, 2.3333333333333335, 9.14)
+    (2.0, 2.333333333333333, 5.35)
     """
     q = np.atleast_2d(np.asarray(estimates, dtype=float))
     u = np.atleast_2d(np.asarray(variances, dtype=float))
