@@ -34,10 +34,12 @@ log = logging.getLogger(__name__)
 def _runners() -> dict[str, Callable[..., dict[str, Any]]]:
     from .binary import fit_gee_kind, fit_glmm_kind
     from .cytokines import fit_cytokine_illness_kind, fit_moderation_kind
+    from .imputation import fit_lmm_mi_kind
     from .lmm import fit_lmm_kind
     from .marginal import fit_gee_kind_continuous
     from .mediation import fit_mediation_kind
     from .slopes import fit_illness_slopes_kind
+    from .tipping import fit_tipping_point_kind
 
     return {
         "lmm": fit_lmm_kind,
@@ -48,6 +50,8 @@ def _runners() -> dict[str, Callable[..., dict[str, Any]]]:
         "cytokine_moderation": fit_moderation_kind,
         "mediation": fit_mediation_kind,
         "illness_slopes": fit_illness_slopes_kind,
+        "lmm_mi": fit_lmm_mi_kind,
+        "tipping_point": fit_tipping_point_kind,
     }
 
 

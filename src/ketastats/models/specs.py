@@ -30,6 +30,14 @@ Kinds
 ``illness_slopes``
     Spread of patient-level illness effects (random slope on within-person illness) with
     the patients' BLUPs.
+``lmm_mi``
+    The ``lmm`` model on ``imputations`` data sets completed by chained equations (wide format,
+    predictive mean matching), pooled by Rubin's rules with Barnard-Rubin df; sessions after
+    dropout are imputed (hypothetical strategy under MAR). :mod:`ketastats.models.imputation`.
+``tipping_point``
+    Delta-adjusted multiple imputation: imputed ratings at ill sessions shifted by each
+    ``deltas`` value (MNAR), refitted and pooled; the delta at which the conclusion about the
+    illness effect changes. :mod:`ketastats.models.tipping`.
 """
 
 from __future__ import annotations
@@ -63,6 +71,8 @@ KINDS = (
     "cytokine_moderation",
     "mediation",
     "illness_slopes",
+    "lmm_mi",
+    "tipping_point",
 )
 
 #: intercurrent events (ICH E9(R1)) and the strategies that may be chosen for each
@@ -93,6 +103,17 @@ _PRIMARY_FIXED = [
     "ill_between",
     "ill_lag1",
 ]
+
+#: multiple-imputation fields of kinds lmm_mi and tipping_point (same fields -> same imputations)
+_MI_DEFAULTS: dict[str, Any] = {
+    "imputations": 20,
+    "iterations": 10,
+    "donors": 5,
+    "seed": 20261125,
+    "auxiliary": ["qids_sr16", "phq9"],
+    "auxiliary_patient": ["age", "sex", "bmi", "il6_pg_ml", "tnfa_pg_ml", "il1b_pg_ml", "crp_mg_l"],
+    "planned_sessions": None,
+}
 
 #: fields every kind accepts, with their defaults
 COMMON_DEFAULTS: dict[str, Any] = {
@@ -185,6 +206,21 @@ KIND_DEFAULTS: dict[str, dict[str, Any]] = {
         "fixed": list(_PRIMARY_FIXED),
         "random": ["progress", "ill_within"],
     },
+    "lmm_mi": {
+        "outcome": "madrs",
+        "fixed": list(_PRIMARY_FIXED),
+        "random": ["progress"],
+        "df_method": "barnard_rubin",
+        **_MI_DEFAULTS,
+    },
+    "tipping_point": {
+        "outcome": "madrs",
+        "fixed": list(_PRIMARY_FIXED),
+        "random": ["progress"],
+        "df_method": "barnard_rubin",
+        **_MI_DEFAULTS,
+        "deltas": [-12, -10, -8, -6, -4, -2, 0, 2, 4, 6, 8, 10, 12],
+    },
 }
 
 
@@ -252,7 +288,9 @@ def spec_problems(where: str, spec: Mapping[str, Any]) -> list[str]:
         problems.append(
             f"{where}: formula/re_formula are only for kind lmm; use outcome, fixed and random for {kind}."
         )
-    if kind in ("lmm", "gee", "gee_binary", "glmm_binary", "illness_slopes") and formula is None:
+    if kind in ("lmm", "gee", "gee_binary", "glmm_binary", "illness_slopes", "lmm_mi", "tipping_point") and (
+        formula is None
+    ):
         if not spec.get("outcome"):
             problems.append(f"{where}.outcome: required for kind {kind} (e.g. madrs).")
         if not spec.get("fixed"):
@@ -285,6 +323,18 @@ def spec_problems(where: str, spec: Mapping[str, Any]) -> list[str]:
         problems.append(f"{where}.complete_case: supported for kinds lmm and gee.")
     if spec.get("exclude_onset_within_days") is not None and kind not in ("lmm", "gee"):
         problems.append(f"{where}.exclude_onset_within_days: supported for kinds lmm and gee.")
+    if kind in ("lmm_mi", "tipping_point"):
+        if spec.get("df_method") not in ("barnard_rubin", None):
+            problems.append(
+                f"{where}.df_method: kind {kind} pools by Rubin's rules with Barnard-Rubin df; "
+                "use barnard_rubin (or leave it out)."
+            )
+        if kind == "tipping_point" and 0 not in [float(d) for d in spec.get("deltas") or []]:
+            problems.append(
+                f"{where}.deltas: include 0 (the MAR analysis the tipping point is measured from)."
+            )
+        if spec.get("donors") is not None and int(spec["donors"]) < 1:
+            problems.append(f"{where}.donors: at least 1 donor is needed.")
     if kind == "glmm_binary" and spec.get("random"):
         problems.append(f"{where}.random: kind glmm_binary fits a random intercept only; remove random.")
     return problems
