@@ -128,6 +128,23 @@ def tipping_points(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     return {"conclusion_at_zero": zero["conclusion"], "tipping_grid": grid, "tipping_delta": interp}
 
 
+def _reported_side(tips: Mapping[str, Any], est0: float) -> str:
+    """Which side's delta the forest plot shows.
+
+    A finding at delta = 0 (worse or better when ill): the side that moves the estimate
+    towards the null (how far from MAR must missed ratings be to lose the finding). No
+    finding at 0: the side whose tipping point is nearer 0 (how far from MAR to create one),
+    or, when neither is reached, the side of the estimate's sign.
+    """
+    towards_null = "negative" if est0 > 0 else "positive"
+    if tips["conclusion_at_zero"] != NONE:
+        return towards_null
+    reached = {k: v for k, v in tips["tipping_grid"].items() if v is not None}
+    if reached:
+        return min(reached, key=lambda k: abs(reached[k]))
+    return "positive" if est0 >= 0 else "negative"
+
+
 def _shift_masks(designs: Sequence[MIDesign], outcome: str) -> list[np.ndarray]:
     """Per data set, the analysed rows whose outcome was imputed at an ill session."""
     flag = f"_imputed_{outcome}"
@@ -140,9 +157,10 @@ def fit_tipping_point_kind(
     """Kind ``tipping_point``: delta-adjusted MI over the ``deltas`` grid; the model JSON fields.
 
     ``coefficients`` and ``illness_effect`` (with its ``delta``) are the pooled fit at the grid
-    delta where the conclusion first changes on the side that moves the estimate towards the
-    null (negative deltas for a positive estimate at 0), or at that side's extreme delta when
-    the conclusion does not change within the grid. ``tipping.rows`` has every delta.
+    delta where the conclusion first changes on the reported side (:func:`_reported_side`:
+    towards the null when delta = 0 shows a finding, else the nearer tipping point), or at
+    that side's extreme delta when the conclusion does not change within the grid.
+    ``tipping.rows`` has every delta.
     """
     t0 = time.perf_counter()
     prep = prepare_imputations(data, spec, estimands)
@@ -185,9 +203,10 @@ def fit_tipping_point_kind(
                 f"tipping point not reached on the {s} side: the conclusion "
                 f"({tips['conclusion_at_zero']}) holds for every delta from 0 to {extreme:+g}"
             )
-    reported = tips["tipping_grid"][side]
+    reported_side = _reported_side(tips, est0)
+    reported = tips["tipping_grid"][reported_side]
     if reported is None:
-        reported = min(deltas) if side == "negative" else max(deltas)
+        reported = min(deltas) if reported_side == "negative" else max(deltas)
     f = fits[reported]
     out = pooled_block(prep, f, spec)
     eff = illness_effect(f.coefficients, ill_term, scale="points", mcid=mcid_for(prep.outcome))
@@ -208,6 +227,7 @@ def fit_tipping_point_kind(
         "tipping_delta": tips["tipping_delta"],
         "tipping_grid": tips["tipping_grid"],
         "side_towards_null": side,
+        "reported_side": reported_side,
         "reported_delta": reported,
         "imputed_ill_ratings": float(np.mean(counts)),
         "imputed_ill_ratings_range": [min(counts), max(counts)],
