@@ -346,10 +346,24 @@ def cytokine_figure(sessions: pd.DataFrame, summary: Sequence[Mapping[str, Any]]
 
 # -------------------------------------------------------------------- forest
 def forest_figure(effects: Sequence[Mapping[str, Any]], *, mcid: float = 2.0, level: float = 0.95):
-    """The illness effect (estimate and CI) per analysis, with the MCID band shaded."""
+    """The illness effect (estimate and CI) per analysis, with the MCID band shaded.
+
+    Labels are wrapped; the term is named only where it differs from the primary's, and each
+    row's estimate and CI are printed at the right so the plot can be read without the table.
+    """
     if not effects:
         return message_figure("No analysis estimated an illness effect.")
-    fig, ax = _new(figsize=(7.5, 0.9 + 0.42 * len(effects)))
+    import textwrap
+
+    main_term = effects[0].get("term")
+    labels = []
+    for e in effects:
+        text = str(e["label"])
+        if e.get("term") and e.get("term") != main_term:
+            text += f" ({e['term']})"
+        labels.append("\n".join(textwrap.wrap(text, 46)) or text)
+    lines = sum(lab.count("\n") + 1 for lab in labels)
+    fig, ax = _new(figsize=(9.5, 1.1 + 0.25 * lines + 0.15 * len(effects)))
     y = np.arange(len(effects))[::-1]
     for yi, e in zip(y, effects):
         lo, hi = e.get("ci_low"), e.get("ci_high")
@@ -357,12 +371,22 @@ def forest_figure(effects: Sequence[Mapping[str, Any]], *, mcid: float = 2.0, le
         if lo is not None and hi is not None:
             ax.hlines(yi, lo, hi, color=color, lw=1.5)
         ax.plot(e["estimate"], yi, "s" if e["model"] == "primary" else "o", color=color, ms=6)
+        ci = "" if lo is None or hi is None else f" [{lo:.2f}, {hi:.2f}]"
+        ax.annotate(
+            f"{e['estimate']:.2f}{ci}",
+            (1.01, yi),
+            xycoords=("axes fraction", "data"),
+            va="center",
+            fontsize=8,
+            color=color,
+        )
     ax.axvspan(-mcid, mcid, color="#2ca02c", alpha=0.08, label=f"±{mcid:g} points (MCID)")
     ax.axvline(0, color="0.4", lw=0.8, ls="--")
-    ax.set_yticks(y, [f"{e['label']} ({e['term']})" for e in effects])
+    ax.set_yticks(y, labels, fontsize=8)
+    ax.set_ylim(-0.6, len(effects) - 0.4)
     ax.set_xlabel(f"Illness effect, MADRS points ({round(100 * level)}% CI); > 0 = worse when ill")
-    ax.legend(frameon=False, fontsize=7, loc="lower right")
     fig.tight_layout()
+    fig.legend(frameon=False, fontsize=7, loc="lower right")
     return fig
 
 

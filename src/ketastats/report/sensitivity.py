@@ -60,6 +60,11 @@ def describe_analysis(m: Mapping[str, Any]) -> str:
     return "; ".join(parts) if parts else "as the primary model, with the changes in its specification"
 
 
+def _same_imputation(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    keys = ("method", "m", "iterations", "donors", "seed", "planned_sessions", "variables")
+    return all(a.get(k) == b.get(k) for k in keys)
+
+
 def sensitivity_section(results: Mapping[str, Any]) -> dict[str, Any]:
     """The ``sensitivity`` block of results.json.
 
@@ -117,6 +122,11 @@ def sensitivity_section(results: Mapping[str, Any]) -> dict[str, Any]:
             tipping[name] = m["tipping"]
         if m.get("working_correlation") and m.get("kind") == "gee":
             wc[name] = m["working_correlation"]
+    # a tipping-point analysis reuses an MI model's imputations (same fields, same seed): list the
+    # imputation model once
+    for name in [n for n in imputation if models[n].get("kind") == "tipping_point"]:
+        if any(_same_imputation(imputation[name], imputation[o]) for o in imputation if o != name):
+            imputation.pop(name)
     return {
         "primary": primary,
         "rows": rows,
