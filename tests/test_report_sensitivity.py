@@ -27,6 +27,14 @@ SPECS = {
         "label": "Acute phase left out",
         "exclude_onset_within_days": 3,
     },
+    "primary_mi": {"kind": "lmm_mi", "role": "sensitivity", "label": "Multiple imputation", "imputations": 5},
+    "tipping_point": {
+        "kind": "tipping_point",
+        "role": "sensitivity",
+        "label": "Tipping point",
+        "imputations": 5,
+        "deltas": [-6, 0, 6],
+    },
     "cytokine_illness": {"kind": "cytokine_illness", "markers": ["il6_pg_ml", "crp_mg_l"], "label": "Cytokines"},
 }
 
@@ -71,16 +79,22 @@ def test_every_sensitivity_analysis_sits_beside_the_primary_estimate(report):
     sv = res["sensitivity"]
     assert sv["primary"]["estimate"] == models["primary"]["illness_effect"]["estimate"]
     rows = {r["model"]: r for r in sv["rows"]}
-    assert set(rows) == {"mmrm_gee", "complete_case", "exclude_acute"}
+    assert set(rows) == {"mmrm_gee", "complete_case", "exclude_acute", "primary_mi", "tipping_point"}
     for name, row in rows.items():
         eff = models[name]["illness_effect"]
         assert (row["estimate"], row["ci_low"], row["ci_high"]) == (eff["estimate"], eff["ci_low"], eff["ci_high"])
     assert "unstructured" in rows["mmrm_gee"]["changes"]
     assert "complete cases" in rows["complete_case"]["changes"]
     assert "within 3 days" in rows["exclude_acute"]["changes"]
+    assert "m = 5" in rows["primary_mi"]["changes"] and "delta" in rows["tipping_point"]["changes"]
+    assert rows["tipping_point"]["delta"] == models["tipping_point"]["tipping"]["reported_delta"]
     # all of them in the forest plot's list, on the primary's scale
     assert [e["model"] for e in res["illness_effects"]][0] == "primary"
-    assert {"mmrm_gee", "complete_case", "exclude_acute"} <= {e["model"] for e in res["illness_effects"]}
+    forest = {e["model"]: e for e in res["illness_effects"]}
+    assert set(rows) <= set(forest)
+    assert forest["tipping_point"]["label"].startswith("Tipping point, delta = ")
+    # the tipping point reuses the MI model's imputations: its variables are listed once
+    assert list(sv["imputation"]) == ["primary_mi"] and list(sv["tipping"]) == ["tipping_point"]
 
 
 def test_small_counts_in_model_blocks_are_suppressed(report):
@@ -116,7 +130,15 @@ def test_report_section_shows_the_analyses_and_their_details(report):
     est = report["models"]["mmrm_gee"]["illness_effect"]["estimate"]
     assert f"{est:.2f}" in text
     assert "Working correlation (Marginal GEE)" in text
-    assert "crp_mg_l" in text and "censored (tobit) likelihood" in text and "il6_pg_ml" not in text
+    assert "Imputation model (Multiple imputation)" in text and "(the imputations listed above)" in text
+    for v in report["models"]["primary_mi"]["imputation"]["variables"]:
+        assert v["name"] in text
+    tp = report["models"]["tipping_point"]["tipping"]
+    assert f"conclusion without a shift: {tp['conclusion_at_zero']}" in text
+    assert len(re.findall(r"<tr><td>-?\d+\.\d</td>", sec)) == len(tp["rows"])
+    flags = text.split("Markers with many non-detects")[1]
+    assert "crp_mg_l" in flags and "censored (tobit) likelihood" in flags and "il6_pg_ml" not in flags
     methods = html.split('<section id="methods">')[1].split("</section>")[0]
     assert "generalized estimating equations" in methods and "Liang" in methods
     assert "Complete-case analysis" in methods
+    assert "Rubin" in methods and "Barnard" in methods and "Permutt" in methods
