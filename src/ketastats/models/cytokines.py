@@ -48,7 +48,7 @@ import pandas as pd
 
 from ..exceptions import ModelError
 from .common import coefficient_rows, illness_effect, mcid_for, num, require_illness
-from .lmm import fit_lmm_robust, formulas_for, lmm_block, model_rows
+from .lmm import fit_spec_lmm, formulas_for, lmm_block, model_rows
 from .multiplicity import adjust_tests
 from .robust import SkipModel
 
@@ -181,6 +181,34 @@ def _combine(blocks: dict[str, dict[str, Any]], skipped: dict[str, str], what: s
     }
 
 
+def _finish(
+    blocks: dict[str, dict[str, Any]],
+    skipped: dict[str, str],
+    spec: Mapping[str, Any],
+    record: dict[str, Any],
+    flags: dict[str, Any],
+    tests: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """The model JSON of a per-marker kind: combined fits, non-detect flags, BH-adjusted tests.
+
+    Its ``illness_effect`` is None: effects on markers, or per moderator, are not one number on
+    the score's scale (see ``fits`` and ``tests``).
+    """
+    out = _combine(blocks, skipped, spec["label"])
+    out["estimands"] = record
+    out["censoring"] = spec["censoring"]
+    out["censoring_flags"] = flags
+    out["messages"] = [
+        *out["messages"],
+        *(f["message"] for f in flags.values() if not f["handling"].startswith("skipped")),
+    ]
+    out["illness_effect"] = None
+    out["family"] = spec.get("family", "cytokine")
+    out["tests"] = tests
+    out["bh_adjusted"] = adjust_tests(tests)
+    return out
+
+
 def fit_cytokine_illness_kind(
     data: pd.DataFrame, spec: Mapping[str, Any], estimands: Mapping[str, str], alpha
 ):
@@ -225,18 +253,7 @@ def fit_cytokine_illness_kind(
         if tobit:
             block = _tobit_block(df, formula, outcome, spec, alpha, prefix=f"{marker}: ")
         else:
-            fit = fit_lmm_robust(
-                df,
-                formula,
-                spec["group"],
-                re_formula,
-                reml=spec["method"] == "REML",
-                engine=spec["engine"],
-                df_method=spec["df_method"],
-                alpha=alpha,
-                prefix=f"{marker}: ",
-            )
-            block = lmm_block(fit)
+            block = lmm_block(fit_spec_lmm(df, formula, re_formula, spec, alpha, prefix=f"{marker}: "))
         block["draws"] = summ
         eff = illness_effect(
             block["coefficients"], f"{marker}: {spec['illness_term']}", scale="log (natural)"
@@ -257,19 +274,7 @@ def fit_cytokine_illness_kind(
         block["illness_effect"] = eff
         blocks[marker] = block
         record_all = record
-    out = _combine(blocks, skipped, spec["label"])
-    out["estimands"] = record_all
-    out["censoring"] = spec["censoring"]
-    out["censoring_flags"] = flags
-    out["messages"] = [
-        *out["messages"],
-        *(f["message"] for f in flags.values() if not f["handling"].startswith("skipped")),
-    ]
-    out["illness_effect"] = None  # effects on markers are not on the score's scale: see fits/tests
-    out["family"] = spec.get("family", "cytokine")
-    out["tests"] = tests
-    out["bh_adjusted"] = adjust_tests(tests)
-    return out
+    return _finish(blocks, skipped, spec, record_all, flags, tests)
 
 
 def _tobit_block(
@@ -370,17 +375,7 @@ def fit_moderation_kind(data: pd.DataFrame, spec: Mapping[str, Any], estimands: 
         except SkipModel as exc:
             skipped[marker] = str(exc)
             continue
-        fit = fit_lmm_robust(
-            df,
-            formula,
-            spec["group"],
-            re_formula,
-            reml=spec["method"] == "REML",
-            engine=spec["engine"],
-            df_method=spec["df_method"],
-            alpha=alpha,
-            prefix=f"{marker}: ",
-        )
+        fit = fit_spec_lmm(df, formula, re_formula, spec, alpha, prefix=f"{marker}: ")
         block = lmm_block(fit)
         block["baseline_draws"] = summ
         block["moderator"] = {"column": mod, "centred_at": num(per_patient.mean()), "scale": "log"}
@@ -401,16 +396,4 @@ def fit_moderation_kind(data: pd.DataFrame, spec: Mapping[str, Any], estimands: 
         )
         blocks[marker] = block
         record_all = record
-    out = _combine(blocks, skipped, spec["label"])
-    out["estimands"] = record_all
-    out["censoring"] = spec["censoring"]
-    out["censoring_flags"] = flags
-    out["messages"] = [
-        *out["messages"],
-        *(f["message"] for f in flags.values() if not f["handling"].startswith("skipped")),
-    ]
-    out["illness_effect"] = None
-    out["family"] = spec.get("family", "cytokine")
-    out["tests"] = tests
-    out["bh_adjusted"] = adjust_tests(tests)
-    return out
+    return _finish(blocks, skipped, spec, record_all, flags, tests)

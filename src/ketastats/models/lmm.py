@@ -48,7 +48,7 @@ from .inference import SatterthwaiteResult, satterthwaite
 from .mixed import MixedModelResult, _apply_references, _fast_available, design_matrices, fit_mixed
 from .robust import Diagnosis, RetryOutcome, SkipModel, fit_with_retries
 
-__all__ = ["LMMFit", "fit_lmm_robust", "lmm_block", "fit_lmm_kind", "formulas_for"]
+__all__ = ["LMMFit", "fit_lmm_robust", "fit_spec_lmm", "lmm_block", "fit_lmm_kind", "formulas_for"]
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +135,28 @@ def fit_lmm_robust(
     if df_method == "satterthwaite" and not use_satt:
         log.warning("Satterthwaite df unavailable (Hessian not positive definite): normal approximation used")
     return LMMFit(res, sat, out, coefs, method)
+
+
+def fit_spec_lmm(
+    df: pd.DataFrame,
+    formula: str,
+    re_formula: str | None,
+    spec: Mapping[str, Any],
+    alpha: float,
+    prefix: str = "",
+) -> LMMFit:
+    """:func:`fit_lmm_robust` with the spec's group, method, engine and df method."""
+    return fit_lmm_robust(
+        df,
+        formula,
+        spec["group"],
+        re_formula,
+        reml=spec["method"] == "REML",
+        engine=spec["engine"],
+        df_method=spec["df_method"],
+        alpha=alpha,
+        prefix=prefix,
+    )
 
 
 def _random_block(res: MixedModelResult) -> dict[str, Any]:
@@ -260,16 +282,7 @@ def fit_lmm_kind(data: pd.DataFrame, spec: Mapping[str, Any], estimands: Mapping
     ill_term = spec["illness_term"]
     if ill_term and ill_term in formula:
         require_illness(df, spec["label"])
-    fit = fit_lmm_robust(
-        df,
-        formula,
-        spec["group"],
-        re_formula,
-        reml=spec["method"] == "REML",
-        engine=spec["engine"],
-        df_method=spec["df_method"],
-        alpha=alpha,
-    )
+    fit = fit_spec_lmm(df, formula, re_formula, spec, alpha)
     out = lmm_block(fit)
     out["estimands"] = record
     if df.attrs.get("row_filters"):
