@@ -6,14 +6,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import SNAKEMAKE, copy_project, run_snakemake
+from conftest import ROOT, SNAKEMAKE, copy_project, kill_group, package_env, run_group, run_snakemake
 
 pytestmark = pytest.mark.workflow
 
@@ -39,11 +39,20 @@ def test_changing_one_cohorts_data_reruns_only_that_cohort(demo_run, tmp_path):
     (work / "data/raw/demo2").mkdir()
     shutil.copy(work / "data/raw/demo/sessions.csv", work / "data/raw/demo2/sessions.csv")
     cfg = yaml.safe_load((work / "config/config.yaml").read_text())
-    cfg["cohorts"]["demo2"] = {"input": "data/raw/demo2/sessions.csv"}
+    # the second cohort fits only what this test needs: the primary model
+    others = {name: {"enabled": False} for name in cfg["models"] if name != "primary"}
+    cfg["cohorts"]["demo2"] = {"input": "data/raw/demo2/sessions.csv", "models": others}
     (work / "config/config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    first = run_snakemake(work)
+    added = run_snakemake(work, "--dry-run")
+    text = added.stdout + added.stderr
+    assert added.returncode == 0, text[-3000:]
+    assert "cohort=demo2" in text
+    assert "cohort=demo\n" not in text  # adding a cohort leaves demo alone
+    reports = ["reports/demo/results.json", "reports/demo2/results.json"]
+    first = run_snakemake(work, *reports)
     assert first.returncode == 0, first.stderr[-3000:]
-    assert "cohort=demo\n" not in first.stdout + first.stderr  # adding a cohort leaves demo alone
+    again = run_snakemake(work, "--dry-run", *reports)
+    assert "Nothing to be done" in again.stdout + again.stderr
     # edit one value of demo2's input (still valid data)
     raw = work / "data/raw/demo2/sessions.csv"
     lines = raw.read_text().splitlines(keepends=True)
@@ -52,42 +61,79 @@ def test_changing_one_cohorts_data_reruns_only_that_cohort(demo_run, tmp_path):
     cells[header.index("bmi")] = f"{float(cells[header.index('bmi')]) + 0.1:.1f}"
     lines[1] = ",".join(cells) + "\n"
     raw.write_text("".join(lines))
-    dry = run_snakemake(work, "--dry-run")
+    dry = run_snakemake(work, "--dry-run", *reports)
     text = dry.stdout + dry.stderr
     assert dry.returncode == 0, text[-3000:]
     assert "cohort=demo2" in text
     assert "cohort=demo\n" not in text
 
 
-def test_killed_run_restarts_to_identical_outputs(demo_run, project_root, tmp_path):
-    """SIGKILL while a model is being fitted; restart; compare with an undisturbed run."""
-    work = copy_project(project_root, tmp_path / "p")
+def _readme_resume_command() -> str:
+    """The one command the README gives for finishing a run after a hard kill."""
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## Reruns, faults and determinism") :]
+    block = section[
+        section.index("```bash") + len("```bash") : section.index("```", section.index("```bash") + 7)
+    ]
+    lines = [ln for ln in block.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+# Where the whole run is SIGKILLed, in order: the first file that shows a stage has begun.
+KILL_POINTS = [
+    ("simulating", "logs/demo/simulate.log"),
+    ("validating", "logs/demo/validate.log"),
+    ("fitting", "logs/demo/fit_primary.log"),
+    ("reporting", "logs/demo/report.log"),
+]
+
+
+def _start_and_kill_at(cmd: list[str], work: Path, marker: Path) -> None:
+    """Start ``cmd`` in its own process group; SIGKILL the whole group once ``marker`` exists."""
     proc = subprocess.Popen(
-        [*SNAKEMAKE, "--cores", "2"],
+        cmd,
         cwd=work,
         start_new_session=True,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        env=package_env(),
     )
-    fit_log = work / "logs/demo/fit_primary.log"
-    deadline = time.monotonic() + 600
-    while not fit_log.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert proc.poll() is None, "the run ended before the model fit started"
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert not (work / "reports/demo/results.json").exists()
-    # nothing partial: every output present is complete (JSON parses), no temporary files
-    for p in (work / "data/processed").rglob("*"):
+    try:
+        deadline = time.monotonic() + 600
+        while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert proc.poll() is None, f"the run ended before {marker.name} appeared"
+    finally:
+        kill_group(proc.pid)
+        proc.wait()
+
+
+def _nothing_partial(work: Path) -> None:
+    """Every output present is complete (JSON parses) and no temporary file is left."""
+    for p in (work / "data").rglob("*"):
         assert not p.name.endswith(".tmp"), p
         if p.suffix == ".json":
             json.loads(p.read_text())
-    unlock = subprocess.run([*SNAKEMAKE, "--unlock"], cwd=work, capture_output=True, text=True)
-    assert unlock.returncode == 0, unlock.stderr[-2000:]
-    again = run_snakemake(work)
-    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-3000:]
+
+
+def test_killed_run_resumes_with_the_readme_command_to_identical_outputs(demo_run, tmp_path):
+    """SIGKILL the whole run (Snakemake and every job) while it simulates; then run the README's
+    resume command, verbatim, and kill that too while it validates, fits and reports; the
+    last resume finishes, and the outputs equal those of an undisturbed run, byte for byte."""
+    work = copy_project(demo_run, tmp_path / "p")
+    # the README's commands call the project's .venv/bin/snakemake: here, the test's own venv
+    (work / ".venv").symlink_to(Path(sys.prefix), target_is_directory=True)
+    command = _readme_resume_command()
+    cmd = [*SNAKEMAKE, "--cores", "2"]
+    for _stage, marker in KILL_POINTS:
+        _start_and_kill_at(cmd, work, work / marker)
+        _nothing_partial(work)
+        cmd = ["bash", "-c", command]
+    again = run_group(cmd, work, timeout=900)
+    assert again.returncode == 0, command + "\n" + again.stdout[-2000:] + again.stderr[-3000:]
     assert not [p for p in work.rglob("*.tmp")]
-    # determinism: two runs from scratch give byte-identical processed data and results
+    # determinism: a killed-and-resumed run equals an undisturbed one, byte for byte
     a = _files(work, "data/processed", "data/raw")
     b = _files(demo_run, "data/processed", "data/raw")
     assert a.keys() == b.keys()
@@ -95,29 +141,32 @@ def test_killed_run_restarts_to_identical_outputs(demo_run, project_root, tmp_pa
         assert a[key] == b[key], key
     for rel in ["reports/demo/results.json", "reports/demo/recovery/summary.json"]:
         assert (work / rel).read_bytes() == (demo_run / rel).read_bytes(), rel
+    dry = run_snakemake(work, "--dry-run")
+    assert "Nothing to be done" in dry.stdout + dry.stderr, dry.stdout[-2000:]
 
 
-def test_a_fatal_fit_fails_only_its_own_branch(demo_run, tmp_path):
-    """--keep-going: a required model that cannot be fitted stops its cohort's report only."""
-    work = tmp_path / "p"
-    shutil.copytree(demo_run, work, symlinks=True)
-    (work / "data/raw/demo2").mkdir()
-    shutil.copy(work / "data/raw/demo/sessions.csv", work / "data/raw/demo2/sessions.csv")
-    cfg = yaml.safe_load((work / "config/config.yaml").read_text())
-    others = {name: {"enabled": False} for name in cfg["models"] if name not in ("primary", "response_gee")}
-    # BDI-II is not in the demo data: fitting it is impossible, and the spec says that is fatal
-    others["primary"] = {"outcome": "bdi2", "required": True}
-    cfg["cohorts"]["demo2"] = {"input": "data/raw/demo2/sessions.csv", "models": others}
-    (work / "config/config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    proc = run_snakemake(work, "--keep-going")
-    text = proc.stdout + proc.stderr
-    assert proc.returncode != 0
-    assert "fit_model" in text and "demo2" in text
-    # the failing branch: no model file, no report; its sibling model still ran
-    assert not (work / "data/processed/demo2/models/primary.json").exists()
-    assert (work / "data/processed/demo2/models/response_gee.json").exists()
-    assert not (work / "reports/demo2").exists()
-    log = (work / "logs/demo2/fit_primary.log").read_text()
-    assert "bdi2" in log
-    # the other cohort is untouched and complete
-    assert (work / "reports/demo/results.json").read_bytes() == (demo_run / "reports/demo/results.json").read_bytes()
+def _processes_in(folder: Path) -> list[str]:
+    """Processes whose working directory is ``folder`` or below it (Snakemake and its jobs)."""
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            cwd = Path(os.readlink(proc / "cwd"))
+        except OSError:
+            continue
+        if cwd == folder or folder in cwd.parents:
+            found.append(proc.name)
+    return found
+
+
+def test_a_timeout_kills_the_whole_process_group(demo_run, tmp_path):
+    """A test that gives up on a run leaves no job behind still writing into its folder."""
+    work = copy_project(demo_run, tmp_path / "p").resolve()
+    with pytest.raises(subprocess.TimeoutExpired):
+        run_group([*SNAKEMAKE, "--cores", "2"], work, timeout=10)
+    assert (work / "logs/demo/simulate.log").exists()  # jobs were running when it struck
+    time.sleep(0.5)
+    assert _processes_in(work) == []
+    before = {p: p.stat().st_mtime_ns for p in work.rglob("*") if p.is_file()}
+    time.sleep(2)
+    after = {p: p.stat().st_mtime_ns for p in work.rglob("*") if p.is_file()}
+    assert before == after  # nothing is still writing

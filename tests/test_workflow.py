@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from conftest import copy_project, run_snakemake
+from conftest import copy_project, run_snakemake, tiny_config
 
 pytestmark = pytest.mark.workflow
 
@@ -76,7 +76,7 @@ def test_every_sensitivity_analysis_is_its_own_job_and_beside_the_primary(demo_r
             assert name in forest, name
             assert rows[name]["estimate"] == m["illness_effect"]["estimate"], name
     mi = json.loads((demo_run / "data/processed/demo/models/primary_mi.json").read_text())
-    assert mi["imputation"]["m"] >= 20 and mi["df_method"] == "barnard_rubin"
+    assert mi["imputation"]["m"] == cfg["models"]["primary_mi"]["imputations"] and mi["df_method"] == "barnard_rubin"
     assert {v["name"] for v in mi["imputation"]["variables"]} >= {"madrs", "ill", "qids_sr16"}
     assert res["sensitivity"]["primary"]["estimate"] == res["models"]["primary"]["illness_effect"]["estimate"]
 
@@ -150,3 +150,49 @@ def test_adding_a_cohort_is_a_config_edit(demo_run, tmp_path):
     problems = pd.read_csv(work / "logs/site_b/validation_problems.csv")
     hit = problems[(problems["column"] == "day") & (problems["severity"] == "error")]
     assert len(hit) >= 1 and int(hit["row"].iloc[0]) == 5  # data row 3 = line 5 (header is line 1)
+
+
+def test_the_tiny_test_config_keeps_every_model_and_only_shrinks_sizes(project_root):
+    """Every workflow test but one runs tests/config/tiny.yaml: it may make the run smaller,
+    never leave a model, cohort or estimand of the shipped config out."""
+    shipped = yaml.safe_load((project_root / "config/config.yaml").read_text())
+    tiny = tiny_config(project_root)
+    assert tiny["cohorts"].keys() == shipped["cohorts"].keys()
+    assert tiny["models"].keys() == shipped["models"].keys()
+    assert tiny["estimands"] == shipped["estimands"]
+    for name, spec in shipped["models"].items():
+        assert tiny["models"][name]["kind"] == spec["kind"], name
+        assert tiny["models"][name].get("enabled", True) == spec.get("enabled", True), name
+    assert tiny["recovery"].keys() == shipped["recovery"].keys()
+
+
+@pytest.mark.slow
+def test_shipped_config_end_to_end(project_root, tmp_path):
+    """The one workflow test on config/config.yaml as it ships (200 patients, m = 20, 13 tipping
+    deltas, 20 recovery replicates, the PDF when Chromium is installed)."""
+    from ketastats.exceptions import KetastatsError
+    from ketastats.report import find_chromium
+
+    work = copy_project(project_root, tmp_path / "p")
+    proc = run_snakemake(work, timeout=1200)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    cfg = yaml.safe_load((work / "config/config.yaml").read_text())
+    res = json.loads((work / "reports/demo/results.json").read_text())
+    for name in cfg["models"]:
+        m = json.loads((work / f"data/processed/demo/models/{name}.json").read_text())
+        assert m["status"] == "ok", (name, m.get("reason"))
+        assert res["models"][name]["status"] == "ok", name
+    mi = json.loads((work / "data/processed/demo/models/primary_mi.json").read_text())
+    assert mi["imputation"]["m"] == cfg["models"]["primary_mi"]["imputations"] >= 20
+    tp = json.loads((work / "data/processed/demo/models/tipping_point.json").read_text())
+    assert len(tp["tipping"]["rows"]) == len(cfg["models"]["tipping_point"]["deltas"]) == 13
+    summary = json.loads((work / "reports/demo/recovery/summary.json").read_text())
+    assert summary["replicates"] == cfg["recovery"]["demo"]["replicates"] == 20
+    for nb in sorted((work / "notebooks").glob("[0-9]*.ipynb")):
+        assert (work / f"reports/demo/notebooks/{nb.stem}.html").stat().st_size > 0, nb.stem
+    try:
+        find_chromium()
+    except KetastatsError:
+        assert "skipping report.pdf" in proc.stderr
+    else:
+        assert (work / "reports/demo/report.pdf").read_bytes()[:5] == b"%PDF-"
