@@ -1,11 +1,7 @@
 # Recovery studies (config recovery.<cohort>): replicates scattered over batch jobs, so a
 # cluster runs them in parallel; the summary goes into that cohort's report.
+# Helpers (recovery_batches) are in common.smk.
 RECOVERY = config.get("recovery", {})
-
-
-def recovery_batches(cohort):
-    r = RECOVERY[cohort]
-    return list(range(-(-int(r["replicates"]) // int(r["batch_size"]))))
 
 
 rule recovery_batch:
