@@ -15,6 +15,8 @@ rule recovery_batch:
         "logs/{cohort}/recovery_batch_{batch}.log",
     wildcard_constraints:
         batch=r"\d+",
+    conda:
+        "../envs/ketastats.yaml"
     threads: 1
     resources:
         mem_mb=1500,
@@ -36,6 +38,8 @@ rule recovery_summary:
         table="reports/{cohort}/recovery/summary.csv",
     log:
         "logs/{cohort}/recovery_summary.log",
+    conda:
+        "../envs/ketastats.yaml"
     threads: 1
     resources:
         mem_mb=1000,

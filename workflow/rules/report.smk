@@ -48,6 +48,8 @@ rule report:
         },
     log:
         "logs/{cohort}/report.log",
+    conda:
+        "../envs/ketastats.yaml"
     threads: 1
     resources:
         mem_mb=lambda wc, input: 1500 + 200 * int(input.size_mb),
@@ -69,6 +71,8 @@ rule report_pdf:
         ),
     log:
         "logs/{cohort}/report_pdf.log",
+    conda:
+        "../envs/ketastats.yaml"
     threads: 1
     resources:
         mem_mb=2000,
