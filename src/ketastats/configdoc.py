@@ -75,7 +75,14 @@ def _yaml(value: Any) -> str:
 
 
 def _cell(text: str) -> str:
+    """One table cell: on one line, ``|`` escaped."""
     return " ".join(str(text).split()).replace("|", "\\|")
+
+
+def _text(description: str) -> str:
+    """A schema description as Markdown prose: ``<`` outside code spans escaped (not an HTML tag)."""
+    parts = _cell(description).split("`")
+    return "`".join(p if i % 2 else p.replace("<", "&lt;") for i, p in enumerate(parts))
 
 
 _TYPE_WORDS = {
@@ -191,9 +198,9 @@ class _Doc:
         ]
         for key, prop in node["properties"].items():
             resolved, ref = _resolve(prop, self.root)
-            desc = resolved.get("description", "")
+            desc = _text(resolved.get("description", ""))
             if _is_record(resolved) and ref not in self.home:
-                desc += f" See [{path}.{key}](#{_anchor(f'{path}.{key}')})."
+                desc += f" See [`{path}.{key}`](#{_anchor(f'{path}.{key}')})."
             lines.append(
                 "| "
                 + " | ".join(
@@ -219,10 +226,10 @@ class _Doc:
             resolved, ref = _resolve(prop, self.root)
             if _is_record(resolved) and ref not in self.home:
                 sub = f"{path}.{key}"
-                yield f"{'#' * level} {sub}"
+                yield f"{'#' * level} `{sub}`"
                 yield ""
                 if resolved.get("description"):
-                    yield _cell(resolved["description"])
+                    yield _text(resolved["description"])
                     yield ""
                 yield from self.record(f"{where}.{key}", resolved, sub, level + 1)
 
@@ -231,7 +238,7 @@ class _Doc:
         yield f"## {key}"
         yield ""
         if node.get("description"):
-            yield _cell(node["description"])
+            yield _text(node["description"])
             yield ""
         values = _map_values(node)
         if values is not None:
@@ -300,7 +307,7 @@ def schema_markdown(sch: Mapping[str, Any] | None = None) -> str:
     ]
     for key, prop in top.items():
         desc = _resolve(prop, sch)[0].get("description", "")
-        lines.append(f"| [`{key}`](#{key}) | {'yes' if key in required else ''} | {_cell(desc)} |")
+        lines.append(f"| [`{key}`](#{key}) | {'yes' if key in required else ''} | {_text(desc)} |")
     lines.append("")
     for key, prop in top.items():
         lines += list(doc.section(key, prop))
