@@ -93,6 +93,13 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--config", type=Path, default=Path("config/config.yaml"))
     r.add_argument("--root", type=Path, default=Path("."), help="project folder (default: here)")
     r.add_argument("--pdf", action="store_true", help="also print report.pdf (needs Chromium)")
+
+    sub.add_parser(
+        "config-doc",
+        help="print the configuration reference (config/README.md) made from the config schema",
+        description="Print config/README.md, generated from the config schema's descriptions: "
+        "ketastats config-doc > config/README.md",
+    )
     return p
 
 
@@ -270,6 +277,13 @@ def cmd_power(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_config_doc(a: argparse.Namespace) -> int:
+    from .configdoc import schema_markdown
+
+    sys.stdout.write(schema_markdown())
+    return 0
+
+
 COMMANDS = {
     "simulate": cmd_simulate,
     "recovery": cmd_recovery,
@@ -277,6 +291,7 @@ COMMANDS = {
     "validate": cmd_validate,
     "fit": cmd_fit,
     "report": cmd_report,
+    "config-doc": cmd_config_doc,
 }
 
 

@@ -60,3 +60,20 @@ def all_outputs():
     out += expand("reports/{cohort}/recovery/summary.json", cohort=sorted(config.get("recovery", {})))
     out += expand("reports/{cohort}/notebooks/{nb}.{ext}", cohort=COHORTS, nb=NOTEBOOKS, ext=["ipynb", "html"])
     return out
+
+
+def recovery_batches(cohort):
+    """Batch numbers of cohort's recovery study (config recovery.<cohort>): replicates / batch_size, rounded up."""
+    r = config["recovery"][cohort]
+    return list(range(-(-int(r["replicates"]) // int(r["batch_size"]))))
+
+
+def report_extras(wildcards):
+    """Simulation summaries shown in the report: those the config asks for for this cohort
+    (config ``recovery.<cohort>``, ``power.<cohort>``), and any that already exist."""
+    out = {}
+    for kind in ("recovery", "power"):
+        path = f"reports/{wildcards.cohort}/{kind}/summary.json"
+        if wildcards.cohort in (config.get(kind) or {}) or os.path.exists(path):
+            out[kind] = path
+    return out

@@ -15,6 +15,8 @@ rule fit_model:
         alpha=1 - config["report"]["confidence_level"],
     log:
         "logs/{cohort}/fit_{model}.log",
+    conda:
+        "../envs/ketastats.yaml"
     threads: 1
     resources:
         mem_mb=lambda wc, input: 1500 + 300 * int(input.size_mb),

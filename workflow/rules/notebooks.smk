@@ -22,6 +22,8 @@ rule notebook:
         "logs/{cohort}/notebook_{notebook}.log",
     wildcard_constraints:
         notebook="|".join(re.escape(n) for n in NOTEBOOKS) or "^$",
+    conda:
+        "../envs/ketastats.yaml"
     threads: 1
     resources:
         mem_mb=2000,

@@ -6,6 +6,8 @@ rule prepare:
         "data/processed/{cohort}/sessions.parquet",
     log:
         "logs/{cohort}/prepare.log",
+    conda:
+        "../envs/ketastats.yaml"
     threads: 1
     resources:
         mem_mb=lambda wc, input: 1000 + 200 * int(input.size_mb),

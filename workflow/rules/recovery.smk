@@ -1,11 +1,7 @@
 # Recovery studies (config recovery.<cohort>): replicates scattered over batch jobs, so a
 # cluster runs them in parallel; the summary goes into that cohort's report.
+# Helpers (recovery_batches) are in common.smk.
 RECOVERY = config.get("recovery", {})
-
-
-def recovery_batches(cohort):
-    r = RECOVERY[cohort]
-    return list(range(-(-int(r["replicates"]) // int(r["batch_size"]))))
 
 
 rule recovery_batch:
@@ -19,6 +15,8 @@ rule recovery_batch:
         "logs/{cohort}/recovery_batch_{batch}.log",
     wildcard_constraints:
         batch=r"\d+",
+    conda:
+        "../envs/ketastats.yaml"
     threads: 1
     resources:
         mem_mb=1500,
@@ -40,6 +38,8 @@ rule recovery_summary:
         table="reports/{cohort}/recovery/summary.csv",
     log:
         "logs/{cohort}/recovery_summary.log",
+    conda:
+        "../envs/ketastats.yaml"
     threads: 1
     resources:
         mem_mb=1000,

@@ -2,18 +2,8 @@
 # (self-contained), figures (PNG + SVG) and tables (CSV) for papers, and a PDF print.
 # Outputs marked with report() appear in Snakemake's own report:
 #   snakemake --report reports/<cohort>/workflow_report.zip
+# Input function report_extras is in common.smk.
 from ketastats.report import FIGURES, TABLES
-
-
-def report_extras(wildcards):
-    """Simulation summaries shown in the report: those the config asks for for this cohort
-    (config ``recovery.<cohort>``, ``power.<cohort>``), and any that already exist."""
-    out = {}
-    for kind in ("recovery", "power"):
-        path = f"reports/{wildcards.cohort}/{kind}/summary.json"
-        if wildcards.cohort in (config.get(kind) or {}) or os.path.exists(path):
-            out[kind] = path
-    return out
 
 
 rule report:
@@ -58,6 +48,8 @@ rule report:
         },
     log:
         "logs/{cohort}/report.log",
+    conda:
+        "../envs/ketastats.yaml"
     threads: 1
     resources:
         mem_mb=lambda wc, input: 1500 + 200 * int(input.size_mb),
@@ -79,6 +71,8 @@ rule report_pdf:
         ),
     log:
         "logs/{cohort}/report_pdf.log",
+    conda:
+        "../envs/ketastats.yaml"
     threads: 1
     resources:
         mem_mb=2000,

@@ -11,6 +11,8 @@ if SIMULATED:
             "logs/{cohort}/simulate.log",
         wildcard_constraints:
             cohort="|".join(SIMULATED),
+        conda:
+            "../envs/ketastats.yaml"
         threads: 1
         resources:
             mem_mb=2000,

@@ -12,6 +12,8 @@ rule validate:
     log:
         log="logs/{cohort}/validate.log",
         problems="logs/{cohort}/validation_problems.csv",
+    conda:
+        "../envs/ketastats.yaml"
     threads: 1
     resources:
         mem_mb=lambda wc, input: 1000 + 60 * int(input.size_mb),
