@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import warnings
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -45,14 +46,28 @@ def _lam(theta, q):
     return L
 
 
+def exact_product(A, B):
+    """A @ B with every entry rounded once from its exact value (computed in Fractions).
+
+    For small matrices whose product cancels: no intermediate rounding is amplified.
+    """
+    A = [[Fraction(float(v)) for v in row] for row in np.atleast_2d(A)]
+    B = [[Fraction(float(v)) for v in row] for row in np.atleast_2d(B)]
+    return np.array(
+        [[float(sum(a * b for a, b in zip(row, col, strict=True))) for col in zip(*B)] for row in A]
+    )
+
+
 def dense_fit_at(y, X, Z, groups, theta, reml):
     """Profiled (RE)ML criterion of lme4 at theta, computed directly with per-group dense V.
 
-    Returns (deviance, beta, sigma2, cov_beta, blups dict).
+    theta is lme4's lower-triangle vector, or a (q, q) factor Lambda itself (D = Lambda Lambda'
+    in sigma^2 units; it need not be triangular). Returns (deviance, beta, sigma2, cov_beta,
+    blups dict).
     """
     q = Z.shape[1]
     n, p = X.shape
-    L = _lam(theta, q)
+    L = np.asarray(theta, float) if np.ndim(theta) == 2 else _lam(theta, q)
     D = L @ L.T
     XtHX = np.zeros((p, p))
     XtHy = np.zeros(p)
@@ -523,8 +538,16 @@ def test_invariant_to_a_large_offset_in_the_slope_covariate(reml):
     # random-effect covariance: Z2 = Z B with B = [[1, 1e5], [0, 1]], so b = B b2, D = B D2 B'
     B = np.array([[1.0, 1e5], [0.0, 1.0]])
     np.testing.assert_allclose(B @ res2.re_cov @ B.T, res.re_cov, rtol=1e-5, atol=1e-6 * res.re_cov.max())
-    # theta is lme4's factor for the caller's Z: the dense criterion there is the log-likelihood
-    assert -2 * res2.loglik == pytest.approx(dense_fit_at(y, X2, X2, g, res2.theta, reml)[0], rel=1e-8)
+    # theta is lme4's factor for the caller's Z: the dense criterion there is the log-likelihood.
+    # The reference is evaluated on the unshifted design, where it is well conditioned, and it is
+    # the same criterion: X2 = X B exactly, so H = I + X2 L2 L2' X2' = I + X (B L2)(B L2)' X' is
+    # the same matrix, the column space of X2 is that of X (the same profiled residual), and
+    # det(X2' H^-1 X2) = det(B)^2 det(X' H^-1 X) with det(B) = 1. Evaluated on X2 directly, it
+    # formed H from terms 3e8 times larger than H and solved with X2' H^-1 X2 of condition 5e18:
+    # about 1e-8 relative error, depending on the BLAS kernel.
+    assert np.array_equal(X2, X @ B)
+    lam = exact_product(B, _lam(res2.theta, 2))
+    assert -2 * res2.loglik == pytest.approx(dense_fit_at(y, X, X, g, lam, reml)[0], rel=1e-8)
 
 
 def test_non_contiguous_numeric_labels_keep_sorted_order():

@@ -6,9 +6,11 @@ first use, so ``import ketastats`` stays fast.
 Examples
 --------
 >>> import ketastats as ks
->>> cohort = ks.simulate_cohort(50, seed=1)            # doctest: +SKIP
->>> data = ks.prepare_sessions(ks.coerce_sessions(cohort.sessions))  # doctest: +SKIP
->>> ks.fit_mixed(data, "madrs ~ progress + ill_within + ill_between", "patient_id", "~progress")  # doctest: +SKIP
+>>> cohort = ks.simulate_cohort(50, seed=1)
+>>> data = ks.prepare_sessions(ks.coerce_sessions(cohort.sessions))
+>>> fit = ks.fit_mixed(data, "madrs ~ progress + ill_within + ill_between", "patient_id", "~progress")
+>>> fit.converged, fit.ngroups, fit.fixed["term"].tolist()
+(True, 50, ['Intercept', 'progress', 'ill_within', 'ill_between'])
 """
 
 from __future__ import annotations

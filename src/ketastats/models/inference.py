@@ -150,8 +150,20 @@ def satterthwaite(
 
     Examples
     --------
-    >>> import pandas as pd  # doctest: +SKIP
-    >>> # sleepstudy, random intercept + slope: df 17 for both fixed effects, as lmerTest
+    A balanced design with a random intercept and slope: the df of both fixed effects is the
+    number of patients less one (lmerTest gives 17 on sleepstudy's 18 subjects).
+
+    >>> import numpy as np
+    >>> from ketastats.models.fast import fit_lmm_fast
+    >>> rng = np.random.default_rng(0)
+    >>> g = np.repeat(np.arange(8), 5)  # 8 patients, 5 sessions each
+    >>> t = np.tile(np.arange(5.0), 8)
+    >>> X = np.column_stack([np.ones(40), t])  # Z = X
+    >>> y = 10 + t + rng.normal(0, 3, 8)[g] + rng.normal(0, 1, 8)[g] * t + rng.normal(size=40)
+    >>> fit = fit_lmm_fast(y, X, X, g)
+    >>> res = satterthwaite(y, X, X, g, fit.re_cov, fit.resid_var)
+    >>> bool(res.hessian_pd), res.df.round(2)
+    (True, array([7., 7.]))
     """
     from .robust import hessian_is_pd
 

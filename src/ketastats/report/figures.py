@@ -19,14 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from scipy import stats
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from scipy import stats  # noqa: E402
-
-from .._atomic import atomic_path  # noqa: E402
+from .._atomic import atomic_path
 
 __all__ = [
     "FIGURES",
@@ -70,12 +68,11 @@ _GROUP_LABELS = {0: "never ill", 1: "ever ill"}
 
 
 def figure_bytes(fig) -> tuple[bytes, bytes]:
-    """PNG and SVG bytes of a figure, with fixed metadata; the figure is closed."""
-    with plt.rc_context(_RC):
+    """PNG and SVG bytes of a figure, with fixed metadata."""
+    with matplotlib.rc_context(_RC):
         png, svg = io.BytesIO(), io.BytesIO()
         fig.savefig(png, format="png", dpi=110, bbox_inches="tight", metadata=_PNG_META)
         fig.savefig(svg, format="svg", bbox_inches="tight", metadata=_SVG_META)
-    plt.close(fig)
     return png.getvalue(), svg.getvalue()
 
 
@@ -96,9 +93,12 @@ def save_figure(fig, out_dir: str | Path | None, name: str) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
-def _new(*args, **kwargs):
-    with plt.rc_context(_RC):
-        return plt.subplots(*args, **kwargs)
+def _new(nrows: int = 1, ncols: int = 1, *, figsize=None, **kwargs):
+    """A figure and its axes, as ``pyplot.subplots`` but not registered with pyplot: drawing a
+    report figure neither needs nor changes the session's backend (a notebook keeps its own)."""
+    with matplotlib.rc_context(_RC):
+        fig = Figure(figsize=figsize)
+        return fig, fig.subplots(nrows, ncols, **kwargs)
 
 
 def message_figure(text: str, title: str = ""):
@@ -464,7 +464,8 @@ def simulation_figure(recovery: Mapping[str, Any] | None, power: Mapping[str, An
     beside the true effect; power: the estimated power with its Monte Carlo 95% band.
     """
     panels = [p for p in (recovery, power) if p and p.get("rows")]
-    fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(5.2 * max(len(panels), 1), 3.6), squeeze=False)
+    fig = Figure(figsize=(5.2 * max(len(panels), 1), 3.6))
+    axes = fig.subplots(1, max(len(panels), 1), squeeze=False)
     k = 0
     if recovery and recovery.get("rows"):
         ax = axes[0][k]
