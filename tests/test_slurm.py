@@ -16,7 +16,7 @@ import pytest
 import yaml
 from conftest import copy_project, package_env
 
-pytestmark = pytest.mark.slurm
+pytestmark = [pytest.mark.slurm, pytest.mark.workflow]
 
 
 def _slurm_up() -> bool:

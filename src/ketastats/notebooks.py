@@ -196,9 +196,13 @@ def run_notebook(
 
     Examples
     --------
-    >>> run_notebook("notebooks/01_cohort.ipynb", "reports/demo/notebooks/01_cohort.ipynb",
-    ...              "reports/demo/notebooks/01_cohort.html",
-    ...              parameters={"cohort": "demo", "root": "."})  # doctest: +SKIP
+    In the project folder, on a cohort the workflow has run (as rule ``notebook`` does):
+
+    .. code-block:: python
+
+        run_notebook("notebooks/01_cohort.ipynb", "reports/demo/notebooks/01_cohort.ipynb",
+                     "reports/demo/notebooks/01_cohort.html",
+                     parameters={"cohort": "demo", "root": "."})
     """
     import nbformat
     import papermill

@@ -10,8 +10,12 @@ trajectories), :mod:`.plots` (figures).
 
 Examples
 --------
->>> view = load_cohort("demo")                                    # doctest: +SKIP
->>> model_table(view)[["model", "nobs", "illness_estimate"]]      # doctest: +SKIP
+On a cohort the workflow has run (here ``demo``), from anywhere inside the project:
+
+.. code-block:: python
+
+    view = load_cohort("demo")
+    model_table(view)[["model", "nobs", "illness_estimate"]]
 """
 
 from __future__ import annotations

@@ -147,9 +147,14 @@ def read_cohort(cohort: Mapping, *, root: Path = Path(".")) -> pd.DataFrame:
 
     Examples
     --------
-    >>> cohort = {"input": "data/raw/demo/sessions.csv",
-    ...           "columns": {"patient_id": "subject"}}
-    >>> df = read_cohort(cohort, root=Path("."))  # doctest: +SKIP
+    >>> import tempfile
+    >>> root = Path(tempfile.mkdtemp())
+    >>> _ = (root / "export.csv").write_text("subject,session,day,madrs\\nP01,1,0,31\\nP01,2,3,24\\n")
+    >>> cohort = {"input": "export.csv", "columns": {"patient_id": "subject"}}
+    >>> read_cohort(cohort, root=root)
+      patient_id session day madrs  _source_row
+    0        P01       1   0    31            2
+    1        P01       2   3    24            3
     """
     if not isinstance(cohort, Mapping) or not cohort.get("input"):
         raise ConfigError("the cohort config needs 'input': the path of its session file, "

@@ -266,7 +266,12 @@ def render_html(
 
     Examples
     --------
-    >>> render_html(results, sessions, "reports/demo/report.html", models=models)  # doctest: +SKIP
+    With ``results`` from :func:`ketastats.report.build_results` and the cohort's sessions and
+    model JSON (as rule ``report`` does):
+
+    .. code-block:: python
+
+        render_html(results, sessions, "reports/demo/report.html", models=models)
     """
     figures, notes = _figures(results, sessions, models, figures_dir)
     if results.get("recovery") or results.get("power"):
