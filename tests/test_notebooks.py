@@ -440,6 +440,21 @@ def test_failing_cell_is_named_and_its_notebook_kept(tmp_path, monkeypatch):
     assert "cohort site_a" in _text_outputs(kept)  # the injected parameter was used
 
 
+def test_without_the_notebooks_extra_the_runner_says_what_to_install(tmp_path, monkeypatch):
+    """papermill & co. are the 'notebooks' extra: missing, the job fails naming the install."""
+    import ketastats.notebooks as notebooks
+
+    monkeypatch.setattr(notebooks, "NOTEBOOK_PACKAGES", ("nbformat", "ketastats_no_such_papermill"))
+    src = _tiny_notebook(tmp_path / "nb.ipynb", "y = 1")
+    out, html = tmp_path / "out/nb.ipynb", tmp_path / "out/nb.html"
+    with pytest.raises(NotebookError) as info:
+        run_notebook(src, out, html, parameters={"cohort": "site_a"})
+    msg = str(info.value)
+    assert "needs ketastats_no_such_papermill, which is not installed" in msg
+    assert 'pip install -e ".[notebooks]"' in msg
+    assert not out.exists() and not html.exists()
+
+
 def test_normalize_notebook_drops_run_dependent_metadata():
     nb = nbformat.v4.new_notebook()
     cell = nbformat.v4.new_code_cell("1")

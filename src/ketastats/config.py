@@ -3,19 +3,26 @@
 The schema (``config/schema.yaml``, JSON Schema draft 2020-12) checks shape and types;
 :func:`check_config` adds the cross-field rules a schema cannot express. Every problem is
 reported at once, each naming the offending key by its dotted path.
+
+Snakemake checks the config every time it parses the Snakefile (every ``snakemake`` call,
+every cluster job), so a valid config must be cheap to check: fastjsonschema's generated
+code decides whether the config is valid, and only an invalid one goes to jsonschema, whose
+errors name what is wrong. ``import jsonschema`` imports every optional format library that
+is installed (``jsonschema/_format.py``: rfc3987_syntax alone compiles lark grammars for
+~2 s CPU), and the schema uses no ``format``.
 """
 
 from __future__ import annotations
 
 import copy
 import difflib
-from collections.abc import Mapping
+import functools
+from collections.abc import Callable, Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
-from jsonschema import Draft202012Validator
 
 from .exceptions import ConfigError
 
@@ -34,8 +41,70 @@ _DEFAULT_REPORT = {"small_cell_threshold": 10, "confidence_level": 0.95, "pdf": 
 
 def schema() -> dict[str, Any]:
     """The configuration's JSON schema (shipped with the package, mirrored in config/)."""
+    return copy.deepcopy(_schema())
+
+
+@functools.cache
+def _schema() -> dict[str, Any]:
+    """The schema, read once per process (not to be modified)."""
     text = resources.files("ketastats").joinpath("data/config.schema.yaml").read_text("utf-8")
-    return yaml.safe_load(text)
+    # libyaml's loader when PyYAML has it: the pure-Python one takes ~70 ms for this file
+    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+
+
+#: Keywords on which fastjsonschema and jsonschema (draft 2020-12) agree; a schema with any
+#: other keyword, or with a ``$ref`` beside validating keywords (fastjsonschema ignores those
+#: siblings), is checked by jsonschema alone.
+_FAST_KEYWORDS = frozenset(
+    {
+        "$schema", "$defs", "$ref", "$comment", "title", "description", "default", "examples",
+        "type", "enum", "properties", "additionalProperties", "required", "propertyNames",
+        "items", "pattern", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
+        "minProperties", "maxProperties", "minLength", "maxLength", "minItems", "maxItems",
+    }
+)  # fmt: skip
+_ANNOTATIONS = frozenset({"$comment", "title", "description", "default", "examples"})
+
+
+def _fast_checkable(node: Any) -> bool:
+    """Whether every (sub)schema of ``node`` uses only :data:`_FAST_KEYWORDS`."""
+    if isinstance(node, bool):
+        return True
+    if not isinstance(node, Mapping) or not _FAST_KEYWORDS.issuperset(node):
+        return False
+    if "$ref" in node and not _ANNOTATIONS.issuperset(set(node) - {"$ref"}):
+        return False
+    subschemas = [node[k] for k in ("additionalProperties", "items", "propertyNames") if k in node]
+    for key in ("properties", "$defs"):
+        subschemas += list(node.get(key, {}).values())
+    return all(_fast_checkable(s) for s in subschemas)
+
+
+@functools.cache
+def _fast_validator() -> Callable[[Any], Any] | None:
+    """fastjsonschema's compiled check of the schema (None if the schema is outside its reach)."""
+    import fastjsonschema
+
+    sch = _schema()
+    if not _fast_checkable(sch):
+        return None
+    # use_default=False: the check must not fill in defaults (check_config does, in a copy)
+    return fastjsonschema.compile(sch, use_default=False, use_formats=False)
+
+
+def _schema_errors(config: Mapping[str, Any], sch: Mapping[str, Any]) -> list:
+    """jsonschema's errors in ``config``, sorted by key path; [] without importing it when valid."""
+    fast = _fast_validator()
+    if fast is not None:
+        try:
+            fast(config)
+        except Exception:  # JsonSchemaValueException, or data its generated code did not expect
+            pass
+        else:
+            return []
+    from jsonschema import Draft202012Validator
+
+    return sorted(Draft202012Validator(sch).iter_errors(config), key=lambda e: list(e.absolute_path))
 
 
 def _path(err) -> str:
@@ -77,9 +146,8 @@ def check_config(config: Mapping[str, Any], *, source: str = "config") -> dict[s
         Listing every problem, each with the dotted path of the key, what is wrong and how
         to fix it.
     """
-    sch = schema()
-    errors = sorted(Draft202012Validator(sch).iter_errors(config), key=lambda e: list(e.absolute_path))
-    problems = [_describe(e, sch) for e in errors]
+    sch = _schema()
+    problems = [_describe(e, sch) for e in _schema_errors(config, sch)]
     cfg = copy.deepcopy(dict(config))
     if not problems:
         for name, cohort in cfg["cohorts"].items():

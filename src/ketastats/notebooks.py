@@ -15,6 +15,11 @@ unlike ``nbconvert --execute``, writes the executed notebook even when a cell fa
 The HTML uses nbconvert's ``lab`` template without its CDN scripts (require.js, MathJax,
 Mermaid): images are embedded as data URIs and the file opens offline.
 
+papermill, nbformat, nbconvert and ipykernel are the ``notebooks`` extra
+(``pip install -e ".[notebooks]"``; ``dev`` includes it). Without them :func:`run_notebook`
+stops with a :class:`NotebookError` that says so, and the workflow's default target leaves
+the notebooks out.
+
 References
 ----------
 .. [1] papermill: https://papermill.readthedocs.io
@@ -25,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import importlib.util
 import logging
 import os
 import shutil
@@ -36,7 +42,14 @@ from typing import Any
 from ._atomic import atomic_path, write_text_atomic
 from .exceptions import KetastatsError
 
-__all__ = ["NotebookError", "run_notebook", "normalize_notebook", "notebook_to_html"]
+__all__ = [
+    "NotebookError",
+    "run_notebook",
+    "normalize_notebook",
+    "notebook_to_html",
+    "missing_notebook_packages",
+    "require_notebook_packages",
+]
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +65,26 @@ _TIMING_KEYS = ("start_time", "end_time", "duration")
 
 class NotebookError(KetastatsError):
     """A notebook failed; the message names the notebook, the failing cell and its error."""
+
+
+#: what executing a notebook imports: the ``notebooks`` extra in pyproject.toml
+NOTEBOOK_PACKAGES = ("papermill", "nbformat", "nbconvert", "ipykernel")
+
+
+def missing_notebook_packages() -> list[str]:
+    """The packages of the ``notebooks`` extra that are not installed (none is imported)."""
+    return [name for name in NOTEBOOK_PACKAGES if importlib.util.find_spec(name) is None]
+
+
+def require_notebook_packages() -> None:
+    """Raise :class:`NotebookError`, saying what to install, if the ``notebooks`` extra is missing."""
+    missing = missing_notebook_packages()
+    if missing:
+        raise NotebookError(
+            f"executing the analyst notebooks needs {', '.join(missing)}, which "
+            f"{'is' if len(missing) == 1 else 'are'} not installed: install the 'notebooks' extra "
+            '(pip install -e ".[notebooks]" in the project folder)'
+        )
 
 
 def normalize_notebook(nb: Any, *, output_path: str | None = None) -> Any:
@@ -204,6 +237,7 @@ def run_notebook(
                      "reports/demo/notebooks/01_cohort.html",
                      parameters={"cohort": "demo", "root": "."})
     """
+    require_notebook_packages()
     import nbformat
     import papermill
     from papermill.exceptions import PapermillExecutionError

@@ -52,13 +52,29 @@ def want_pdf():
     return True
 
 
+def want_notebooks():
+    """The executed notebooks when the 'notebooks' extra (papermill, nbconvert...) is installed;
+    asked for explicitly without it, the notebook rule fails saying what to install."""
+    from ketastats.notebooks import NotebookError, require_notebook_packages
+
+    try:
+        require_notebook_packages()
+    except NotebookError as exc:
+        print(f"ketastats: skipping the notebooks ({exc})", file=sys.stderr)
+        return False
+    return True
+
+
 def all_outputs():
     finals = ["reports/{cohort}/results.json", "reports/{cohort}/report.html"]
     if want_pdf():
         finals.append("reports/{cohort}/report.pdf")
     out = expand(finals, cohort=COHORTS)
     out += expand("reports/{cohort}/recovery/summary.json", cohort=sorted(config.get("recovery", {})))
-    out += expand("reports/{cohort}/notebooks/{nb}.{ext}", cohort=COHORTS, nb=NOTEBOOKS, ext=["ipynb", "html"])
+    if want_notebooks():
+        out += expand(
+            "reports/{cohort}/notebooks/{nb}.{ext}", cohort=COHORTS, nb=NOTEBOOKS, ext=["ipynb", "html"]
+        )
     return out
 
 

@@ -2,6 +2,8 @@
 # executed copies and their self-contained HTML exports go to reports/<cohort>/notebooks/.
 # A failing cell fails the job with that cell's error; the executed notebook with the
 # traceback is kept at logs/<cohort>/notebooks/<notebook>.failed.ipynb.
+# The Jupyter stack is the 'notebooks' extra (pip install -e ".[notebooks]"; dev includes it): without
+# it the default target leaves the notebooks out and this rule fails saying what to install.
 import glob
 import re
 

@@ -8,15 +8,14 @@ mixed models behind one interface), :func:`satterthwaite` (lmerTest-style df),
 :func:`monte_carlo_indirect`, :func:`fit_with_retries`, :func:`apply_estimands`.
 """
 
-from .estimands import apply_estimands
-from .glmm import GLMMResult, fit_logistic_glmm
-from .inference import SatterthwaiteResult, lmm_loglik, satterthwaite
-from .mediation import monte_carlo_indirect
-from .mixed import ENGINES, MixedModelResult, design_matrices, fit_mixed
-from .multiplicity import adjust_families, adjust_tests, bh_adjust
-from .robust import Attempt, RetryOutcome, SkipModel, fit_with_retries
-from .run import run_model
-from .slopes import mixture_lrt_pvalue
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# The specs (kinds, defaults, estimand strategies) are plain Python: the config check imports
+# them on every Snakefile parse. Everything else needs statsmodels/scipy/pandas and is
+# imported on first use.
 from .specs import (
     DEFAULT_ESTIMANDS,
     ESTIMAND_EVENTS,
@@ -27,6 +26,29 @@ from .specs import (
     resolve_estimands,
     resolve_spec,
 )
+
+_LAZY = {
+    "apply_estimands": "estimands",
+    "GLMMResult": "glmm",
+    "fit_logistic_glmm": "glmm",
+    "SatterthwaiteResult": "inference",
+    "lmm_loglik": "inference",
+    "satterthwaite": "inference",
+    "monte_carlo_indirect": "mediation",
+    "ENGINES": "mixed",
+    "MixedModelResult": "mixed",
+    "design_matrices": "mixed",
+    "fit_mixed": "mixed",
+    "adjust_families": "multiplicity",
+    "adjust_tests": "multiplicity",
+    "bh_adjust": "multiplicity",
+    "Attempt": "robust",
+    "RetryOutcome": "robust",
+    "SkipModel": "robust",
+    "fit_with_retries": "robust",
+    "run_model": "run",
+    "mixture_lrt_pvalue": "slopes",
+}
 
 __all__ = [
     "ENGINES",
@@ -58,3 +80,15 @@ __all__ = [
     "RetryOutcome",
     "SkipModel",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -3,16 +3,36 @@
 Modules: :mod:`.results` (every number, suppressed), :mod:`.tables` (Table 1),
 :mod:`.suppression` (small cells), :mod:`.diagnostics` (residuals and BLUPs from the model
 files), :mod:`.figures`, :mod:`.methods` (generated Methods text), :mod:`.render` (HTML, PDF,
-PNG/SVG figures, CSV tables).
+PNG/SVG figures, CSV tables), :mod:`.catalog` (figure and table names), :mod:`.chromium`.
 """
 
-from .diagnostics import ModelDiagnostics, model_diagnostics
-from .figures import FIGURES
-from .methods import methods_section
-from .render import TABLES, find_chromium, render_html, render_pdf, write_tables
-from .results import build_results, model_illness_effect, summary_sentences
-from .suppression import SuppressionLog, is_small, suppress_count, suppress_related
-from .tables import patient_level, table_one
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# Output names and the Chromium lookup are read while Snakemake parses the Snakefile: they
+# come from modules without matplotlib or pandas. Everything else is imported on first use.
+from .catalog import FIGURES, TABLES
+from .chromium import find_chromium
+
+_LAZY = {
+    "ModelDiagnostics": "diagnostics",
+    "model_diagnostics": "diagnostics",
+    "methods_section": "methods",
+    "render_html": "render",
+    "render_pdf": "render",
+    "write_tables": "render",
+    "build_results": "results",
+    "model_illness_effect": "results",
+    "summary_sentences": "results",
+    "SuppressionLog": "suppression",
+    "is_small": "suppression",
+    "suppress_count": "suppression",
+    "suppress_related": "suppression",
+    "patient_level": "tables",
+    "table_one": "tables",
+}
 
 __all__ = [
     "FIGURES",
@@ -34,3 +54,15 @@ __all__ = [
     "table_one",
     "write_tables",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

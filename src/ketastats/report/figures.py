@@ -25,6 +25,7 @@ from matplotlib.figure import Figure
 from scipy import stats
 
 from .._atomic import atomic_path
+from .catalog import FIGURES
 
 __all__ = [
     "FIGURES",
@@ -42,17 +43,6 @@ __all__ = [
     "coefficient_figure",
 ]
 
-#: figure name (file stem under ``reports/<cohort>/figures/``) -> title (and alt text)
-FIGURES: dict[str, str] = {
-    "trajectories_session": "MADRS trajectories by session: individual patients, and means with CI by illness status",
-    "trajectories_day": "MADRS trajectories by study day: individual patients, and means with CI by illness status",
-    "illness_timeline": "Acute illness over the course: one line per ever-ill patient (swimmer plot)",
-    "cytokines": "Cytokine distributions with detection limits",
-    "forest": "Illness effect on the MADRS across the primary and other analyses",
-    "residuals_fitted": "Primary model: residuals against fitted values",
-    "qq": "Primary model: normal QQ plot of the residuals",
-    "caterpillar": "Primary model: random effects (conditional modes) with conditional 95% intervals",
-}
 
 _PNG_META = {"Software": None}
 _SVG_META = {"Date": None, "Creator": None}
@@ -475,7 +465,9 @@ def simulation_figure(recovery: Mapping[str, Any] | None, power: Mapping[str, An
         est = np.array([float(r.get("mean_estimate") or np.nan) for r in rows])
         spread = 1.96 * np.array([float(r.get("emp_se") or np.nan) for r in rows])
         truth = np.array([float(r.get("truth") or np.nan) for r in rows])
-        ax.errorbar(est, y, xerr=spread, fmt="o", color="k", capsize=3, label="mean estimate ± 1.96 empirical SE")
+        ax.errorbar(
+            est, y, xerr=spread, fmt="o", color="k", capsize=3, label="mean estimate ± 1.96 empirical SE"
+        )
         ax.scatter(truth, y, marker="x", color="tab:red", s=60, zorder=3, label="true effect")
         ax.axvline(0, color="0.6", lw=0.8, ls="--")
         ax.set_yticks(y, [str(r.get("scenario", "")) for r in rows])

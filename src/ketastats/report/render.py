@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
-import os
-import shutil
 import subprocess
 import tempfile
 from collections.abc import Mapping
@@ -25,6 +23,8 @@ import pandas as pd
 
 from .._atomic import atomic_path, write_text_atomic
 from ..exceptions import KetastatsError, ModelError
+from .catalog import TABLES
+from .chromium import CHROMIUM_ARGS, find_chromium
 from .diagnostics import model_diagnostics
 from .figures import (
     FIGURES,
@@ -44,30 +44,6 @@ from .tables import table_one_frame
 __all__ = ["TABLES", "render_html", "render_pdf", "write_tables", "find_chromium", "CHROMIUM_ARGS"]
 
 log = logging.getLogger(__name__)
-
-#: table name (file stem under ``reports/<cohort>/tables/``) -> what it holds
-TABLES: dict[str, str] = {
-    "table1": "Table 1: patient characteristics by ever-ill status",
-    "data_flow": "Data flow: records received, excluded (with reasons) and analysed",
-    "coefficients": "Fixed effects of every model (estimate, SE, CI, p)",
-    "illness_effects": "The illness effect in every analysis (the forest plot's numbers)",
-    "trajectories_session": "Mean MADRS with CI by session and ever-ill status",
-    "trajectories_day": "Mean MADRS with CI by study-day bin and ever-ill status",
-    "cytokines": "Cytokine measurements: detected, below the detection limit, limits",
-    "suppression": "Cells suppressed by the small-cell rule, where and why",
-}
-
-#: Chromium switches for a quiet, offline, headless run (as root in CI)
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 def _num(x: Any, d: int = 2) -> str:
@@ -292,19 +268,6 @@ def render_html(
 
 
 # ---------------------------------------------------------------------- pdf
-def find_chromium() -> str:
-    """Path of a Chromium binary: ``$KETASTATS_CHROMIUM``, else chromium on the PATH."""
-    env = os.environ.get("KETASTATS_CHROMIUM")
-    if env:
-        return env
-    for name in ("chromium", "chromium-browser", "google-chrome", "chrome"):
-        found = shutil.which(name)
-        if found:
-            return found
-    raise KetastatsError(
-        "the PDF report needs Chromium, which was not found: install Debian's 'chromium' package "
-        "(apt-get install chromium) or set KETASTATS_CHROMIUM to its path"
-    )
 
 
 def render_pdf(html: str | Path, out_pdf: str | Path, *, chromium: str | None = None) -> Path:
