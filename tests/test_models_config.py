@@ -102,3 +102,23 @@ def test_every_model_key_in_the_config_is_commented(project_root):
             assert key in comments, key
     for key in cfg["estimands"]:
         assert key in text
+
+
+def test_every_kind_has_its_code_and_only_that_kind_is_imported():
+    """A config ``kind:`` leads to one module and function; fitting one kind imports no other."""
+    import subprocess
+    import sys
+
+    from ketastats.models.run import KIND_MODULES, kind_runner
+    from ketastats.models.specs import KINDS
+
+    assert set(KIND_MODULES) == set(KINDS)
+    for kind in KINDS:
+        assert callable(kind_runner(kind)), kind
+    code = (
+        "import sys; from ketastats.models.run import kind_runner; kind_runner('lmm'); "
+        "print(sorted(m for m in sys.modules if m.startswith(('ketastats.models.', 'statsmodels.api'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    for other in ("binary", "marginal", "imputation", "tipping", "mediation", "statsmodels.api"):
+        assert other not in out, (other, out)

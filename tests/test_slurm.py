@@ -49,8 +49,10 @@ def test_demo_and_recovery_through_slurm_equal_a_local_run(slurm, demo_run, tmp_
         "snakemake",
         "--profile",
         "profiles/slurm",
+        # every fit of the tiny workflow in one wave (the CI node advertises 20 CPUs): the
+        # executor waits 2 s, then 10 s more per empty poll, so each wave of jobs costs ~14 s
         "--jobs",
-        "8",
+        "20",
     ]
     proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True, env=package_env())
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]

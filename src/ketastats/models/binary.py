@@ -91,9 +91,9 @@ class _FixedExchangeable:
 
     @staticmethod
     def make(alpha: float):
-        import statsmodels.api as sm
+        from statsmodels.genmod import cov_struct
 
-        class Fixed(sm.cov_struct.Exchangeable):
+        class Fixed(cov_struct.Exchangeable):
             def __init__(self):
                 super().__init__()
                 self.dep_params = alpha
@@ -127,23 +127,25 @@ def gee_logistic(
     RetryOutcome
         ``.result`` is the statsmodels GEE result; ``.attempts`` every try.
     """
-    import statsmodels.api as sm
+    from statsmodels.genmod import cov_struct, families
+    from statsmodels.genmod.generalized_estimating_equations import GEE
+    from statsmodels.genmod.generalized_linear_model import GLM
 
-    def cov_struct():
+    def working_correlation():
         if correlation == "independence":
-            return sm.cov_struct.Independence()
+            return cov_struct.Independence()
         if fixed_alpha is not None:
             return _FixedExchangeable.make(fixed_alpha)
-        return sm.cov_struct.Exchangeable()
+        return cov_struct.Exchangeable()
 
     def attempt(maxiter, glm_start):
         def run():
-            model = sm.GEE(y, X, groups=groups, family=sm.families.Binomial(), cov_struct=cov_struct())
+            model = GEE(y, X, groups=groups, family=families.Binomial(), cov_struct=working_correlation())
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 start = None
                 if glm_start:
-                    start = sm.GLM(y, X, family=sm.families.Binomial()).fit().params
+                    start = GLM(y, X, family=families.Binomial()).fit().params
                 return model.fit(maxiter=maxiter, start_params=start)
 
         return run

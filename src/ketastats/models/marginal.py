@@ -51,7 +51,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import patsy
-import statsmodels.api as sm
+from statsmodels.genmod import cov_struct, families
+from statsmodels.genmod.generalized_estimating_equations import GEE
 
 from .common import coefficient_rows, illness_effect, mcid_for, num, require_illness
 from .lmm import model_rows
@@ -62,10 +63,10 @@ __all__ = ["fit_gee_kind_continuous", "gee_working_correlation"]
 log = logging.getLogger(__name__)
 
 _STRUCTURES = {
-    "unstructured": sm.cov_struct.Unstructured,
-    "exchangeable": sm.cov_struct.Exchangeable,
-    "ar1": sm.cov_struct.Autoregressive,
-    "independence": sm.cov_struct.Independence,
+    "unstructured": cov_struct.Unstructured,
+    "exchangeable": cov_struct.Exchangeable,
+    "ar1": cov_struct.Autoregressive,
+    "independence": cov_struct.Independence,
 }
 
 
@@ -133,11 +134,11 @@ def fit_gee_kind_continuous(
     time_index = rows["session"].map({t: i for i, t in enumerate(times)}).to_numpy(dtype=int)
     cov_struct = _STRUCTURES[structure]()
     kwargs = {"time": time_index} if structure in ("unstructured", "ar1") else {}
-    model = sm.GEE(
+    model = GEE(
         y_df.iloc[:, 0].to_numpy(),
         x_df,
         groups=groups,
-        family=sm.families.Gaussian(),
+        family=families.Gaussian(),
         cov_struct=cov_struct,
         **kwargs,
     )

@@ -16,6 +16,7 @@ reason; an unexpected error is ``"failed"`` with the message, unless the spec sa
 
 from __future__ import annotations
 
+import importlib
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -26,33 +27,34 @@ import pandas as pd
 from ..exceptions import KetastatsError
 from .robust import SkipModel
 
-__all__ = ["run_model", "empty_result", "KIND_RUNNERS"]
+__all__ = ["run_model", "empty_result", "kind_runner", "KIND_MODULES", "KIND_RUNNERS"]
 
 log = logging.getLogger(__name__)
 
 
-def _runners() -> dict[str, Callable[..., dict[str, Any]]]:
-    from .binary import fit_gee_kind, fit_glmm_kind
-    from .cytokines import fit_cytokine_illness_kind, fit_moderation_kind
-    from .imputation import fit_lmm_mi_kind
-    from .lmm import fit_lmm_kind
-    from .marginal import fit_gee_kind_continuous
-    from .mediation import fit_mediation_kind
-    from .slopes import fit_illness_slopes_kind
-    from .tipping import fit_tipping_point_kind
+#: kind -> (module of ketastats.models, function): where each config ``kind:`` is fitted.
+#: Only the kind being fitted is imported: a workflow job fits one model, and importing
+#: every kind (statsmodels.api with it) cost each job about a second of CPU.
+KIND_MODULES: dict[str, tuple[str, str]] = {
+    "lmm": ("lmm", "fit_lmm_kind"),
+    "gee": ("marginal", "fit_gee_kind_continuous"),
+    "gee_binary": ("binary", "fit_gee_kind"),
+    "glmm_binary": ("binary", "fit_glmm_kind"),
+    "cytokine_illness": ("cytokines", "fit_cytokine_illness_kind"),
+    "cytokine_moderation": ("cytokines", "fit_moderation_kind"),
+    "mediation": ("mediation", "fit_mediation_kind"),
+    "illness_slopes": ("slopes", "fit_illness_slopes_kind"),
+    "lmm_mi": ("imputation", "fit_lmm_mi_kind"),
+    "tipping_point": ("tipping", "fit_tipping_point_kind"),
+}
 
-    return {
-        "lmm": fit_lmm_kind,
-        "gee": fit_gee_kind_continuous,
-        "gee_binary": fit_gee_kind,
-        "glmm_binary": fit_glmm_kind,
-        "cytokine_illness": fit_cytokine_illness_kind,
-        "cytokine_moderation": fit_moderation_kind,
-        "mediation": fit_mediation_kind,
-        "illness_slopes": fit_illness_slopes_kind,
-        "lmm_mi": fit_lmm_mi_kind,
-        "tipping_point": fit_tipping_point_kind,
-    }
+
+def kind_runner(kind: str) -> Callable[..., dict[str, Any]]:
+    """The function that fits ``kind`` (imported on first use, then kept in KIND_RUNNERS)."""
+    if kind not in KIND_RUNNERS:
+        module, function = KIND_MODULES[kind]
+        KIND_RUNNERS[kind] = getattr(importlib.import_module(f".{module}", __package__), function)
+    return KIND_RUNNERS[kind]
 
 
 #: kind -> function(data, spec, estimands, alpha) -> model JSON fields (resolved lazily)
@@ -118,8 +120,6 @@ def run_model(
     KetastatsError
         Only when the spec says ``required: true`` and the model failed or was skipped.
     """
-    if not KIND_RUNNERS:
-        KIND_RUNNERS.update(_runners())
     out = empty_result(name, spec, estimands)
     if not spec.get("enabled", True):
         out.update(status="skipped", reason="switched off in config (enabled: false)")
@@ -127,7 +127,7 @@ def run_model(
         return out
     t0 = time.perf_counter()
     try:
-        fields = KIND_RUNNERS[spec["kind"]](data.copy(), spec, estimands, alpha)
+        fields = kind_runner(spec["kind"])(data.copy(), spec, estimands, alpha)
     except SkipModel as exc:
         if spec.get("required"):
             raise KetastatsError(f"model {name!r} is required but cannot be fitted: {exc}") from exc
