@@ -6,11 +6,19 @@ Every Snakemake process a test starts runs in its own process group, and a timeo
 kills that whole group, so no job is left writing after a test gives up.
 """
 
+# ruff: noqa: E402  (the BLAS thread variables must be set before anything imports numpy)
 from __future__ import annotations
+
+import os
+
+# One BLAS thread per process, set before numpy loads: the suite runs on every core already
+# (pytest-xdist workers, Snakemake jobs), and OpenBLAS threads that spin while waiting for a
+# core made some statistical tests 10x slower when two workers ran side by side.
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
 
 import contextlib
 import fcntl
-import os
 import shutil
 import signal
 import subprocess
