@@ -10,11 +10,10 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 
 import pytest
 import yaml
-from conftest import copy_project, package_env
+from conftest import SNAKEMAKE, copy_project, run_group
 
 pytestmark = [pytest.mark.slurm, pytest.mark.workflow]
 
@@ -34,34 +33,46 @@ def slurm():
         pytest.skip("no SLURM here: run `bash .ci/start_slurm.sh` as root to start a single-node one")
 
 
+def _cancel_jobs_under(folder) -> None:
+    """scancel every SLURM job whose working directory is ``folder`` (left by a failed run)."""
+    out = subprocess.run(["squeue", "-h", "-o", "%i %Z"], capture_output=True, text=True).stdout
+    ids = [line.split()[0] for line in out.splitlines() if line.split()[1:] == [str(folder)]]
+    if ids:
+        subprocess.run(["scancel", *ids], check=False)
+
+
 def test_demo_and_recovery_through_slurm_equal_a_local_run(slurm, demo_run, tmp_path):
-    work = copy_project(demo_run, tmp_path / "slurm")
+    """Every kind of job (simulate, validate, prepare, a model fit, the report, the notebooks,
+    recovery batches and their summary) through the SLURM executor gives the same bytes as
+    the local run. One model is enough here: each model is its own job, and the other
+    sixteen would only add a wave of ~20 Snakemake start-ups to the two-core node."""
+    work = copy_project(demo_run, tmp_path / "slurm").resolve()
     cfg = yaml.safe_load((work / "config/config.yaml").read_text())
-    assert "demo" in cfg["recovery"]
-    # SIGKILL guard: the executor can wait forever if it loses track of a job
-    cmd = [
-        "timeout",
-        "-s",
-        "KILL",
-        "900",
-        sys.executable,
-        "-m",
-        "snakemake",
-        "--profile",
-        "profiles/slurm",
-        # every fit of the tiny workflow in one wave (the CI node advertises 20 CPUs): the
-        # executor waits 2 s, then 10 s more per empty poll, so each wave of jobs costs ~14 s
-        "--jobs",
-        "20",
-    ]
-    proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True, env=package_env())
+    assert "demo" in cfg["recovery"] and cfg["recovery"]["demo"]["model"] == "primary"
+    cfg["models"] = {"primary": cfg["models"]["primary"]}
+    (work / "config/config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    cmd = [*SNAKEMAKE, "--profile", "profiles/slurm", "--jobs", "8"]
+    try:
+        # the executor can wait forever if it loses track of a job: a timeout kills the group
+        proc = run_group(cmd, work, timeout=900)
+    finally:
+        _cancel_jobs_under(work)
+    text = proc.stdout + proc.stderr
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
-    assert "slurm" in (proc.stdout + proc.stderr).lower()
+    assert "submitted with SLURM jobid" in text
     for rel in [
-        "reports/demo/results.json",
-        "reports/demo/recovery/summary.json",
+        "data/processed/demo/validated.parquet",
         "data/processed/demo/sessions.parquet",
+        "data/processed/demo/input.json",
+        "data/processed/demo/models/primary.json",
+        "reports/demo/recovery/summary.json",
     ]:
         assert (work / rel).read_bytes() == (demo_run / rel).read_bytes(), rel
+    ours = json.loads((work / "reports/demo/results.json").read_text())
+    local = json.loads((demo_run / "reports/demo/results.json").read_text())
+    assert ours["models"]["primary"] == local["models"]["primary"]
+    assert ours["recovery"] == local["recovery"]
+    for nb in sorted((work / "notebooks").glob("[0-9]*.ipynb")):
+        assert (work / f"reports/demo/notebooks/{nb.stem}.html").stat().st_size > 0, nb.stem
     summary = json.loads((work / "reports/demo/recovery/summary.json").read_text())
     assert summary["replicates"] == cfg["recovery"]["demo"]["replicates"]
