@@ -61,6 +61,31 @@ def tiny_config(root: Path = ROOT) -> dict:
     return cfg
 
 
+def keep_only_the_primary_model(work: Path) -> dict:
+    """Cut a workflow copy's config to the primary model (and what uses it: the recovery
+    study, the report, the notebooks); returns the config written.
+
+    For tests of the machinery around jobs (kills, the cluster executor): each model is its
+    own job, so one shows every kind of job while the run costs 11 jobs instead of 28.
+    """
+    cfg = yaml.safe_load((work / "config/config.yaml").read_text())
+    cfg["models"] = {"primary": cfg["models"]["primary"]}
+    (work / "config/config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return cfg
+
+
+#: Outputs of a one-model run (keep_only_the_primary_model) that equal the full run's, byte
+#: for byte: everything upstream of the models, the primary model, the recovery study.
+ONE_MODEL_SAME_BYTES = (
+    "data/raw/demo/sessions.csv",
+    "data/processed/demo/validated.parquet",
+    "data/processed/demo/sessions.parquet",
+    "data/processed/demo/input.json",
+    "data/processed/demo/models/primary.json",
+    "reports/demo/recovery/summary.json",
+)
+
+
 def copy_project(root: Path, dest: Path, *, tiny: bool = False) -> Path:
     """The workflow's own files (no data, no outputs) in ``dest``.
 

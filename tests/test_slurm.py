@@ -12,8 +12,7 @@ import shutil
 import subprocess
 
 import pytest
-import yaml
-from conftest import SNAKEMAKE, copy_project, run_group
+from conftest import ONE_MODEL_SAME_BYTES, SNAKEMAKE, copy_project, keep_only_the_primary_model, run_group
 
 pytestmark = [pytest.mark.slurm, pytest.mark.workflow]
 
@@ -47,10 +46,8 @@ def test_demo_and_recovery_through_slurm_equal_a_local_run(slurm, demo_run, tmp_
     the local run. One model is enough here: each model is its own job, and the other
     sixteen would only add a wave of ~20 Snakemake start-ups to the two-core node."""
     work = copy_project(demo_run, tmp_path / "slurm").resolve()
-    cfg = yaml.safe_load((work / "config/config.yaml").read_text())
+    cfg = keep_only_the_primary_model(work)
     assert "demo" in cfg["recovery"] and cfg["recovery"]["demo"]["model"] == "primary"
-    cfg["models"] = {"primary": cfg["models"]["primary"]}
-    (work / "config/config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     cmd = [*SNAKEMAKE, "--profile", "profiles/slurm", "--jobs", "8"]
     try:
         # the executor can wait forever if it loses track of a job: a timeout kills the group
@@ -60,13 +57,7 @@ def test_demo_and_recovery_through_slurm_equal_a_local_run(slurm, demo_run, tmp_
     text = proc.stdout + proc.stderr
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     assert "submitted with SLURM jobid" in text
-    for rel in [
-        "data/processed/demo/validated.parquet",
-        "data/processed/demo/sessions.parquet",
-        "data/processed/demo/input.json",
-        "data/processed/demo/models/primary.json",
-        "reports/demo/recovery/summary.json",
-    ]:
+    for rel in ONE_MODEL_SAME_BYTES:
         assert (work / rel).read_bytes() == (demo_run / rel).read_bytes(), rel
     ours = json.loads((work / "reports/demo/results.json").read_text())
     local = json.loads((demo_run / "reports/demo/results.json").read_text())
