@@ -12,7 +12,14 @@ import shutil
 import subprocess
 
 import pytest
-from conftest import ONE_MODEL_SAME_BYTES, SNAKEMAKE, copy_project, keep_only_the_primary_model, run_group
+from conftest import (
+    ONE_MODEL_SAME_BYTES,
+    ROOT,
+    SNAKEMAKE,
+    copy_project,
+    keep_only_the_primary_model,
+    run_group,
+)
 
 pytestmark = [pytest.mark.slurm, pytest.mark.workflow]
 
@@ -40,12 +47,13 @@ def _cancel_jobs_under(folder) -> None:
         subprocess.run(["scancel", *ids], check=False)
 
 
-def test_demo_and_recovery_through_slurm_equal_a_local_run(slurm, demo_run, tmp_path):
+def test_demo_and_recovery_through_slurm_equal_a_local_run(slurm, request, tmp_path):
     """Every kind of job (simulate, validate, prepare, a model fit, the report, the notebooks,
     recovery batches and their summary) through the SLURM executor gives the same bytes as
     the local run. One model is enough here: each model is its own job, and the other
     sixteen would only add a wave of ~20 Snakemake start-ups to the two-core node."""
-    work = copy_project(demo_run, tmp_path / "slurm").resolve()
+    # the local run is asked for only after the cluster run: the two may then run side by side
+    work = copy_project(ROOT, tmp_path / "slurm", tiny=True).resolve()
     cfg = keep_only_the_primary_model(work)
     assert "demo" in cfg["recovery"] and cfg["recovery"]["demo"]["model"] == "primary"
     cmd = [*SNAKEMAKE, "--profile", "profiles/slurm", "--jobs", "8"]
@@ -57,6 +65,7 @@ def test_demo_and_recovery_through_slurm_equal_a_local_run(slurm, demo_run, tmp_
     text = proc.stdout + proc.stderr
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     assert "submitted with SLURM jobid" in text
+    demo_run = request.getfixturevalue("demo_run")
     for rel in ONE_MODEL_SAME_BYTES:
         assert (work / rel).read_bytes() == (demo_run / rel).read_bytes(), rel
     ours = json.loads((work / "reports/demo/results.json").read_text())
