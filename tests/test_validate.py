@@ -535,3 +535,19 @@ def test_validation_of_a_large_table_takes_seconds():
     elapsed = time.perf_counter() - start
     assert report.ok, report.format_text()
     assert elapsed < 10
+
+
+def test_typed_numbers_coerce_exactly_as_their_text(tmp_path):
+    """coerce_sessions takes numbers as they are when a column holds numbers already (the
+    simulator, Parquet): the result equals that of the same table read back from CSV text."""
+    from ketastats.simulate import simulate_cohort
+
+    typed = simulate_cohort(30, seed=3).sessions
+    # awkward floats too: their shortest text must parse back to the same double
+    typed["bmi"] = typed["bmi"].astype("float64") + np.random.default_rng(1).normal(0, 1e-7, len(typed))
+    typed.loc[typed.index[::7], "bmi"] = np.nan
+    path = tmp_path / "sessions.csv"
+    typed.to_csv(path, index=False)
+    text = pd.read_csv(path, dtype=str, keep_default_na=False)
+    assert any(pd.api.types.is_numeric_dtype(typed[c]) for c in typed.columns)
+    pd.testing.assert_frame_equal(coerce_sessions(typed), coerce_sessions(text))
