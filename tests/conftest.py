@@ -158,22 +158,6 @@ def run_snakemake(workdir: Path, *args: str, timeout: float = 900) -> subprocess
     return run_group([*SNAKEMAKE, "--cores", "2", *args], workdir, timeout=timeout)
 
 
-def pytest_collection_modifyitems(config, items):
-    """Longest first: the cluster test (which mostly waits on the scheduler), then the other
-    workflow tests, then the rest. pytest-xdist hands each worker a contiguous share of this
-    order and lets an idle worker steal from another's end, so the long tests start at once
-    and the short ones fill in around them."""
-
-    def rank(item) -> int:
-        if item.get_closest_marker("slurm"):
-            return 0
-        if item.get_closest_marker("workflow"):
-            return 1 if item.get_closest_marker("slow") else 2
-        return 3
-
-    items.sort(key=rank)  # stable: the order within a rank is pytest's
-
-
 @contextlib.contextmanager
 def _exclusive(lock: Path):
     """Hold an exclusive lock on ``lock`` (one pytest-xdist worker at a time)."""
