@@ -169,6 +169,25 @@ def _kernel_imports_this_package() -> Iterator[None]:
             os.environ["PYTHONPATH"] = old
 
 
+def _ipc_kernel_manager():
+    """A kernel manager that talks to its kernel over Unix sockets, not TCP ports.
+
+    With TCP, jupyter_client picks free ports and the kernel binds them a moment later;
+    kernels started side by side (notebook jobs in parallel, on a cluster node) can pick
+    the same port, and one dies with "Address already in use". IPC sockets are files
+    named after each kernel's own connection file, so they never collide.
+    """
+    from jupyter_client.manager import AsyncKernelManager
+    from traitlets import default
+
+    class IPCKernelManager(AsyncKernelManager):
+        @default("transport")
+        def _default_transport(self) -> str:
+            return "ipc"
+
+    return IPCKernelManager
+
+
 def _failure_message(name: str, exc: Exception, failed_copy: Path | None) -> str:
     cell = getattr(exc, "exec_count", None)
     index = getattr(exc, "cell_index", None)
@@ -259,6 +278,7 @@ def run_notebook(
                     progress_bar=False,
                     log_output=False,
                     execution_timeout=timeout,
+                    kernel_manager_class=_ipc_kernel_manager(),
                 )
         except PapermillExecutionError as exc:
             keep = None
