@@ -41,7 +41,7 @@ from .figures import (
 from .suppression import say_count
 from .tables import table_one_frame
 
-__all__ = ["TABLES", "render_html", "render_pdf", "write_tables", "find_chromium", "CHROMIUM_ARGS"]
+__all__ = ["TABLES", "render_html", "render_pdf", "write_tables", "find_chromium", "CHROMIUM_ARGS", "PDF_OFFLINE_ARGS"]
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +67,15 @@ CHROMIUM_ARGS = [
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
+]
+
+#: What the PDF printer adds: page scripts off, and every host name resolves to nothing so
+#: a reference the report should never hold cannot reach the network.
+PDF_OFFLINE_ARGS = [
+    "--blink-settings=scriptEnabled=false",
+    "--host-resolver-rules=MAP * ~NOTFOUND",
+    "--proxy-server=http://127.0.0.1:9",
+    "--proxy-bypass-list=<-loopback>",
 ]
 
 
@@ -302,11 +311,21 @@ def find_chromium() -> str:
     )
 
 
+def _local_only(route) -> None:
+    """Playwright route handler: let ``file:``/``data:`` through, abort anything else."""
+    if route.request.url.startswith(("file:", "data:")):
+        route.continue_()
+    else:
+        route.abort()
+
+
 def render_pdf(html: str | Path, out_pdf: str | Path, *, chromium: str | None = None) -> Path:
-    """Print ``html`` to ``out_pdf`` (A4) with headless Chromium, offline.
+    """Print ``html`` to ``out_pdf`` (A4) with headless Chromium, offline, scripts off.
 
     Uses Playwright's ``page.pdf`` when Playwright is installed (it drives the system's
-    Chromium; it never downloads a browser), else ``chromium --print-to-pdf``.
+    Chromium; it never downloads a browser), else ``chromium --print-to-pdf``. Either way
+    JavaScript is disabled and only ``file:`` and ``data:`` URLs load: a report is
+    printed as its text says, whatever a page might try to run or fetch.
     """
     chromium = chromium or find_chromium()
     html = Path(html).resolve()
@@ -318,6 +337,7 @@ def render_pdf(html: str | Path, out_pdf: str | Path, *, chromium: str | None = 
             cmd = [
                 chromium,
                 *CHROMIUM_ARGS,
+                *PDF_OFFLINE_ARGS,
                 f"--user-data-dir={profile}",
                 "--no-pdf-header-footer",
                 f"--print-to-pdf={tmp}",
@@ -333,10 +353,11 @@ def render_pdf(html: str | Path, out_pdf: str | Path, *, chromium: str | None = 
                 browser = p.chromium.launch(
                     executable_path=chromium,
                     # Playwright makes its own fresh profile (and adds --headless itself)
-                    args=[a for a in CHROMIUM_ARGS if a != "--headless"],
+                    args=[a for a in (*CHROMIUM_ARGS, *PDF_OFFLINE_ARGS) if a != "--headless"],
                 )
                 try:
-                    page = browser.new_page()
+                    page = browser.new_page(java_script_enabled=False)
+                    page.route("**/*", _local_only)
                     page.goto(html.as_uri(), wait_until="load")
                     page.pdf(
                         path=str(tmp),
