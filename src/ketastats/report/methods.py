@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from markupsafe import escape
+
 from .suppression import say_count as _say
 
 __all__ = ["REFERENCES", "methods_section"]
@@ -91,43 +93,51 @@ _DF = {
 }
 
 
+def _e(x: Any) -> str:
+    """``x`` as HTML text: the paragraphs are rendered as markup, so every value from a
+    config, a data file or a fit (labels, formulas, marker names, reasons) is escaped."""
+    return str(escape(x))
+
+
 def _model_sentence(m: Mapping[str, Any], level: int) -> str:
     spec = m.get("spec") or {}
     re_f = spec.get("re_formula")
+    label = _e(m["label"])
+    formula = _e(m.get("formula") or spec.get("formula", "?"))
     if m.get("status", "ok") != "ok":
         return (
-            f"The model '{m['label']}' (<code>{spec.get('formula', '?')}</code>) was {m['status']}: "
-            f"{m.get('reason') or 'no reason recorded'}."
+            f"The model '{label}' (<code>{_e(spec.get('formula', '?'))}</code>) was {_e(m['status'])}: "
+            f"{_e(m.get('reason') or 'no reason recorded')}."
         )
     re_txt = (
-        f"correlated random effects <code>{re_f}</code> (intercept and slopes) per patient"
+        f"correlated random effects <code>{_e(re_f)}</code> (intercept and slopes) per patient"
         if re_f and re_f.strip() not in ("~1", "1")
         else "a random intercept per patient"
     )
     method = {"REML": "restricted maximum likelihood (REML)", "ML": "maximum likelihood"}.get(
-        str(m.get("method")), str(m.get("method"))
+        str(m.get("method")), _e(m.get("method"))
     )
-    engine = m.get("engine") or "unknown"
-    opt = f", optimizer {m['optimizer']}" if m.get("optimizer") else ""
-    df_txt = _DF.get(str(m.get("df_method")), f"the {m.get('df_method')} method")
-    kind = m.get("kind") or "lmm"
+    engine = _e(m.get("engine") or "unknown")
+    opt = f", optimizer {_e(m['optimizer'])}" if m.get("optimizer") else ""
+    df_txt = _DF.get(str(m.get("df_method")), f"the {_e(m.get('df_method'))} method")
+    kind = _e(m.get("kind") or "lmm")
     rows = _filters_sentence(m)
     counts = f"{_say(m['nobs'])} observations of {_say(m['ngroups'])} patients"
     if kind == "gee":
-        wc = (m.get("working_correlation") or {}).get("structure", "unstructured")
+        wc = _e((m.get("working_correlation") or {}).get("structure", "unstructured"))
         return (
-            f"Model '{m['label']}': a marginal linear model of <code>{m.get('formula') or spec.get('formula', '?')}"
+            f"Model '{label}': a marginal linear model of <code>{formula}"
             f"</code> by generalized estimating equations [liang1986] with one mean per session and an "
             f"{wc} working correlation across sessions, the analogue of a mixed model for repeated measures "
-            f"[mallinckrodt2008]; {m.get('se_type') or 'robust (sandwich)'} standard errors, Wald p-values and "
+            f"[mallinckrodt2008]; {_e(m.get('se_type') or 'robust (sandwich)')} standard errors, Wald p-values and "
             f"{level}% confidence intervals (standard normal reference). GEE is valid when dropout is "
             f"completely at random; the likelihood-based mixed models when it is at random. {counts}.{rows}"
         )
     if kind in ("lmm_mi", "tipping_point"):
         imp = m.get("imputation") or {}
         txt = (
-            f"Model '{m['label']}': the model <code>{m.get('formula') or spec.get('formula', '?')}</code> with "
-            f"{re_txt} fitted to each of m = {imp.get('m', '?')} data sets completed by multiple imputation by "
+            f"Model '{label}': the model <code>{formula}</code> with "
+            f"{re_txt} fitted to each of m = {_e(imp.get('m', '?'))} data sets completed by multiple imputation by "
             f"chained equations with predictive mean matching [vanbuuren2018] in wide format (one column per "
             f"variable and session, so that the imputation keeps each patient's correlation across sessions), "
             f"including the sessions after dropout (the hypothetical strategy under MAR); estimates pooled by "
@@ -144,7 +154,7 @@ def _model_sentence(m: Mapping[str, Any], level: int) -> str:
         return txt + rows
     what = "a linear mixed model [laird1982]" if kind == "lmm" else f"a {kind} model"
     return (
-        f"Model '{m['label']}': {what} of <code>{spec.get('formula', '?')}</code> "
+        f"Model '{label}': {what} of <code>{_e(spec.get('formula', '?'))}</code> "
         f"with {re_txt}, fitted by {method} with the {engine} engine{opt}; fixed-effect standard errors "
         f"from σ²(X'V⁻¹X)⁻¹ at the estimates, as lme4 reports them [bates2015]; p-values and {level}% "
         f"confidence intervals from {df_txt}. {counts} (complete cases of the model's variables).{rows}"
@@ -165,7 +175,7 @@ def _filters_sentence(m: Mapping[str, Any]) -> str:
     if "exclude_onset_within_days" in f:
         e = f["exclude_onset_within_days"]
         out += (
-            f" Ill sessions within {e.get('days')} days of the illness onset were left out "
+            f" Ill sessions within {_e(e.get('days'))} days of the illness onset were left out "
             f"({_say(e.get('sessions_removed'))} sessions, and {_say(e.get('onset_unknown_removed'))} with an "
             "unknown onset)."
         )
@@ -183,7 +193,8 @@ def methods_section(results: Mapping[str, Any]) -> dict[str, Any]:
     Returns
     -------
     dict
-        ``paragraphs`` (list of str; may hold ``<code>`` markup, rendered as HTML) and
+        ``paragraphs`` (list of str: HTML built here, with ``<code>`` markup and every
+        value from the config, the data or a fit escaped; the report renders it as is) and
         ``references`` (list of ``{"key", "text"}`` in order of first citation).
     """
     s = results["settings"]
@@ -191,7 +202,7 @@ def methods_section(results: Mapping[str, Any]) -> dict[str, Any]:
     pk = (results.get("provenance") or {}).get("packages") or {}
 
     def v(name: str) -> str:
-        return pk.get(name, "not recorded")
+        return _e(pk.get(name, "not recorded"))
 
     paras = [
         "Outcome: the Montgomery-Åsberg Depression Rating Scale (MADRS, 0-60, higher is worse) "

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
+import re
 import subprocess
 import tempfile
 from collections.abc import Mapping
@@ -41,9 +42,34 @@ from .figures import (
 from .suppression import say_count
 from .tables import table_one_frame
 
-__all__ = ["TABLES", "render_html", "render_pdf", "write_tables", "find_chromium", "CHROMIUM_ARGS"]
+__all__ = ["TABLES", "render_html", "render_pdf", "write_tables", "find_chromium", "CHROMIUM_ARGS", "PDF_OFFLINE_ARGS", "PRINT_POLICY"]
 
 log = logging.getLogger(__name__)
+
+#: What the PDF printer adds to CHROMIUM_ARGS: every host name resolves to nothing and any
+#: proxied request fails, so a reference the report should never hold cannot reach the network.
+PDF_OFFLINE_ARGS = [
+    "--host-resolver-rules=MAP * ~NOTFOUND",
+    "--proxy-server=http://127.0.0.1:9",
+    "--proxy-bypass-list=<-loopback>",
+]
+
+#: The policy the command-line printer puts in front of the page it prints: no script, no
+#: request; images from data: URIs and the inline style sheet only. (Playwright's printer
+#: switches JavaScript off instead; `--blink-settings=scriptEnabled=false` makes Chromium's
+#: --print-to-pdf write an empty file, so on the command line the policy does it.)
+PRINT_POLICY = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; font-src data:; base-uri 'none'"
+
+_DOCTYPE = re.compile(r"^\s*<!doctype[^>]*>", re.IGNORECASE)
+
+
+def _with_print_policy(html: str) -> str:
+    """``html`` with a Content-Security-Policy ``<meta>`` ahead of everything but the doctype
+    (so that it governs every element after it and the page keeps its rendering mode)."""
+    meta = f'<meta http-equiv="Content-Security-Policy" content="{PRINT_POLICY}">'
+    m = _DOCTYPE.match(html)
+    cut = m.end() if m else 0
+    return html[:cut] + meta + html[cut:]
 
 
 def _num(x: Any, d: int = 2) -> str:
@@ -270,11 +296,22 @@ def render_html(
 # ---------------------------------------------------------------------- pdf
 
 
+def _local_only(route) -> None:
+    """Playwright route handler: let ``file:``/``data:`` through, abort anything else."""
+    if route.request.url.startswith(("file:", "data:")):
+        route.continue_()
+    else:
+        route.abort()
+
+
 def render_pdf(html: str | Path, out_pdf: str | Path, *, chromium: str | None = None) -> Path:
-    """Print ``html`` to ``out_pdf`` (A4) with headless Chromium, offline.
+    """Print ``html`` to ``out_pdf`` (A4) with headless Chromium, offline, scripts off.
 
     Uses Playwright's ``page.pdf`` when Playwright is installed (it drives the system's
-    Chromium; it never downloads a browser), else ``chromium --print-to-pdf``.
+    Chromium; it never downloads a browser), with JavaScript disabled and only ``file:``
+    and ``data:`` URLs let through; else ``chromium --print-to-pdf`` on a copy of the page
+    behind :data:`PRINT_POLICY` (no script, no request). Either way host names resolve to
+    nothing: a report is printed as its text says, whatever a page might try to run or fetch.
     """
     chromium = chromium or find_chromium()
     html = Path(html).resolve()
@@ -283,16 +320,19 @@ def render_pdf(html: str | Path, out_pdf: str | Path, *, chromium: str | None = 
         try:
             from playwright.sync_api import sync_playwright
         except ImportError:
+            page = Path(profile) / "print.html"
+            page.write_text(_with_print_policy(html.read_text(encoding="utf-8")), encoding="utf-8")
             cmd = [
                 chromium,
                 *CHROMIUM_ARGS,
-                f"--user-data-dir={profile}",
+                *PDF_OFFLINE_ARGS,
+                f"--user-data-dir={profile}/chromium",
                 "--no-pdf-header-footer",
                 f"--print-to-pdf={tmp}",
-                html.as_uri(),
+                page.as_uri(),
             ]
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
-            if proc.returncode != 0 or not Path(tmp).exists():
+            if proc.returncode != 0 or not Path(tmp).exists() or Path(tmp).stat().st_size == 0:
                 raise KetastatsError(
                     f"chromium could not print {html} to PDF: {proc.stderr[-2000:]}"
                 ) from None
@@ -301,10 +341,11 @@ def render_pdf(html: str | Path, out_pdf: str | Path, *, chromium: str | None = 
                 browser = p.chromium.launch(
                     executable_path=chromium,
                     # Playwright makes its own fresh profile (and adds --headless itself)
-                    args=[a for a in CHROMIUM_ARGS if a != "--headless"],
+                    args=[a for a in (*CHROMIUM_ARGS, *PDF_OFFLINE_ARGS) if a != "--headless"],
                 )
                 try:
-                    page = browser.new_page()
+                    page = browser.new_page(java_script_enabled=False)
+                    page.route("**/*", _local_only)
                     page.goto(html.as_uri(), wait_until="load")
                     page.pdf(
                         path=str(tmp),
