@@ -10,8 +10,7 @@ mixed models behind one interface), :func:`satterthwaite` (lmerTest-style df),
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from .._lazy import attach
 
 # The specs (kinds, defaults, estimand strategies) are plain Python: the config check imports
 # them on every Snakefile parse. Everything else needs statsmodels/scipy/pandas and is
@@ -82,13 +81,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = attach(__name__, _LAZY)

@@ -8,8 +8,7 @@ PNG/SVG figures, CSV tables), :mod:`.catalog` (figure and table names), :mod:`.c
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from .._lazy import attach
 
 # Output names and the Chromium lookup are read while Snakemake parses the Snakefile: they
 # come from modules without matplotlib or pandas. Everything else is imported on first use.
@@ -56,13 +55,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = attach(__name__, _LAZY)
