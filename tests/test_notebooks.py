@@ -622,3 +622,37 @@ def test_workflow_reruns_a_notebook_byte_identically_and_fails_on_a_broken_one(d
     failed = nbformat.read(work / "logs/demo/notebooks/05_broken.failed.ipynb", as_version=4)
     assert _errors(failed) == ["KeyError: 'no_such_model'"]
     assert "KeyError" in (work / "logs/demo/notebook_05_broken.log").read_text()
+
+
+def _kernel_socket(path: str) -> str:
+    """Run a one-cell notebook with run_notebook; return the transport and socket its kernel used."""
+    import nbformat
+
+    from ketastats.notebooks import run_notebook
+
+    out = path.replace(".ipynb", "_out.ipynb")
+    run_notebook(path, out, None)
+    return nbformat.read(out, 4).cells[0].outputs[0]["text"].strip()
+
+
+def test_kernels_started_side_by_side_never_share_a_socket(tmp_path):
+    """Notebook jobs start kernels at the same moment (in parallel, on a cluster node): with
+    TCP two could pick the same free port; with jupyter_client's default IPC prefix they
+    would share sockets in the working directory. Each kernel gets sockets of its own."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    import nbformat
+
+    cell = "from ipykernel.connect import get_connection_info\ni = get_connection_info(unpack=True)\n"
+    cell += "print(i['transport'], i['ip'])"
+    paths = []
+    for k in range(3):
+        nb = nbformat.v4.new_notebook()
+        nb.cells = [nbformat.v4.new_code_cell(cell)]
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        paths.append(str(tmp_path / f"nb{k}.ipynb"))
+        nbformat.write(nb, paths[-1])
+    with ProcessPoolExecutor(3) as pool:
+        used = list(pool.map(_kernel_socket, paths))
+    assert all(u.split()[0] == "ipc" for u in used), used
+    assert len({u.split()[1] for u in used}) == 3, used

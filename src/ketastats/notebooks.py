@@ -169,13 +169,15 @@ def _kernel_imports_this_package() -> Iterator[None]:
             os.environ["PYTHONPATH"] = old
 
 
-def _ipc_kernel_manager():
-    """A kernel manager that talks to its kernel over Unix sockets, not TCP ports.
+def _ipc_kernel_manager(socket_prefix: Path):
+    """A kernel manager that talks to its kernel over Unix sockets under ``socket_prefix``.
 
-    With TCP, jupyter_client picks free ports and the kernel binds them a moment later;
-    kernels started side by side (notebook jobs in parallel, on a cluster node) can pick
-    the same port, and one dies with "Address already in use". IPC sockets are files
-    named after each kernel's own connection file, so they never collide.
+    With TCP, jupyter_client picks free ports and the kernel binds them a moment later, so
+    kernels started side by side (notebook jobs in parallel, on a cluster node) can pick the
+    same port, and one dies with "Address already in use". IPC sockets are files named
+    ``<socket_prefix>-1`` ... ``-5``; the prefix lies in the run's own temporary folder, so
+    no two kernels share one (jupyter_client's default prefix, ``kernel-ipc`` in the working
+    directory, would be shared by every kernel started there).
     """
     from jupyter_client.manager import AsyncKernelManager
     from traitlets import default
@@ -184,6 +186,10 @@ def _ipc_kernel_manager():
         @default("transport")
         def _default_transport(self) -> str:
             return "ipc"
+
+        @default("ip")
+        def _default_ip(self) -> str:
+            return str(socket_prefix)
 
     return IPCKernelManager
 
@@ -278,7 +284,7 @@ def run_notebook(
                     progress_bar=False,
                     log_output=False,
                     execution_timeout=timeout,
-                    kernel_manager_class=_ipc_kernel_manager(),
+                    kernel_manager_class=_ipc_kernel_manager(Path(tmpdir) / "kernel"),
                 )
         except PapermillExecutionError as exc:
             keep = None
