@@ -85,3 +85,25 @@ def test_fit_errors_are_for_people(argv, message, data_dir, tmp_path, capsys):
     assert code == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "x.json").exists()
+
+
+@pytest.mark.parametrize(
+    "where", ["input", "data/raw/site/p.csv", "data/processed/site/p.csv", "reports/site/p.csv"]
+)
+def test_validate_refuses_a_problems_table_over_the_input_or_among_data_and_outputs(
+    where, tmp_path, monkeypatch
+):
+    """`ketastats validate F --problems F` once overwrote the raw input with the problems table."""
+    monkeypatch.chdir(tmp_path)
+    raw = tmp_path / "data/raw/site/export.csv"
+    raw.parent.mkdir(parents=True)
+    raw.write_text("patient_id,session,day,madrs\nP01,1,0,31\n")
+    before = raw.read_bytes()
+    target = raw if where == "input" else tmp_path / where
+    assert main(["validate", str(raw.relative_to(tmp_path)), "--problems", str(target)]) != 0
+    assert raw.read_bytes() == before
+    if where != "input":
+        assert not target.exists()
+    # elsewhere is fine
+    assert main(["validate", str(raw.relative_to(tmp_path)), "--problems", "logs/problems.csv"]) in (0, 1)
+    assert (tmp_path / "logs/problems.csv").exists()

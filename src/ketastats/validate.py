@@ -48,7 +48,7 @@ from .contract import (
     SCORE_COLUMNS,
     SEVERITIES,
 )
-from .exceptions import DataValidationError, IdentifierError, KetastatsError
+from .exceptions import ConfigError, DataValidationError, IdentifierError, KetastatsError
 from .identifiers import PROBLEM_COLUMNS, scan_identifiers, source_rows
 from .io import read_cohort, read_table, resolve_input, sha256_file
 
@@ -636,6 +636,31 @@ def _problems_from_exception(exc: KetastatsError, source: str, rule: str) -> pd.
     return c.frame()
 
 
+#: Folders of a project that the problems table may never be written into: the raw data
+#: (never modified) and the workflow's outputs (written only by their rules, atomically).
+_PROTECTED_FOLDERS = (("data", "raw"), ("data", "processed"), ("reports",))
+
+
+def _check_problems_path(problems: Path, input_file: Path, root: Path) -> None:
+    """Refuse a problems table that would overwrite the input or land among raw data or outputs."""
+    target = problems.resolve()
+    if target == input_file.resolve() or (target.exists() and target.samefile(input_file)):
+        raise ConfigError(
+            f"the problems table {problems} is the input file itself: writing it would overwrite "
+            "your data. Give another path, e.g. --problems problems.csv."
+        )
+    try:
+        parts = target.relative_to(root.resolve()).parts
+    except ValueError:
+        return
+    for folder in _PROTECTED_FOLDERS:
+        if parts[: len(folder)] == folder:
+            raise ConfigError(
+                f"the problems table {problems} would be written under {'/'.join(folder)}/, which holds "
+                "raw data or workflow outputs; give a path elsewhere, e.g. logs/<cohort>/problems.csv."
+            )
+
+
 def validate_file(
     path: str | os.PathLike,
     cohort: Mapping | None = None,
@@ -669,6 +694,8 @@ def validate_file(
     """
     source = str(path)
     full = resolve_input(path, root)
+    if problems_csv is not None:
+        _check_problems_path(Path(problems_csv), Path(full), Path(root))
     digest: str | None = None
     try:
         digest = sha256_file(full)
