@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import pytest
 import yaml
@@ -83,3 +84,50 @@ def test_all_problems_are_listed_at_once(cfg):
 def test_missing_config_file_says_so(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_the_fast_check_and_jsonschema_agree_on_validity():
+    """A valid config is decided by fastjsonschema's generated code, an invalid one explained by
+    jsonschema: on the shipped config and mutations of it, both give the same verdict."""
+    from jsonschema import Draft202012Validator
+
+    from ketastats.config import _fast_validator, schema
+
+    fast = _fast_validator()
+    assert fast is not None
+    shipped = yaml.safe_load((Path(__file__).resolve().parents[1] / "config/config.yaml").read_text())
+    mutations = [
+        lambda c: c,
+        lambda c: c.pop("cohorts"),
+        lambda c: c["cohorts"]["demo"].update(formatt="csv"),
+        lambda c: c["cohorts"]["demo"].update(format="xls"),
+        lambda c: c["cohorts"]["demo"]["simulate"].update(patients=1),
+        lambda c: c["cohorts"]["demo"]["simulate"].update(patients="200"),
+        lambda c: c["cohorts"]["demo"]["simulate"].update(patients=True),
+        lambda c: c["cohorts"].update({"bad name!": {"input": "x.csv"}}),
+        lambda c: c["models"]["primary"].update(kind=3),
+        lambda c: c["models"]["primary"].update(method="reml"),
+        lambda c: c["models"]["primary"].update(fixed="progress"),
+        lambda c: c["models"]["primary_mi"].update(imputations=1),
+        lambda c: c["report"].update(confidence_level=1.5),
+        lambda c: c["report"].update(pdf="maybe"),
+        lambda c: c["report"].update(small_cell_threshold=-1),
+        lambda c: c["estimands"].update(postponement="ignore"),
+        lambda c: c["recovery"]["demo"].update(replicates=1),
+        lambda c: c.update(extra_key=1),
+        lambda c: c["models"].update(empty={}),
+    ]
+    sch = schema()
+    verdicts = []
+    for i, mutate in enumerate(mutations):
+        cfg = copy.deepcopy(shipped)
+        mutate(cfg)
+        slow_ok = not list(Draft202012Validator(sch).iter_errors(cfg))
+        try:
+            fast(cfg)
+            fast_ok = True
+        except Exception:  # noqa: BLE001 - fastjsonschema's error, or data its code did not expect
+            fast_ok = False
+        assert fast_ok == slow_ok, (i, fast_ok, slow_ok)
+        verdicts.append(slow_ok)
+    assert verdicts[0] and verdicts.count(False) >= len(mutations) - 3  # the shipped one is valid

@@ -36,33 +36,32 @@ def cohort_extra_inputs(wildcards):
     return [c["redcap_dictionary"]] if c.get("redcap_dictionary") else []
 
 
+def available(check, what):
+    """Whether ``check()`` passes; if not, say on stderr that ``what`` is left out, and why."""
+    from ketastats.exceptions import KetastatsError
+
+    try:
+        check()
+    except KetastatsError as exc:
+        print(f"ketastats: skipping {what} ({exc})", file=sys.stderr)
+        return False
+    return True
+
+
 def want_pdf():
     """report.pdf when config report.pdf is true, or auto and Chromium is installed."""
-    from ketastats.exceptions import KetastatsError
     from ketastats.report import find_chromium
 
     setting = config["report"]["pdf"]
-    if setting != "auto":
-        return bool(setting)
-    try:
-        find_chromium()
-    except KetastatsError as exc:
-        print(f"ketastats: skipping report.pdf ({exc})", file=sys.stderr)
-        return False
-    return True
+    return bool(setting) if setting != "auto" else available(find_chromium, "report.pdf")
 
 
 def want_notebooks():
     """The executed notebooks when the 'notebooks' extra (papermill, nbconvert...) is installed;
     asked for explicitly without it, the notebook rule fails saying what to install."""
-    from ketastats.notebooks import NotebookError, require_notebook_packages
+    from ketastats.notebooks import require_notebook_packages
 
-    try:
-        require_notebook_packages()
-    except NotebookError as exc:
-        print(f"ketastats: skipping the notebooks ({exc})", file=sys.stderr)
-        return False
-    return True
+    return available(require_notebook_packages, "the notebooks")
 
 
 def all_outputs():
