@@ -114,6 +114,46 @@ def test_redcap_longitudinal_events_become_sessions():
     assert df["madrs_4"].tolist() == ["4", "4", "5", "3", "3"]
 
 
+def test_redcap_missed_event_stays_a_missing_session(tmp_path, caplog):
+    # K-102 missed infusion_2: its infusion_3 is session 3, not a renumbered session 2
+    lines = (DATA / "redcap_longitudinal_export.csv").read_text().splitlines()
+    kept = [ln for ln in lines if not ln.startswith("K-102,infusion_2_arm_1")]
+    assert len(kept) == len(lines) - 1
+    k102_third = next(ln for ln in lines if ln.startswith("K-101,infusion_3_arm_1"))
+    kept.append(k102_third.replace("K-101", "K-102", 1))
+    (tmp_path / "export.csv").write_text("\n".join(kept) + "\n")
+    with caplog.at_level("INFO", logger="ketastats.io.redcap"):
+        df = read_redcap(tmp_path / "export.csv", DATA / "redcap_longitudinal_dictionary.csv")
+    k102 = df[df["study_id"] == "K-102"]
+    assert k102["redcap_event_name"].tolist() == ["infusion_1_arm_1", "infusion_3_arm_1"]
+    assert k102["session"].tolist() == ["1", "3"]
+    assert df.loc[df["study_id"] == "K-101", "session"].tolist() == ["1", "2", "3"]
+    assert "1 missed visit(s)" in caplog.text
+    cohort = {"input": str(tmp_path / "export.csv"),
+              "redcap_dictionary": str(DATA / "redcap_longitudinal_dictionary.csv"),
+              "columns": {"patient_id": "study_id", "day": "visit_day", "ill": "sick"}}
+    report = validate_sessions(read_cohort(cohort))
+    assert report.ok, report.format_text()  # a gap in the sessions is a missing session
+
+
+def test_redcap_event_order_is_merged_across_records(tmp_path):
+    # the first record lacks infusion_1, so event order must come from the others too
+    dd = (DATA / "redcap_longitudinal_dictionary.csv").read_text().splitlines()
+    (tmp_path / "dd.csv").write_text("\n".join(dd[:5]) + "\n")
+    export = (
+        "study_id,redcap_event_name,age,sex,enrolment_complete,visit_day,madrs_complete\n"
+        "K-1,enrolment_arm_1,50,1,2,,\n"
+        "K-1,infusion_2_arm_1,,,,3,2\n"
+        "K-1,infusion_3_arm_1,,,,7,2\n"
+        "K-2,enrolment_arm_1,40,0,2,,\n"
+        "K-2,infusion_1_arm_1,,,,0,2\n"
+        "K-2,infusion_2_arm_1,,,,3,2\n"
+    )
+    (tmp_path / "export.csv").write_text(export)
+    df = read_redcap(tmp_path / "export.csv", tmp_path / "dd.csv")
+    assert df["session"].tolist() == ["2", "3", "1", "2"]
+
+
 def test_redcap_repeating_events_become_sessions(tmp_path):
     # a longitudinal project whose "infusion" event repeats (instrument column empty)
     dd = (DATA / "redcap_longitudinal_dictionary.csv").read_text().splitlines()

@@ -16,8 +16,13 @@ instrument is followed by ``<form>_complete`` (0/1/2).
    row that has it and copied onto each of the record's session rows;
 3. radio/dropdown codes become their labels (``1`` -> ``"Respiratory"``) so that the
    cohort's ``recode`` map and the category checks see words, not codes;
-4. if the export has no ``session`` field, sessions are numbered 1, 2, ... per record in
-   export order (event order, then repeat instance) into a ``session`` column;
+4. if the export has no ``session`` field, a ``session`` column is derived so that a missed
+   visit stays a missing session and never renumbers the later ones: in longitudinal projects
+   session *k* is the *k*-th event that holds session data (the project's event order, as
+   the export lists it), so ``infusion_6`` stays session 6 for a record that missed
+   ``infusion_5``; a repeating instrument or event uses its ``redcap_repeat_instance``;
+   only a project that repeats within several session events is numbered 1, 2, ... per
+   record in export order (with a warning, as gaps cannot be seen there);
 5. ``<form>_complete`` bookkeeping columns are dropped, and fields the dictionary marks as
    identifiers (``Identifier? = y``) are listed in ``df.attrs["identifier_columns"]`` so that
    the identifier guard refuses them.
@@ -221,10 +226,8 @@ def read_redcap(
                                         "_source_row"]]
     sessions = sessions.sort_values("_source_row", kind="stable").reset_index(drop=True)
     if "session" not in sessions.columns:
-        sessions["session"] = (sessions.groupby(record_id, sort=False).cumcount() + 1).astype(str)
+        sessions["session"] = _session_numbers(sessions, record_id, export_csv)
         sessions.attrs["derived_session"] = True
-        log.info("%s: no 'session' field; numbered sessions per record in export order",
-                 export_csv)
     ident: set[str] = set()
     if "identifier" in dd.columns:
         flag = dd["identifier"].astype("string").str.strip().str.lower().eq("y")
@@ -238,3 +241,71 @@ def read_redcap(
              export_csv, len(raw), len(sessions), sessions[record_id].nunique(),
              ", ".join(sorted(sforms)) or "none")
     return sessions
+
+
+def _event_order(events: pd.Series, records: pd.Series) -> list[str]:
+    """The project's event order, merged from each record's rows (REDCap lists them in it).
+
+    Records list different subsets of the events (a missed visit has no row); their orders are
+    merged topologically, ties broken by first appearance in the export.
+    """
+    first: dict[str, int] = {}
+    after: dict[str, set[str]] = {}
+    for _, evs in events.groupby(records, sort=False):
+        seq = list(dict.fromkeys(evs))
+        for e in seq:
+            first.setdefault(e, len(first))
+            after.setdefault(e, set())
+        for a, b in zip(seq, seq[1:], strict=False):
+            after[a].add(b)
+    indegree = {e: 0 for e in first}
+    for a in after:
+        for b in after[a]:
+            indegree[b] += 1
+    ready = sorted((e for e, d in indegree.items() if d == 0), key=first.__getitem__)
+    order: list[str] = []
+    while ready:
+        e = ready.pop(0)
+        order.append(e)
+        for b in after[e]:
+            indegree[b] -= 1
+            if indegree[b] == 0:
+                ready.append(b)
+        ready.sort(key=first.__getitem__)
+    if len(order) < len(first):  # records disagree on the order: keep first appearance
+        log.warning("records list events in different orders; sessions follow the order in "
+                    "which events first appear in the export")
+        order = sorted(first, key=first.__getitem__)
+    return order
+
+
+def _session_numbers(sessions: pd.DataFrame, record_id: str, source: str | os.PathLike) -> pd.Series:
+    """Session numbers for an export without a ``session`` field; gaps stay gaps."""
+    def present(col: str) -> pd.Series | None:
+        if col not in sessions.columns:
+            return None
+        v = sessions[col].astype("string").str.strip()
+        return v.where(v != "") if v.notna().any() and (v != "").any() else None
+
+    events = present("redcap_event_name")
+    instance = present("redcap_repeat_instance")
+    n_events = 0 if events is None else events.nunique()
+    if instance is not None and n_events <= 1 and instance.notna().all():
+        number = pd.to_numeric(instance, errors="coerce")
+        if number.notna().all() and (number % 1 == 0).all() and (number >= 1).all():
+            log.info("%s: no 'session' field; sessions are the repeat instances", source)
+            return number.astype(int).astype(str)
+    if events is not None and events.notna().all() and instance is None and (
+            ~sessions.duplicated([record_id, "redcap_event_name"])).all():
+        order = _event_order(events, sessions[record_id])
+        number = events.map({e: i + 1 for i, e in enumerate(order)})
+        per_record = number.groupby(sessions[record_id], sort=False)
+        missing = int((per_record.max() - per_record.count()).sum())
+        log.info("%s: no 'session' field; session k is the k-th session event (%s); %d "
+                 "missed visit(s) before a record's last session stay missing sessions",
+                 source, ", ".join(order), missing)
+        return number.astype(int).astype(str)
+    log.warning("%s: no 'session' field and sessions repeat within several events: numbered "
+                "1, 2, ... per record in export order, so a missed visit cannot be seen; add a "
+                "session field to the project to keep gaps", source)
+    return (sessions.groupby(record_id, sort=False).cumcount() + 1).astype(str)
