@@ -138,8 +138,16 @@ def test_adding_a_cohort_is_a_config_edit(demo_run, tmp_path):
     cfg.pop("recovery", None)
     (work / "config/config.yaml").write_text(yaml.safe_dump(cfg))
     targets = ["reports/site_a/results.json", "reports/site_b/results.json"]
-    proc = run_snakemake(work, "--keep-going", *targets)
+    # no --keep-going: the workflow's default profile (profiles/default) arranges it
+    proc = run_snakemake(work, *targets)
     assert proc.returncode != 0  # site_b is invalid
+    said = proc.stdout + proc.stderr
+    assert "run the workflow again" in said and "run 'ketastats validate' again" not in said
+    assert "  site_a: report written: reports/site_a/report.html" in said
+    assert (
+        "  site_b: input refused by validation (1 error(s)); every problem, with file, row, "
+        "column and fix, is in logs/site_b/validation_problems.csv"
+    ) in said
     a = json.loads((work / "reports/site_a/results.json").read_text())
     d = json.loads((demo_run / "reports/demo/results.json").read_text())
     assert a["models"]["primary"]["coefficients"] == d["models"]["primary"]["coefficients"]

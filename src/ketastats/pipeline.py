@@ -37,6 +37,7 @@ __all__ = [
     "step_fit",
     "step_report",
     "provenance",
+    "run_summary",
 ]
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,10 @@ _PACKAGES = (
     "pyarrow",
 )
 
+
+#: what a refused cohort's message says to do once its input is fixed
+_RERUN = ("run the workflow again (.venv/bin/snakemake --cores 2); the other cohorts are not "
+          "affected")
 
 # ------------------------------------------------------------------- helpers
 @contextlib.contextmanager
@@ -154,7 +159,8 @@ def step_validate(
     if not report.ok:
         raise DataValidationError(
             f"cohort {cohort_name!r}: {raw} failed validation "
-            f"({len(report.errors)} error(s); the full table is in {problems_csv}):\n" + report.format_text(),
+            f"({len(report.errors)} error(s); the full table is in {problems_csv}):\n"
+            + report.format_text(rerun=_RERUN),
             report.problems,
         )
     if len(report.warnings):
@@ -380,3 +386,42 @@ def step_recovery_summary(batches: Sequence[str | os.PathLike], out_replicates: 
 
 def model_names(config: Mapping[str, Any]) -> Sequence[str]:
     return list(config["models"])
+
+
+def run_summary(cohorts: Sequence[str], root: str | os.PathLike = ".") -> str:
+    """Where each cohort stands after a run that had a failing job: Snakemake's ``onerror``.
+
+    A cohort whose input was refused names its problems table; a cohort without a report
+    names its log folder; the rest name their report. The failing cohorts' branches stopped
+    alone (the default profile runs with ``keep-going``).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> print(run_summary(["demo"], tempfile.mkdtemp()))
+    ketastats: some jobs failed; by cohort:
+      demo: no report: stopped before validation; see logs/demo/
+    After fixing, run the workflow again (.venv/bin/snakemake --cores 2): finished outputs are kept.
+    """
+    import csv
+
+    root = Path(root)
+    lines = ["ketastats: some jobs failed; by cohort:"]
+    for cohort in cohorts:
+        report = Path("reports", cohort, "report.html")
+        problems = Path("logs", cohort, "validation_problems.csv")
+        if (root / report).exists():
+            state = f"report written: {report}"
+        elif (root / "data/processed" / cohort / "validated.parquet").exists():
+            state = f"no report: a job after validation failed; its log is in logs/{cohort}/"
+        elif (root / problems).exists():
+            with open(root / problems, newline="", encoding="utf-8") as fh:
+                n = sum(1 for row in csv.DictReader(fh) if row.get("severity") == "error")
+            state = (f"input refused by validation ({n} error(s)); every problem, with file, "
+                     f"row, column and fix, is in {problems}")
+        else:
+            state = f"no report: stopped before validation; see logs/{cohort}/"
+        lines.append(f"  {cohort}: {state}")
+    lines.append("After fixing, run the workflow again (.venv/bin/snakemake --cores 2): "
+                 "finished outputs are kept.")
+    return "\n".join(lines)

@@ -139,8 +139,12 @@ class ValidationReport:
         with atomic_path(path) as tmp:
             self.problems.to_csv(tmp, index=False, lineterminator="\n")
 
-    def format_text(self, max_rows: int = 500) -> str:
-        """The problems as readable text, one problem per line, errors first."""
+    def format_text(self, max_rows: int = 500, rerun: str = "run 'ketastats validate' again") -> str:
+        """The problems as readable text, one problem per line, errors first.
+
+        ``rerun`` completes the closing line "Fix the errors above and ...": what to run once
+        they are fixed (the workflow says to run the workflow).
+        """
         n_err, n_warn = len(self.errors), len(self.warnings)
         head = (f"{self.source}: {self.n_rows} rows checked: {n_err} error"
                 f"{'' if n_err == 1 else 's'}, {n_warn} warning{'' if n_warn == 1 else 's'}.")
@@ -156,7 +160,7 @@ class ValidationReport:
         if len(self.problems) > max_rows:
             lines.append(f"  ... {len(self.problems) - max_rows} more problems in the CSV.")
         if n_err:
-            lines.append("Fix the errors above and run 'ketastats validate' again; nothing was "
+            lines.append(f"Fix the errors above and {rerun}; nothing was "
                          "written to data/processed/ or reports/.")
         return "\n".join(lines)
 

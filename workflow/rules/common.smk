@@ -92,3 +92,10 @@ def report_extras(wildcards):
         if wildcards.cohort in (config.get(kind) or {}) or os.path.exists(path):
             out[kind] = path
     return out
+
+
+onerror:
+    # keep-going (profiles/default) has let every other branch finish: say where each cohort stands
+    from ketastats.pipeline import run_summary
+
+    print(run_summary(COHORTS), file=sys.stderr)
