@@ -295,7 +295,7 @@ def test_effects_on_other_scales_stay_out_of_the_forest_plot():
     primary = json.loads(b["models"]["primary"].read_text())
     logit = {
         "label": "Response (logistic)",
-        "kind": "glmm",
+        "kind": "glmm_binary",
         "nobs": primary["nobs"],
         "ngroups": primary["ngroups"],
         "coefficients": [],

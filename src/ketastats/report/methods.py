@@ -85,14 +85,6 @@ REFERENCES: dict[str, str] = {
     ),
 }
 
-_DF = {
-    "normal": "large-sample Wald tests and intervals (standard normal reference distribution)",
-    "satterthwaite": "Satterthwaite degrees of freedom",
-    "kenward-roger": "Kenward-Roger degrees of freedom",
-    "residual": "t tests with the residual degrees of freedom",
-}
-
-
 def _e(x: Any) -> str:
     """``x`` as HTML text: the paragraphs are rendered as markup, so every value from a
     config, a data file or a fit (labels, formulas, marker names, reasons) is escaped."""
@@ -100,64 +92,25 @@ def _e(x: Any) -> str:
 
 
 def _model_sentence(m: Mapping[str, Any], level: int) -> str:
+    """A model's Methods paragraph, from its kind's own description
+    (:func:`ketastats.models.descriptions.describe_method`)."""
+    from ..models.descriptions import describe_method
+
     spec = m.get("spec") or {}
-    re_f = spec.get("re_formula")
     label = _e(m["label"])
-    formula = _e(m.get("formula") or spec.get("formula", "?"))
     if m.get("status", "ok") != "ok":
         return (
-            f"The model '{label}' (<code>{_e(spec.get('formula', '?'))}</code>) was {_e(m['status'])}: "
-            f"{_e(m.get('reason') or 'no reason recorded')}."
+            f"The model '{label}' (<code>{_e(m.get('formula') or spec.get('formula', '?'))}</code>) was "
+            f"{_e(m['status'])}: {_e(m.get('reason') or 'no reason recorded')}."
         )
-    re_txt = (
-        f"correlated random effects <code>{_e(re_f)}</code> (intercept and slopes) per patient"
-        if re_f and re_f.strip() not in ("~1", "1")
-        else "a random intercept per patient"
-    )
-    method = {"REML": "restricted maximum likelihood (REML)", "ML": "maximum likelihood"}.get(
-        str(m.get("method")), _e(m.get("method"))
-    )
-    engine = _e(m.get("engine") or "unknown")
-    opt = f", optimizer {_e(m['optimizer'])}" if m.get("optimizer") else ""
-    df_txt = _DF.get(str(m.get("df_method")), f"the {_e(m.get('df_method'))} method")
-    kind = _e(m.get("kind") or "lmm")
-    rows = _filters_sentence(m)
+    d = describe_method(m)
+    random = f" with {d.random}" if d.random else ""
     counts = f"{_say(m['nobs'])} observations of {_say(m['ngroups'])} patients"
-    if kind == "gee":
-        wc = _e((m.get("working_correlation") or {}).get("structure", "unstructured"))
-        return (
-            f"Model '{label}': a marginal linear model of <code>{formula}"
-            f"</code> by generalized estimating equations [liang1986] with one mean per session and an "
-            f"{wc} working correlation across sessions, the analogue of a mixed model for repeated measures "
-            f"[mallinckrodt2008]; {_e(m.get('se_type') or 'robust (sandwich)')} standard errors, Wald p-values and "
-            f"{level}% confidence intervals (standard normal reference). GEE is valid when dropout is "
-            f"completely at random; the likelihood-based mixed models when it is at random. {counts}.{rows}"
-        )
-    if kind in ("lmm_mi", "tipping_point"):
-        imp = m.get("imputation") or {}
-        txt = (
-            f"Model '{label}': the model <code>{formula}</code> with "
-            f"{re_txt} fitted to each of m = {_e(imp.get('m', '?'))} data sets completed by multiple imputation by "
-            f"chained equations with predictive mean matching [vanbuuren2018] in wide format (one column per "
-            f"variable and session, so that the imputation keeps each patient's correlation across sessions), "
-            f"including the sessions after dropout (the hypothetical strategy under MAR); estimates pooled by "
-            f"Rubin's rules [rubin1987] with Barnard-Rubin degrees of freedom [barnard1999]. The imputation "
-            f"model's variables are listed under Sensitivity analyses."
-        )
-        if kind == "tipping_point":
-            txt += (
-                " Delta adjustment [permutt2016]: every imputed rating at an ill session was shifted by delta "
-                "MADRS points (ratings missed during illness worse, or better, than MAR predicts) over a grid "
-                "of deltas, and the tipping point is the delta at which the conclusion about the illness "
-                "effect changes (linear interpolation of the confidence bound between grid points)."
-            )
-        return txt + rows
-    what = "a linear mixed model [laird1982]" if kind == "lmm" else f"a {kind} model"
+    extra = f" {d.extra}" if d.extra else ""
     return (
-        f"Model '{label}': {what} of <code>{_e(spec.get('formula', '?'))}</code> "
-        f"with {re_txt}, fitted by {method} with the {engine} engine{opt}; fixed-effect standard errors "
-        f"from σ²(X'V⁻¹X)⁻¹ at the estimates, as lme4 reports them [bates2015]; p-values and {level}% "
-        f"confidence intervals from {df_txt}. {counts} (complete cases of the model's variables).{rows}"
+        f"Model '{label}': {d.model}, {d.formula}{random}; estimated by {d.estimation}; "
+        f"{d.se_method}; p-values and {level}% confidence intervals from {d.inference}.{extra} {counts} "
+        f"(complete cases of the model's variables).{_filters_sentence(m)}"
     )
 
 
