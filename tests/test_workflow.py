@@ -49,7 +49,7 @@ def test_primary_model_is_random_slope_reml(demo_run):
 def test_every_model_writes_its_json_and_results_are_keyed_by_term(demo_run):
     res = json.loads((demo_run / "reports/demo/results.json").read_text())
     for name, m in res["models"].items():
-        assert m["status"] in ("ok", "skipped", "failed"), name
+        assert m["status"] in ("ok", "unreliable", "skipped", "failed"), name
         if m["status"] == "ok":
             assert set(m["terms"]) == {c["term"] for c in m["coefficients"]}, name
         else:

@@ -41,6 +41,7 @@ import patsy
 from ..exceptions import ModelError
 from .common import as_float, coefficient_rows, illness_effect, num, require_illness
 from .glmm import fit_logistic_glmm
+from .identification import runaway_reasons, separation_reasons
 from .lmm import model_rows
 from .robust import Diagnosis, SkipModel, fit_with_retries, hessian_is_pd
 
@@ -84,6 +85,26 @@ def binary_rows(data: pd.DataFrame, spec: Mapping[str, Any], estimands: Mapping[
         require_illness(df, what, column=col)
     formula = f"{outcome} ~ " + " + ".join(fixed)
     return df, formula, record, events, non
+
+
+def _identification(
+    df: pd.DataFrame, y_df: pd.DataFrame, x_df: pd.DataFrame, beta: np.ndarray, spec, sigma2: float = 0.0
+) -> list[str]:
+    """Separation checks of a binary model (:mod:`ketastats.models.identification`): its
+    binary regressors and, behind a centred illness term, the session's illness indicator.
+
+    A mixed model's subject-specific log odds are larger than population-averaged ones by
+    about sqrt(1 + 0.346 sigma^2) (Zeger, Liang & Albert 1988); its predicted log odds are
+    divided by that factor before the runaway check, so that a large random-intercept
+    variance is not taken for separation.
+    """
+    unit = "patients" if spec.get("level", "session") == "end" else "sessions"
+    regressors = {c: x_df[c].to_numpy() for c in x_df.columns if c != "Intercept"}
+    if "ill" in df.columns and unit == "sessions" and any(c.startswith("ill") for c in x_df.columns):
+        regressors.setdefault("ill", as_float(df.loc[y_df.index, "ill"]).to_numpy())
+    y = y_df.iloc[:, 0].to_numpy()
+    eta = (x_df.to_numpy() @ beta) / np.sqrt(1.0 + 0.346 * sigma2)
+    return separation_reasons(y, regressors, unit) + runaway_reasons(eta, unit)
 
 
 class _FixedExchangeable:
@@ -196,6 +217,7 @@ def fit_gee_kind(data: pd.DataFrame, spec: Mapping[str, Any], estimands: Mapping
         "random": None,
         "working_correlation": {"structure": corr, "alpha": num(float(np.atleast_1d(dep)[0]))},
         "se_type": "robust (sandwich)",
+        "identification": _identification(df, y_df, x_df, np.asarray(r.params), spec),
         "events": events,
         "non_events": non,
         "level": spec.get("level", "session"),
@@ -245,6 +267,7 @@ def fit_glmm_kind(data: pd.DataFrame, spec: Mapping[str, Any], estimands: Mappin
         },
         "loglik": num(r.loglik),
         "blups": {"group": [str(g) for g in r.group_labels], "Intercept": [num(v) for v in r.blups]},
+        "identification": _identification(df, y_df, x_df, np.asarray(r.beta), spec, sigma2=float(r.sigma) ** 2),
         "events": events,
         "non_events": non,
         "level": "session",

@@ -3,15 +3,18 @@
 :func:`run_model` dispatches on the spec's ``kind`` and wraps the result in the envelope
 every model JSON shares (``data/processed/<cohort>/models/<name>.json``)::
 
-    {"name", "kind", "label", "role", "spec", "estimands", "status": "ok"|"skipped"|"failed",
+    {"name", "kind", "label", "role", "spec", "estimands", "status": "ok"|"unreliable"|"skipped"|"failed",
      "reason", "converged", "singular", "attempts", "engine", "method", "nobs", "ngroups",
      "df_method", "coefficients": [{"term", "estimate", "se", "ci_low", "ci_high", "p_value",
      "df", "df_method"}], "illness_effect", "random", "residual_variance", "loglik", "blups",
      "messages", ...kind-specific blocks}
 
 A model switched off in config, or whose data lack what it needs, is ``"skipped"`` with the
-reason; an unexpected error is ``"failed"`` with the message, unless the spec says
-``required: true``, in which case the error propagates and the workflow stops.
+reason; a fit the data do not identify (separation, every attempt failing its Hessian check,
+no convergence; :mod:`ketastats.models.identification`) is ``"unreliable"`` with the reasons
+in words; an error is ``"failed"`` with a message for people (the exception itself goes to
+the job log), unless the spec says ``required: true``, in which case the error propagates
+and the workflow stops.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from typing import Any
 import pandas as pd
 
 from ..exceptions import KetastatsError
+from .identification import fit_reasons
 from .robust import SkipModel
 
 __all__ = ["run_model", "empty_result", "kind_runner", "KIND_MODULES", "KIND_RUNNERS"]
@@ -56,6 +60,10 @@ def kind_runner(kind: str) -> Callable[..., dict[str, Any]]:
         KIND_RUNNERS[kind] = getattr(importlib.import_module(f".{module}", __package__), function)
     return KIND_RUNNERS[kind]
 
+
+#: kinds whose standard errors come from the Hessian (or robust covariance) that each
+#: fitting attempt checks: a failed check in every attempt makes the fit ``unreliable``
+HESSIAN_SE_KINDS = frozenset({"glmm_binary", "gee", "gee_binary"})
 
 #: kind -> function(data, spec, estimands, alpha) -> model JSON fields (resolved lazily)
 KIND_RUNNERS: dict[str, Callable[..., dict[str, Any]]] = {}
@@ -134,14 +142,33 @@ def run_model(
         out.update(status="skipped", reason=str(exc))
         log.warning("model %s: skipped: %s", name, exc)
         return out
+    except KetastatsError as exc:  # the package's own errors are written for people
+        if spec.get("required"):
+            raise
+        out.update(status="failed", reason=str(exc))
+        log.exception("model %s failed", name)
+        return out
     except Exception as exc:  # noqa: BLE001 - reported in the JSON, never hidden
         if spec.get("required"):
             raise
-        out.update(status="failed", reason=f"{type(exc).__name__}: {exc}")
-        log.exception("model %s failed", name)
+        out.update(
+            status="failed",
+            reason=(
+                "the fit stopped on an unexpected error; the full error is in this model's job log "
+                f"(logs/<cohort>/fit_{name}.log). Please report it with that log"
+            ),
+        )
+        log.exception("model %s failed (%s)", name, type(exc).__name__)
         return out
     out.update(fields)
     log.info("model %s fitted in %.1f s", name, time.perf_counter() - t0)
+    hessian_se = spec["kind"] in HESSIAN_SE_KINDS or (
+        spec["kind"] == "cytokine_illness" and out.get("censoring") == "tobit"
+    )
+    reasons = [*(out.get("identification") or []), *fit_reasons(out, hessian_se=hessian_se)]
+    if reasons:
+        out.update(status="unreliable", reason="; ".join(reasons))
+        log.warning("model %s: unreliable: %s", name, out["reason"])
     if out.get("converged") is False:
         out["messages"] = [*out.get("messages", []), "did not converge: estimates are unreliable"]
     if out.get("singular"):

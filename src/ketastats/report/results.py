@@ -571,7 +571,15 @@ def summary_sentences(results: Mapping[str, Any]) -> list[str]:
                 f"(scenario {r.get('scenario', '?')}), the illness effect was recovered with bias "
                 f"{_fmt(r['bias'])} points and {_fmt(100 * r['coverage'], 1)}% confidence-interval coverage."
             )
-    bad = [m for m in results["models"].values() if m["status"] != "ok"]
+    shaky = [m for m in results["models"].values() if m["status"] == "unreliable"]
+    if shaky:
+        out.append(
+            "Not identified by the data, so not reported as estimates (shown greyed, left out of the "
+            "forest plot and of the range above): "
+            + "; ".join(f"{m['label']} ({m.get('reason') or 'no reason recorded'})" for m in shaky)
+            + "."
+        )
+    bad = [m for m in results["models"].values() if m["status"] not in ("ok", "unreliable")]
     if bad:
         out.append(
             "Not estimated: "
