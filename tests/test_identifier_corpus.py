@@ -230,3 +230,53 @@ def test_legitimate_columns_are_accepted(case):
     ident, report, _ = verdict(case)
     assert ident == set(), report.format_text()
     assert report.ok, report.format_text()
+
+
+# --- config text published in provenance ------------------------------------------------
+def test_config_text_in_provenance_passes_the_guard(tmp_path):
+    import json
+
+    import yaml
+
+    from ketastats.identifiers import redact_provenance
+    from ketastats.pipeline import provenance
+
+    cohort = {
+        "input": "data/raw/Ann Lee 1962-03-06.csv",
+        "recode": {"sex": {"Ann Lee 555-0100": "female", "F": "female"},
+                   "site": {"Mercy Hospital": "A", "Springfield": "B", "07": "C"}},
+        "safe_columns": ["ann_lee_contact", "clinic_code"],
+        "columns": {"patient_id": "StudyID"},
+    }
+    config = {"cohort": {"site_a": cohort}, "models": {"primary": {"label": "Primary"}},
+              "report": {"small_cell_threshold": 10}}
+    info = {"file": "data/raw/jsmith_19620306.csv", "sha256": "ab" * 32}
+    prov = provenance(config, info, tmp_path)
+    prov["command"] = "ketastats run --config /home/ann.lee/config.yaml --cores 2"
+    shown = json.dumps(redact_provenance(prov))
+    for secret in ("Ann Lee", "555-0100", "1962-03-06", "ann_lee", "ann.lee", "jsmith",
+                   "19620306", "Mercy Hospital", "Springfield"):
+        assert secret not in shown, secret
+    # what is not an identifier stays readable, and the checksum is kept
+    kept = yaml.safe_load(prov["config_yaml"])["cohort"]["site_a"]
+    assert kept["recode"]["sex"]["F"] == "female" and kept["recode"]["site"]["07"] == "C"
+    assert kept["safe_columns"] == ["[redacted]", "clinic_code"]
+    assert kept["columns"] == {"patient_id": "StudyID"}
+    assert prov["input"]["sha256"] == "ab" * 32
+    assert "--cores 2" in redact_provenance(prov)["command"]
+    assert redact_provenance(redact_provenance(prov)) == redact_provenance(prov)
+
+
+def test_the_shipped_config_is_published_unchanged(tmp_path):
+    from pathlib import Path
+
+    from ketastats.config import load_config
+    from ketastats.identifiers import redact_config, redact_provenance
+    from ketastats.pipeline import provenance
+
+    config = load_config(Path(__file__).resolve().parents[1] / "config" / "config.yaml")
+    assert redact_config(config) == config
+    info = {"file": config["cohorts"]["demo"]["input"], "sha256": "0" * 64}
+    prov = provenance(config, info, tmp_path)
+    assert prov["input"]["file"] == "data/raw/demo/sessions.csv"
+    assert redact_provenance(prov) == prov

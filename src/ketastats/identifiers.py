@@ -49,7 +49,10 @@ __all__ = [
     "IdentifierScan",
     "cap_problems",
     "find_identifiers",
+    "redact_config",
+    "redact_provenance",
     "scan_identifiers",
+    "text_kind",
 ]
 
 #: Columns of every problems table.
@@ -759,3 +762,113 @@ def scan_identifiers(
     """
     return find_identifiers(df, source=source, safe_columns=safe_columns,
                             id_pattern=id_pattern, sites=sites).problems
+
+
+# ------------------------------------------------------------------ config text
+def text_kind(text: str) -> str | None:
+    """Kind of identifier a piece of free text (config text, a path, a command) looks like.
+
+    The value patterns of the guard (e-mail addresses, phones, dates in any common format,
+    ...), 8-digit runs that read as dates, runs of 10 or more digits, and names: a
+    capitalised "First Last", or any word that is a common given name. Path separators,
+    ``_``, ``-`` and ``.`` count as spaces, so ``data/raw/ann_lee.csv`` is a name too.
+
+    Examples
+    --------
+    >>> text_kind("data/raw/demo/sessions.csv") is None
+    True
+    >>> text_kind("Ann Lee 555-0100"), text_kind("exports/ann_lee.xlsx")
+    ('name', 'name')
+    """
+    t = str(text)
+    spaced = re.sub(r"[/\\_.\-]+", " ", t).strip()
+    for kind, pattern in _COMPILED.items():
+        if pattern.search(t):
+            return kind
+    if _embedded_date(t):
+        return "date"
+    if re.search(r"\d{10,}", t):
+        return "phone"
+    if _PERSON_NAME.fullmatch(t.strip()) or _PERSON_NAME.fullmatch(spaced):
+        return "name"
+    if any(w in GIVEN_NAMES for w in re.findall(r"[a-z]+(?:[-'][a-z]+)?", spaced.lower())):
+        return "name"
+    return None
+
+
+def _redacted(value: object) -> bool:
+    return isinstance(value, str) and value.startswith("[redacted")
+
+
+def redact_config(config: object) -> object:
+    """A copy of a config tree in which every string that looks like an identifier is hidden.
+
+    Keys and values are checked with :func:`text_kind`; the raw values that ``recode`` maps
+    (``recode.<column>.<raw value>``) are data and are checked too, those of ``recode.site``
+    also as site codes (a place name is refused). A hidden value becomes ``"[redacted]"``,
+    a hidden key ``"[redacted N]"``. Nothing is hashed: a checksum of a name or a phone
+    number is reversed by trying the likely ones.
+    """
+    count = itertools.count(1)
+
+    def walk(obj: object, path: tuple) -> object:
+        if isinstance(obj, dict):
+            out = {}
+            for key, value in obj.items():
+                new = key
+                if isinstance(key, str) and not _redacted(key):
+                    raw = len(path) >= 2 and path[-2] == "recode"
+                    site = raw and path[-1] == "site" and bool(_bad_sites(pd.Series([key]), None))
+                    if text_kind(key) or site:
+                        new = f"[redacted {next(count)}]"
+                out[new] = walk(value, (*path, key))
+            return out
+        if isinstance(obj, list):
+            return [walk(v, (*path, "[]")) for v in obj]
+        if isinstance(obj, str) and not _redacted(obj) and text_kind(obj):
+            return "[redacted]"
+        return obj
+
+    return walk(config, ())
+
+
+def redact_provenance(provenance: dict) -> dict:
+    """The provenance of a result with identifier-like config text, paths and command hidden.
+
+    ``config_yaml`` (the config as YAML) goes through :func:`redact_config`; the input and
+    derived file paths and the command through :func:`text_kind`. Checksums, versions and
+    the commit are kept. Applying it twice changes nothing more.
+
+    Parameters
+    ----------
+    provenance : dict
+        ``input`` ({file, sha256}), ``config_yaml``, ``derived``, ``command``, ... as built
+        by :func:`ketastats.pipeline.provenance`.
+
+    Returns
+    -------
+    dict
+        A copy; parts without anything to hide are the same objects.
+    """
+    import yaml
+
+    def path(p: object) -> object:
+        return "[redacted]" if isinstance(p, str) and not _redacted(p) and text_kind(p) else p
+
+    out = dict(provenance)
+    text = out.get("config_yaml")
+    if isinstance(text, str):
+        tree = yaml.safe_load(text)
+        clean = redact_config(tree)
+        if clean != tree:
+            out["config_yaml"] = yaml.safe_dump(clean, sort_keys=False)
+    if isinstance(out.get("input"), dict) and "file" in out["input"]:
+        out["input"] = {**out["input"], "file": path(out["input"]["file"])}
+    if isinstance(out.get("derived"), dict):
+        out["derived"] = {
+            what: ({**f, "file": path(f["file"])} if isinstance(f, dict) and "file" in f else f)
+            for what, f in out["derived"].items()
+        }
+    if isinstance(out.get("command"), str):
+        out["command"] = " ".join(str(path(arg)) for arg in out["command"].split(" "))
+    return out
