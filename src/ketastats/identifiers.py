@@ -9,6 +9,15 @@ addresses, device serial numbers, free-text notes and ages over 89 that are not 
 ``"90+"``. Each finding becomes an error row of the problems table with rule
 ``identifier:<kind>``; the values themselves are never echoed (they show as
 ``[redacted]``), so the problems table and logs do not leak what they report.
+:func:`find_identifiers` also returns the set of values that tripped the guard, so that the
+validator hides them in every other problem row too.
+
+It looks where identifiers hide: ``patient_id`` must look like an opaque token (no spaces or
+name-like words, no embedded date, no record-number shape unless the cohort declares its
+``id_pattern``); ``site`` must be a declared code (``sites``) or a short one; numbers in
+extra columns are scanned for date, phone, ZIP, record-number and Excel-date-serial shapes;
+dates are caught in any common format. :func:`redact_provenance` puts config text, paths and
+the command through the same guard before a report or ``results.json`` shows them.
 
 A researcher who has checked a flagged column and knows it is safe (for example a column
 ``clinic_name`` holding "Site A", "Site B") lists it in the cohort's ``safe_columns``; the
@@ -299,6 +308,11 @@ _FIXES: dict[str, str] = {
 
 
 def _message(column: str, kind: str, how: str) -> str:
+    if column not in _FIXES and column in COLUMNS:
+        fix = (f"correct these values of '{column}' in the export: a name, date or contact "
+               "detail does not belong in a data-contract column.")
+        return (f"Column '{column}' {how} {IDENTIFIER_KINDS[kind]}. ketastats only accepts "
+                f"de-identified data (HIPAA Safe Harbor): {fix}")
     fix = _FIXES.get(column) or (
         "remove the column from the export (or replace the values, e.g. dates by study days, "
         f"ages over 89 by '90+'). If you have checked that '{column}' is safe, list it under "
@@ -641,7 +655,6 @@ def find_identifiers(
             if over.any():
                 tripped.update(text[over].dropna().astype(str))
                 add(column, "age", "holds", over)
-            continue
         if pd.api.types.is_bool_dtype(col.dtype):
             continue
         is_dateobj = np.zeros(len(col), dtype=bool)
