@@ -173,3 +173,95 @@ def test_findings_are_capped_with_a_total():
 def test_source_rows_are_used():
     df = pd.DataFrame({"contact": ["x", "a@b.org"], "_source_row": [7, 9]})
     assert scan_identifiers(df)["row"].tolist() == [9]
+
+
+def hex_tokens(n: int, seed: int) -> list[str]:
+    rng = np.random.default_rng(seed)
+    return [f"P{x:06X}" for x in rng.choice(16**6, n, replace=False)]
+
+
+def test_random_hex_tokens_that_are_all_digits_pass():
+    ids = hex_tokens(300, 3)
+    assert sum(i[1:].isdigit() for i in ids) >= 10  # about 6% of six-digit hex tokens
+    assert scan_identifiers(pd.DataFrame({"patient_id": ids})).empty
+
+
+def test_the_demo_cohort_validates_with_its_all_digit_tokens():
+    from ketastats.simulate import simulate_cohort
+    from ketastats.validate import validate_sessions
+
+    sessions = simulate_cohort(200, seed=20261125).sessions  # the demo config's cohort
+    assert sessions["patient_id"].str[1:].str.isdigit().any()
+    report = validate_sessions(sessions)
+    assert report.ok, report.format_text()
+
+
+@pytest.mark.parametrize(("ids", "refused"), [
+    # a numbering: letter + six digits throughout
+    ([f"H{x:06d}" for x in np.random.default_rng(1).choice(10**6, 30, replace=False)], 30),
+    # record numbers with one hex token among them: far too many all-digit ids for chance
+    ([f"P{x:06d}" for x in range(100, 140)] + ["P3A9F0C"], 40),
+    # a different shape among hex tokens: nothing of its shape has letters
+    (hex_tokens(40, 2) + ["A4829131"], 1),
+    # sequential numbers of six or more digits, alone
+    ([str(x) for x in range(482913, 482923)], 10),
+])
+def test_record_number_shapes_are_refused(ids, refused):
+    problems = scan_identifiers(pd.DataFrame({"patient_id": ids}))
+    assert problems["rule"].eq("identifier:medical_record").all()
+    assert len(problems) == refused
+
+
+def test_a_declared_id_scheme_accepts_study_numbers_and_nothing_else():
+    ids = [f"S{x:06d}" for x in range(1, 21)]
+    assert not scan_identifiers(pd.DataFrame({"patient_id": ids})).empty
+    assert scan_identifiers(pd.DataFrame({"patient_id": ids}), id_pattern=r"S\d{6}").empty
+    odd = scan_identifiers(pd.DataFrame({"patient_id": [*ids, "T000001", "Ann Lee 1"]}),
+                           id_pattern=r"S\d{6}")
+    assert odd[["row", "rule"]].values.tolist() == [
+        [23, "identifier:name"], [22, "identifier:id_scheme"], [23, "identifier:id_scheme"]]
+
+
+def test_an_invalid_id_pattern_is_a_config_error():
+    from ketastats.exceptions import ConfigError
+
+    with pytest.raises(ConfigError, match="id_pattern is not a valid regular expression"):
+        scan_identifiers(pd.DataFrame({"patient_id": ["P001"]}), id_pattern="S(\\d")
+
+
+def test_an_invalid_id_pattern_is_caught_by_the_config_check():
+    from ketastats.config import check_config
+    from ketastats.exceptions import ConfigError
+
+    config = {"cohorts": {"a": {"input": "x.csv", "id_pattern": "S(\\d"}},
+              "models": {"primary": {"kind": "lmm", "outcome": "madrs", "fixed": ["ill"]}}}
+    with pytest.raises(ConfigError, match="cohorts.a.id_pattern: not a valid regular"):
+        check_config(config)
+
+
+def test_sites_are_codes_declared_or_short():
+    df = pd.DataFrame({"site": ["A", "07", "MGH", "north", "Bonn", "St Mary's Hospital"]})
+    undeclared = scan_identifiers(df)
+    assert undeclared["row"].tolist() == [5, 6, 7]
+    assert set(undeclared["rule"]) == {"identifier:site"}
+    declared = scan_identifiers(df, sites=["A", "07", "mgh", "North", "bonn"])
+    assert declared["row"].tolist() == [7]
+    assert "sites" in declared["message"].iloc[0]
+
+
+def test_messages_about_keys_name_rows_not_patients():
+    from ketastats.validate import validate_sessions
+
+    df = pd.DataFrame({
+        "patient_id": ["P3A9F0C", "P3A9F0C", "P3A9F0C", "P0B41E7", "P0B41E7"],
+        "session": ["1", "2", "2", "1", "2"], "day": ["0", "3", "4", "0", "0"],
+        "madrs": ["30", "20", "21", "25", "22"], "sex": ["female", "female", "female",
+                                                        "male", "female"],
+    })
+    report = validate_sessions(df)
+    rules = report.errors.set_index("rule")["message"]
+    assert "row 3" in rules["duplicate"]
+    assert "row 5" in rules["day_order"]
+    assert "row 5" in rules["cross_field:baseline_varies"]
+    for text in (report.format_text(), report.problems.to_csv()):
+        assert "P3A9F0C" not in text and "P0B41E7" not in text

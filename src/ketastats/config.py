@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import difflib
 import functools
+import re
 from collections.abc import Callable, Mapping
 from importlib import resources
 from pathlib import Path
@@ -165,6 +166,14 @@ def check_config(config: Mapping[str, Any], *, source: str = "config") -> dict[s
             cohort.setdefault("columns", {})
             cohort.setdefault("recode", {})
             cohort.setdefault("safe_columns", [])
+            if cohort.get("id_pattern") is not None:
+                try:
+                    re.compile(cohort["id_pattern"])
+                except re.error as exc:
+                    problems.append(
+                        f"cohorts.{name}.id_pattern: not a valid regular expression ({exc}); write the "
+                        "scheme every patient_id matches, e.g. 'S\\d{6}'."
+                    )
             cohort["format"] = fmt
         problems += _resolve_models(cfg)
         for name, study in cfg.get("recovery", {}).items():

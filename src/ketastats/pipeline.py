@@ -25,6 +25,7 @@ import yaml
 
 from ._atomic import atomic_path, write_text_atomic
 from .exceptions import DataValidationError, KetastatsError
+from .identifiers import redact_provenance
 from .io import sha256_file
 
 __all__ = [
@@ -255,12 +256,13 @@ def provenance(config: Mapping[str, Any], input_info: Mapping[str, Any], root: P
             packages[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             packages[name] = "not installed"
-    return {
+    # config text, the input path and the command pass the identifier guard (issue 21)
+    return redact_provenance({
         "input": {"file": input_info["file"], "sha256": input_info["sha256"]},
         "git_commit": _git_commit(root),
         "packages": packages,
         "config_yaml": yaml.safe_dump(_clean(config), sort_keys=False),
-    }
+    })
 
 
 def step_report(
@@ -334,7 +336,7 @@ def step_report(
     results = build_results(cohort_name, data, info, models, prov, config["report"], **extras)
     write_json(out_results, results)
     results_view = dict(results)
-    results_view["provenance"] = {**prov, "command": command or "ketastats report"}
+    results_view["provenance"] = redact_provenance({**prov, "command": command or "ketastats report"})
     render_html(
         results_view,
         data,

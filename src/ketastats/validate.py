@@ -49,7 +49,7 @@ from .contract import (
     SEVERITIES,
 )
 from .exceptions import ConfigError, DataValidationError, IdentifierError, KetastatsError
-from .identifiers import PROBLEM_COLUMNS, scan_identifiers, source_rows
+from .identifiers import PROBLEM_COLUMNS, find_identifiers, source_rows
 from .io import read_cohort, read_table, resolve_input, sha256_file
 
 __all__ = [
@@ -263,6 +263,31 @@ def _unique_columns(df: pd.DataFrame, col: _Collector) -> pd.DataFrame:
     return out
 
 
+def _at_row(row: float) -> str:
+    """" (row N)" for a known file line, "" otherwise."""
+    return "" if pd.isna(row) else f" (row {_fmt_num(row)})"
+
+
+def _redact(problems: pd.DataFrame, tripped: set[str]) -> pd.DataFrame:
+    """Hide every value that tripped the identifier guard, whichever rule shows it.
+
+    A cell refused as an identifier may break other rules too (an e-mail address where the
+    sex belongs is also not a level); those rows show ``[redacted]`` instead of the value,
+    and no message repeats it.
+    """
+    if problems.empty or not tripped:
+        return problems
+    shown = {_show(v) for v in tripped} | set(tripped)
+    out = problems.copy()
+    values = out["value"].astype(str)
+    out.loc[values.isin(shown).to_numpy(), "value"] = "[redacted]"
+    long = sorted((v for v in tripped if len(v) >= 3), key=len, reverse=True)
+    if long:
+        pattern = re.compile("|".join(re.escape(v) for v in long))
+        out["message"] = out["message"].astype(str).map(lambda m: pattern.sub("[redacted]", m))
+    return out
+
+
 def _hint(value: object) -> str:
     text = "" if value is None or value is pd.NA else str(value)
     if re.fullmatch(r"-?\d+,\d+", text):
@@ -292,6 +317,8 @@ def validate_sessions(
     source: str = "<data>",
     safe_columns: Iterable[str] = (),
     lod_warn_fraction: float = 0.30,
+    id_pattern: str | None = None,
+    sites: Iterable[str] | None = None,
 ) -> ValidationReport:
     """Check a session table against the contract and collect every problem.
 
@@ -308,6 +335,11 @@ def validate_sessions(
     lod_warn_fraction : float, default 0.30
         Warn when more than this fraction of a marker's measured values are below the
         detection limit (the ">30% below LOD" analyst rule).
+    id_pattern : str, optional
+        The cohort's declared id scheme (a regular expression every ``patient_id`` matches
+        in full); see :func:`ketastats.identifiers.scan_identifiers`.
+    sites : iterable of str, optional
+        The cohort's site codes; without them a ``site`` must be a short code.
 
     Returns
     -------
@@ -353,9 +385,10 @@ def validate_sessions(
         return ValidationReport(c.frame(), source=source, n_rows=n)
 
     safe = {safe_columns} if isinstance(safe_columns, str) else set(safe_columns or ())
-    ident = scan_identifiers(work, source=source, safe_columns=safe)
-    if not ident.empty:
-        c.records.extend(ident.to_dict("records"))
+    scan = find_identifiers(work, source=source, safe_columns=safe, id_pattern=id_pattern,
+                            sites=sites)
+    if not scan.problems.empty:
+        c.records.extend(scan.problems.to_dict("records"))
 
     # --- required columns -------------------------------------------------------------
     for name in REQUIRED:
@@ -504,30 +537,34 @@ def validate_sessions(
             firsts = pd.Series(np.nan, index=work.index)
             firsts[keys.index] = first.to_numpy()
             c.add_mask("session", "duplicate", mask.to_numpy(),
-                       lambda i: f"patient '{pid.iloc[i]}' has session "
-                       f"{_fmt_num(sess.iloc[i])} more than once (first at row "
-                       f"{_fmt_num(firsts.iloc[i])}); each (patient_id, session) pair must be "
-                       "unique.", values=raw("session"))
+                       lambda i: f"this row repeats the patient_id and session "
+                       f"{_fmt_num(sess.iloc[i])} of row {_fmt_num(firsts.iloc[i])}; each "
+                       "(patient_id, session) pair must be unique.", values=raw("session"))
         if "day" in num:
             day = num["day"]
-            k = pd.DataFrame({"pid": pid, "sess": sess, "day": day}, index=work.index)
+            k = pd.DataFrame({"pid": pid, "sess": sess, "day": day, "row": rows},
+                             index=work.index)
             k = k[key_ok & day.notna()]
             k = k[~k.duplicated(["pid", "sess"], keep="first")]
             k = k.sort_values(["pid", "sess"], kind="stable")
             prev_day = k.groupby("pid", sort=False)["day"].shift()
             prev_sess = k.groupby("pid", sort=False)["sess"].shift()
+            prev_row = k.groupby("pid", sort=False)["row"].shift()
             bad = (k["day"] <= prev_day).fillna(False)
             mask = pd.Series(False, index=work.index)
             mask[k.index[bad.to_numpy()]] = True
             pd_prev = pd.Series(np.nan, index=work.index)
             ps_prev = pd.Series(np.nan, index=work.index)
+            pr_prev = pd.Series(np.nan, index=work.index)
             pd_prev[k.index] = prev_day.to_numpy()
             ps_prev[k.index] = prev_sess.to_numpy()
+            pr_prev[k.index] = prev_row.to_numpy()
             c.add_mask("day", "day_order", mask.to_numpy(),
                        lambda i: f"day {_fmt_num(day.iloc[i])} of session "
                        f"{_fmt_num(sess.iloc[i])} is not after day {_fmt_num(pd_prev.iloc[i])} "
-                       f"of session {_fmt_num(ps_prev.iloc[i])} for patient '{pid.iloc[i]}'; "
-                       "day must increase with session.", values=raw("day"))
+                       f"of session {_fmt_num(ps_prev.iloc[i])} of the same patient"
+                       f"{_at_row(pr_prev.iloc[i])}; day must increase with session.",
+                       values=raw("day"))
             first_bad = ((sess == 1) & day.notna() & (day != 0)).to_numpy(dtype=bool)
             c.add_mask("day", "cross_field:first_day", first_bad,
                        "session 1 must be on day 0: day counts days since the first infusion.",
@@ -600,19 +637,21 @@ def validate_sessions(
             frame = pd.DataFrame({"pid": pid, "v": vals}).dropna()
             if frame.empty:
                 continue
+            frame["row"] = rows[frame.index.to_numpy()] if len(frame) else []
             first = frame.groupby("pid", sort=False)["v"].transform("first")
+            first_row = frame.groupby("pid", sort=False)["row"].transform("first")
             differs = frame["v"] != first
             if differs.any():
                 mask = pd.Series(False, index=work.index)
                 mask[frame.index[differs.to_numpy()]] = True
-                firsts = pd.Series(pd.NA, index=work.index, dtype="string")
-                firsts[frame.index] = first.to_numpy()
+                firsts = pd.Series(np.nan, index=work.index)
+                firsts[frame.index] = first_row.to_numpy()
                 c.add_mask(name, "cross_field:baseline_varies", mask.to_numpy(),
                            lambda i, f=firsts, nm=name: f"'{nm}' is a pre-treatment value and "
-                           f"must be the same in every session of patient '{pid.iloc[i]}' "
-                           f"(first given as '{f.iloc[i]}').", values=raw(name))
+                           f"must be the same in every session of a patient; it differs from "
+                           f"the patient's first value{_at_row(f.iloc[i])}.", values=raw(name))
 
-    problems = c.frame()
+    problems = _redact(c.frame(), scan.values)
     mapping = work.attrs.get("column_mapping") or {}
     if mapping and not problems.empty:
         src = problems["column"].map(lambda col: mapping.get(col) if isinstance(col, str)
@@ -708,13 +747,14 @@ def validate_file(
             cfg["input"] = str(Path(full).resolve())
             df = read_cohort(cfg, root=root)
             safe = cfg.get("safe_columns") or ()
+            ids = {"id_pattern": cfg.get("id_pattern"), "sites": cfg.get("sites")}
         else:
             df = read_table(full)
             df["_source_row"] = df.index + 2
-            safe = ()
+            safe, ids = (), {}
         if isinstance(safe, str):
             safe = (safe,)
-        report = validate_sessions(df, source=source, safe_columns=safe)
+        report = validate_sessions(df, source=source, safe_columns=safe, **ids)
         after = sha256_file(full)
         if after != digest:
             extra = _Collector(source, np.zeros(0))

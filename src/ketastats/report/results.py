@@ -41,6 +41,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from ..identifiers import redact_provenance
 from .methods import methods_section
 from .sensitivity import sensitivity_section
 from .suppression import SUPPRESSED, SuppressionLog, is_small, is_suppressed, suppress_related
@@ -680,7 +681,7 @@ def build_results(
         "illness_effects_other_scales": other_effects,
         "recovery": {"rows": _rows(recovery)} if recovery is not None else None,
         "power": {"rows": _rows(power)} if power is not None else None,
-        "provenance": dict(provenance),
+        "provenance": redact_provenance(dict(provenance)),  # config text passes the identifier guard
     }
     try:  # family-wise multiplicity adjustment (ketastats.models.multiplicity, stats issue)
         from ..models.multiplicity import adjust_families
