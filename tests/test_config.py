@@ -131,3 +131,34 @@ def test_the_fast_check_and_jsonschema_agree_on_validity():
         assert fast_ok == slow_ok, (i, fast_ok, slow_ok)
         verdicts.append(slow_ok)
     assert verdicts[0] and verdicts.count(False) >= len(mutations) - 3  # the shipped one is valid
+
+
+@pytest.mark.parametrize(
+    ("instrument", "short"),
+    [("madrs", "MADRS"), ("hamd17", "HAM-D 17"), ("qids_sr16", "QIDS-SR16"), ("phq9", "PHQ-9"), ("bdi2", "BDI-II")],
+)
+def test_models_follow_the_cohorts_instrument(cfg, instrument, short):
+    """The shipped models say 'score'; each cohort's specs name its own instrument's columns."""
+    from ketastats.config import model_spec
+
+    c = copy.deepcopy(cfg)
+    c["cohorts"]["demo"]["outcome"] = instrument
+    checked = check_config(c)
+    primary = model_spec(checked, "demo", "primary")
+    assert primary["outcome"] == instrument and primary["instrument"] == instrument
+    assert f"{instrument}_baseline" in primary["fixed"] and "score_baseline" not in primary["fixed"]
+    assert primary["label"] == f"Primary: {short} by illness (linear mixed model)"
+    assert model_spec(checked, "demo", "response_end")["outcome"] == f"{instrument}_response"
+    assert model_spec(checked, "demo", "remission_gee")["outcome"] == f"{instrument}_remission"
+    assert model_spec(checked, "demo", "primary_nonsick")["outcome"] == "madrs_nonsick"  # named itself
+    # a spec resolved for the cohort keeps its instrument when resolved again (as ketastats fit does)
+    from ketastats.models import resolve_spec
+
+    assert resolve_spec("primary", primary)["outcome"] == instrument
+
+
+def test_an_unknown_instrument_is_named(cfg):
+    c = copy.deepcopy(cfg)
+    c["cohorts"]["demo"]["outcome"] = "hamd21"
+    with pytest.raises(ConfigError, match="cohorts.demo.outcome"):
+        check_config(c)

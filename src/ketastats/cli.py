@@ -237,7 +237,9 @@ def _spec_from(a: argparse.Namespace):
     models = load_config(a.config)["models"]
     if a.model not in models:
         raise KetastatsError(f"model {a.model!r} is not in {a.config}; models: {', '.join(models)}")
-    return models[a.model]
+    from .models import resolve_spec
+
+    return resolve_spec(a.model, models[a.model])  # the simulator rates MADRS: the default instrument
 
 
 def cmd_recovery(a: argparse.Namespace) -> int:

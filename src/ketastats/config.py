@@ -166,6 +166,8 @@ def check_config(config: Mapping[str, Any], *, source: str = "config") -> dict[s
             cohort.setdefault("columns", {})
             cohort.setdefault("recode", {})
             cohort.setdefault("safe_columns", [])
+            cohort.setdefault("outcome", "madrs")
+            cohort.setdefault("schedule_unit", "infusion")
             if cohort.get("id_pattern") is not None:
                 try:
                     re.compile(cohort["id_pattern"])
@@ -241,8 +243,8 @@ def _resolve_models(cfg: dict[str, Any]) -> list[str]:
     problems: list[str] = []
     models = cfg["models"]
     for name in list(models):
-        models[name] = resolve_spec(name, models[name])
-        problems += spec_problems(f"models.{name}", models[name])
+        models[name] = resolve_spec(name, models[name], instrument=None)  # placeholders stay: per cohort
+        problems += spec_problems(f"models.{name}", resolve_spec(name, models[name]))
     cfg["estimands"] = resolve_estimands(cfg.get("estimands"))
     for cname, cohort in cfg["cohorts"].items():
         for name, override in (cohort.get("models") or {}).items():
@@ -260,7 +262,9 @@ def _resolve_models(cfg: dict[str, Any]) -> list[str]:
                     "define a new model under models: instead."
                 )
                 continue
-            problems += spec_problems(where, resolve_spec(name, models[name], override))
+            problems += spec_problems(
+                where, resolve_spec(name, models[name], override, instrument=cohort.get("outcome", "madrs"))
+            )
     return problems
 
 
@@ -274,8 +278,9 @@ def model_spec(config: Mapping[str, Any], cohort: str, name: str) -> dict[str, A
 
     if name not in config["models"]:
         raise ConfigError(f"model {name!r} is not in the config; known models: {', '.join(config['models'])}")
-    override = (cohort_config(config, cohort).get("models") or {}).get(name)
-    return resolve_spec(name, config["models"][name], override)
+    c = cohort_config(config, cohort)
+    override = (c.get("models") or {}).get(name)
+    return resolve_spec(name, config["models"][name], override, instrument=c.get("outcome", "madrs"))
 
 
 def cohort_estimands(config: Mapping[str, Any], cohort: str) -> dict[str, str]:
@@ -290,6 +295,6 @@ def model_specs(config: Mapping[str, Any], cohort: str | None = None) -> dict[st
     """Model specifications by name, defaults filled in (with ``cohort``'s overrides if given)."""
     from .models.specs import resolve_spec
 
-    if cohort is None:
+    if cohort is None:  # the default instrument (MADRS)
         return {k: resolve_spec(k, v) for k, v in config["models"].items()}
     return {k: model_spec(config, cohort, k) for k in config["models"]}

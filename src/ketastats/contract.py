@@ -140,6 +140,8 @@ class Instrument:
         Where the range and thresholds come from.
     items : tuple of str
         Item columns whose sum is the total (only MADRS is itemised in the contract).
+    short : str
+        The abbreviation used in prose, tables and axes ("MADRS", "HAM-D 17").
     """
 
     name: str
@@ -151,6 +153,7 @@ class Instrument:
     mcid: float | None
     source: str
     items: tuple[str, ...] = field(default=())
+    short: str = ""
 
 
 MADRS_ITEMS: tuple[str, ...] = tuple(f"madrs_{i}" for i in range(1, 11))
@@ -167,27 +170,32 @@ INSTRUMENTS: dict[str, Instrument] = {
         "(Hawley et al. 2002; KetECT, Ekstrand 2022); MCID 1.6-1.9 points, rounded to 2 "
         "(Duru & Fantino 2008)",
         MADRS_ITEMS,
+        "MADRS",
     ),
     "hamd17": Instrument(
         "hamd17", "Hamilton Depression Rating Scale, 17 items", 0, 52, 0.5, 7, 3.0,
         "Hamilton 1960 (range); remission <= 7 (Frank et al. 1991 consensus definitions); "
         "MCID 3 points (NICE CG23, 2004)",
+        short="HAM-D 17",
     ),
     "qids_sr16": Instrument(
         "qids_sr16", "Quick Inventory of Depressive Symptomatology, self-report, 16 items",
         0, 27, 0.5, 5, None,
         "Rush et al. 2003 (range); remission <= 5 (Rush et al. 2006, STAR*D); no "
         "established point MCID",
+        short="QIDS-SR16",
     ),
     "phq9": Instrument(
         "phq9", "Patient Health Questionnaire-9", 0, 27, 0.5, 4, 5.0,
         "Kroenke et al. 2001 (range; < 5 = minimal, used as remission e.g. McInnes 2022); "
         "MCID 5 points (Lowe et al. 2004, Med Care 42:1194)",
+        short="PHQ-9",
     ),
     "bdi2": Instrument(
         "bdi2", "Beck Depression Inventory-II", 0, 63, 0.5, 13, None,
         "Beck, Steer & Brown 1996 manual (range; 0-13 = minimal, used as remission); MCID "
         "is relative, 17.5% reduction (Button et al. 2015), not a point value",
+        short="BDI-II",
     ),
 }
 SCORE_COLUMNS: tuple[str, ...] = tuple(INSTRUMENTS)

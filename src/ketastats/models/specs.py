@@ -43,9 +43,11 @@ Kinds
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Mapping
 from typing import Any
 
+from ..contract import INSTRUMENTS
 from ..exceptions import ConfigError
 
 __all__ = [
@@ -98,7 +100,7 @@ _PRIMARY_FIXED = [
     "progress",
     "progress_log",
     "days_since_prev",
-    "madrs_baseline",
+    "score_baseline",
     "ill_within",
     "ill_between",
     "ill_lag1",
@@ -138,31 +140,31 @@ COMMON_DEFAULTS: dict[str, Any] = {
 #: defaults per kind (on top of COMMON_DEFAULTS)
 KIND_DEFAULTS: dict[str, dict[str, Any]] = {
     "lmm": {
-        "outcome": "madrs",
+        "outcome": "score",
         "fixed": list(_PRIMARY_FIXED),
         "random": ["progress"],
         "formula": None,
         "re_formula": None,
     },
     "gee": {
-        "outcome": "madrs",
-        "fixed": ["C(session)", "days_since_prev", "madrs_baseline", "ill_within", "ill_between", "ill_lag1"],
+        "outcome": "score",
+        "fixed": ["C(session)", "days_since_prev", "score_baseline", "ill_within", "ill_between", "ill_lag1"],
         "correlation": "unstructured",
         "se": "robust",
         "max_times": 12,
         "df_method": "normal",
     },
     "gee_binary": {
-        "outcome": "madrs_response",
-        "fixed": ["progress", "progress_log", "madrs_baseline", "ill_within", "ill_between", "ill_lag1"],
+        "outcome": "score_response",
+        "fixed": ["progress", "progress_log", "score_baseline", "ill_within", "ill_between", "ill_lag1"],
         "level": "session",
         "correlation": "exchangeable",
         "df_method": "normal",
         "min_events": 10,
     },
     "glmm_binary": {
-        "outcome": "madrs_response",
-        "fixed": ["progress", "progress_log", "madrs_baseline", "ill_within", "ill_between", "ill_lag1"],
+        "outcome": "score_response",
+        "fixed": ["progress", "progress_log", "score_baseline", "ill_within", "ill_between", "ill_lag1"],
         "n_agq": 10,
         "df_method": "normal",
         "min_events": 10,
@@ -179,7 +181,7 @@ KIND_DEFAULTS: dict[str, dict[str, Any]] = {
         "family": "cytokine",
     },
     "cytokine_moderation": {
-        "outcome": "madrs",
+        "outcome": "score",
         "moderators": ["il6_pg_ml", "crp_mg_l"],
         "fixed": list(_PRIMARY_FIXED),
         "random": ["progress", "ill_within"],
@@ -189,9 +191,9 @@ KIND_DEFAULTS: dict[str, dict[str, Any]] = {
         "family": "cytokine",
     },
     "mediation": {
-        "outcome": "madrs",
+        "outcome": "score",
         "mediator": "il6_pg_ml",
-        "fixed": ["progress", "progress_log", "days_since_prev", "madrs_baseline", "ill_between"],
+        "fixed": ["progress", "progress_log", "days_since_prev", "score_baseline", "ill_between"],
         "random": [],
         "censoring": "lod_sqrt2",
         "max_censored_fraction": 0.3,
@@ -202,19 +204,19 @@ KIND_DEFAULTS: dict[str, dict[str, Any]] = {
         "family": "cytokine",
     },
     "illness_slopes": {
-        "outcome": "madrs",
+        "outcome": "score",
         "fixed": list(_PRIMARY_FIXED),
         "random": ["progress", "ill_within"],
     },
     "lmm_mi": {
-        "outcome": "madrs",
+        "outcome": "score",
         "fixed": list(_PRIMARY_FIXED),
         "random": ["progress"],
         "df_method": "barnard_rubin",
         **_MI_DEFAULTS,
     },
     "tipping_point": {
-        "outcome": "madrs",
+        "outcome": "score",
         "fixed": list(_PRIMARY_FIXED),
         "random": ["progress"],
         "df_method": "barnard_rubin",
@@ -224,10 +226,45 @@ KIND_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
+#: the placeholder for the cohort's primary instrument in model specs: ``score``,
+#: ``score_baseline``, ``score_change``, ``score_response``, ``score_remission``
+_SCORE_TOKEN = re.compile(r"(?<![A-Za-z0-9_.])score(?=(?:_baseline|_change|_response|_remission)?(?![A-Za-z0-9_]))")
+
+
+def score_terms(value: Any, instrument: str) -> Any:
+    """``value`` (a string, or lists/dicts of them) with the ``score`` placeholder replaced
+    by the instrument's column name.
+
+    Examples
+    --------
+    >>> score_terms(["score_baseline", "ill_within", "scores"], "hamd17")
+    ['hamd17_baseline', 'ill_within', 'scores']
+    >>> score_terms("score ~ progress + score_baseline", "phq9")
+    'phq9 ~ progress + phq9_baseline'
+    """
+    if isinstance(value, str):
+        return _SCORE_TOKEN.sub(instrument, value)
+    if isinstance(value, list):
+        return [score_terms(v, instrument) for v in value]
+    if isinstance(value, dict):
+        return {k: score_terms(v, instrument) for k, v in value.items()}
+    return value
+
+
 def resolve_spec(
-    name: str, project_spec: Mapping[str, Any], override: Mapping[str, Any] | None = None
+    name: str,
+    project_spec: Mapping[str, Any],
+    override: Mapping[str, Any] | None = None,
+    *,
+    instrument: str | None = "",
 ) -> dict[str, Any]:
     """The full specification of model ``name``: defaults <- project spec <- cohort override.
+
+    The placeholder ``score`` (``score``, ``score_baseline``, ``score_change``,
+    ``score_response``, ``score_remission``) in any field stands for the cohort's primary
+    instrument and is replaced by its column (``hamd17``, ``hamd17_baseline``, ...); ``{score}``
+    in the label by its abbreviation ("HAM-D 17"). A spec that names an instrument itself
+    (``outcome: madrs_nonsick``) keeps it.
 
     Parameters
     ----------
@@ -237,6 +274,11 @@ def resolve_spec(
         ``models.<name>`` from the config.
     override : mapping, optional
         ``cohorts.<cohort>.models.<name>``: any field to replace, or ``enabled: false``.
+    instrument : str or None
+        The cohort's primary instrument (``cohorts.<cohort>.outcome``), a key of
+        :data:`ketastats.contract.INSTRUMENTS`; None keeps the placeholders (a project-level
+        spec, before it is given to a cohort); by default the spec's own ``instrument`` (a spec
+        resolved before keeps its cohort's), else ``madrs``.
 
     Returns
     -------
@@ -261,6 +303,16 @@ def resolve_spec(
     spec["kind"] = kind
     if not spec.get("label"):
         spec["label"] = name.replace("_", " ")
+    if instrument is None:
+        return spec
+    if instrument == "":
+        instrument = str(spec.get("instrument") or "madrs")
+    if instrument not in INSTRUMENTS:
+        raise ConfigError(f"outcome {instrument!r} is not an instrument; use one of: {', '.join(INSTRUMENTS)}.")
+    label = str(spec["label"]).replace("{score}", INSTRUMENTS[instrument].short)
+    spec = {k: (v if k == "label" else score_terms(v, instrument)) for k, v in spec.items()}
+    spec["label"] = label
+    spec["instrument"] = instrument
     return spec
 
 
