@@ -30,6 +30,7 @@ import pandas as pd
 from ..exceptions import KetastatsError
 from .identification import fit_reasons
 from .robust import SkipModel
+from .specs import without_illness
 
 __all__ = ["run_model", "empty_result", "kind_runner", "KIND_MODULES", "KIND_RUNNERS"]
 
@@ -133,6 +134,12 @@ def run_model(
         out.update(status="skipped", reason="switched off in config (enabled: false)")
         log.info("model %s: skipped (switched off in config)", name)
         return out
+    no_illness = "ill" not in data.columns or data["ill"].isna().all()
+    if no_illness and spec.get("role") == "primary" and spec["kind"] == "lmm" and spec.get("formula") is None:
+        # a cohort without illness data still gets its outcome model: the course of the score
+        spec = without_illness(spec)
+        out["spec"] = dict(spec)
+        log.info("model %s: no illness data; fitted without illness terms", name)
     t0 = time.perf_counter()
     try:
         fields = kind_runner(spec["kind"])(data.copy(), spec, estimands, alpha)
@@ -161,6 +168,11 @@ def run_model(
         log.exception("model %s failed (%s)", name, type(exc).__name__)
         return out
     out.update(fields)
+    if no_illness and out["spec"].get("illness_term") is None and spec.get("role") == "primary":
+        out["messages"] = [
+            "no illness data in this cohort: fitted without illness terms (the course of the score only)",
+            *out.get("messages", []),
+        ]
     log.info("model %s fitted in %.1f s", name, time.perf_counter() - t0)
     hessian_se = spec["kind"] in HESSIAN_SE_KINDS or (
         spec["kind"] == "cytokine_illness" and out.get("censoring") == "tobit"

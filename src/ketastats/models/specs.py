@@ -316,6 +316,28 @@ def resolve_spec(
     return spec
 
 
+#: terms that carry the illness flag (dropped when a cohort has no illness data)
+ILLNESS_TERMS = ("ill", "ill_within", "ill_between", "ill_lag1", "ever_ill")
+
+
+def without_illness(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """The spec with every illness term removed: the outcome model of a cohort without illness data.
+
+    Examples
+    --------
+    >>> s = without_illness(resolve_spec("primary", {"kind": "lmm", "role": "primary"}))
+    >>> s["fixed"], s["illness_term"]
+    (['progress', 'progress_log', 'days_since_prev', 'madrs_baseline'], None)
+    """
+    out = copy.deepcopy(dict(spec))
+    for key in ("fixed", "random"):
+        out[key] = [t for t in out.get(key) or [] if not any(
+            re.fullmatch(rf"{ill}(?::.*)?|.*:{ill}", str(t)) for ill in ILLNESS_TERMS)]
+    out["centre"] = [c for c in out.get("centre") or [] if c not in ILLNESS_TERMS]
+    out["illness_term"] = None
+    return out
+
+
 def resolve_estimands(
     project: Mapping[str, str] | None, override: Mapping[str, str] | None = None
 ) -> dict[str, str]:
