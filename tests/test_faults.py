@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 from conftest import (
@@ -191,3 +192,45 @@ def test_a_timeout_kills_the_whole_process_group(tmp_path):
     before = (tmp_path / "out.txt").read_bytes()
     time.sleep(0.5)
     assert (tmp_path / "out.txt").read_bytes() == before  # nothing is still writing
+
+
+def test_a_raw_file_replaced_by_an_older_one_reruns_validate(project_root, tmp_path):
+    """Inputs are tracked by checksum, not only by time stamp: a raw file replaced by an edited
+    copy whose time stamp is older than the outputs (``cp -p``, unzip, a restored backup) reruns
+    validate, and the recorded checksum is the new file's."""
+    from ketastats.io import sha256_file
+    from ketastats.simulate import simulate_cohort, write_cohort
+
+    work = copy_project(project_root, tmp_path / "p", tiny=True)
+    cfg = yaml.safe_load((work / "config/config.yaml").read_text())
+    cfg["cohorts"]["site"] = {"input": "data/raw/site/sessions.csv"}
+    (work / "config/config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    raw = write_cohort(simulate_cohort(6, seed=3), work / "data/raw/site")["sessions"]
+    target = "data/processed/site/validated.parquet"
+    first = run_snakemake(work, target)
+    assert first.returncode == 0, first.stderr[-3000:]
+    # an edited copy of the file, dated a year back, copied over it keeping its date
+    edited = tmp_path / "edited.csv"
+    table = pd.read_csv(raw, dtype=str, keep_default_na=False)
+    first = table["patient_id"] == table["patient_id"].iloc[0]
+    table.loc[first, "sex"] = {"male": "female", "female": "male"}[table.loc[first, "sex"].iloc[0]]
+    table.to_csv(edited, index=False, lineterminator="\n")
+    assert edited.read_bytes() != raw.read_bytes()
+    old = time.time() - 365 * 86400
+    os.utime(edited, (old, old))
+    shutil.copy2(edited, raw)
+    assert raw.stat().st_mtime < (work / target).stat().st_mtime
+    dry = run_snakemake(work, "--dry-run", target)
+    text = dry.stdout + dry.stderr
+    assert dry.returncode == 0, text[-3000:]
+    assert "rule validate" in text and "Params have changed" in text, text[-3000:]
+    again = run_snakemake(work, target)
+    assert again.returncode == 0, again.stderr[-3000:]
+    info = json.loads((work / "data/processed/site/input.json").read_text())
+    assert sha256_file(raw) in json.dumps(info)
+    assert _nothing_to_do(work, target)
+
+
+def _nothing_to_do(work: Path, *targets: str) -> bool:
+    dry = run_snakemake(work, "--dry-run", *targets)
+    return "Nothing to be done" in dry.stdout + dry.stderr

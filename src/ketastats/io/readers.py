@@ -10,16 +10,18 @@ traceback.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
+import stat
 from pathlib import Path
 
 import pandas as pd
 
 from ..exceptions import DataValidationError
 
-__all__ = ["FORMATS", "detect_format", "read_table", "sha256_file", "verify_checksum"]
+__all__ = ["FORMATS", "detect_format", "input_checksum", "read_table", "sha256_file", "verify_checksum"]
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +85,38 @@ def sha256_file(path: str | os.PathLike) -> str:
     except OSError as exc:
         raise _fail(path, f"cannot open the file to checksum it ({exc.strerror or exc}).") from exc
     return digest.hexdigest()
+
+
+def input_checksum(path: str | os.PathLike) -> str:
+    """The SHA-256 of a raw input file for Snakemake's rerun check, ``"absent"`` if there is none.
+
+    The Snakefile gives it as a param of the rule that reads the file, so that a file whose
+    bytes changed reruns the rule even if its time stamp went back (``cp -p``, unzip). The
+    digest is remembered per process for as long as the file's size, inode and change time
+    (which no copy can set back) stay the same: Snakemake asks once per job and DAG build.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The raw file.
+
+    Returns
+    -------
+    str
+        64 lowercase hex digits, or ``"absent"`` when ``path`` is not a file (yet).
+    """
+    try:
+        st = os.stat(path)
+    except OSError:
+        return "absent"
+    if not stat.S_ISREG(st.st_mode):
+        return "absent"
+    return _cached_checksum(os.path.abspath(path), st.st_size, st.st_ino, st.st_mtime_ns, st.st_ctime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_checksum(path: str, size: int, inode: int, mtime_ns: int, ctime_ns: int) -> str:
+    return sha256_file(path)
 
 
 def verify_checksum(path: str | os.PathLike, expected: str) -> None:
