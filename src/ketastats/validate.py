@@ -34,7 +34,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ._atomic import atomic_path
 from .censoring import as_text, on_uniques, parse_censored, to_float
 from .contract import (
     AGE_TOP_CODE,
@@ -51,6 +50,7 @@ from .contract import (
 from .exceptions import ConfigError, DataValidationError, IdentifierError, KetastatsError
 from .identifiers import PROBLEM_COLUMNS, find_identifiers, source_rows
 from .io import read_cohort, read_table, resolve_input, sha256_file
+from .tablecsv import write_csv
 
 __all__ = [
     "CROSS_FIELD_RULES",
@@ -135,9 +135,12 @@ class ValidationReport:
         return self.errors.empty
 
     def to_csv(self, path: str | os.PathLike) -> None:
-        """Write the problems table as CSV, atomically (header only when there are none)."""
-        with atomic_path(path) as tmp:
-            self.problems.to_csv(tmp, index=False, lineterminator="\n")
+        """Write the problems table as CSV, atomically (header only when there are none).
+
+        Values quoted from the input that a spreadsheet would run as formulas (``=...``,
+        ``@...``) are written with a leading ``'`` (:func:`ketastats.tablecsv.write_csv`).
+        """
+        write_csv(self.problems, path)
 
     def format_text(self, max_rows: int = 500, rerun: str = "run 'ketastats validate' again") -> str:
         """The problems as readable text, one problem per line, errors first.
