@@ -4,6 +4,15 @@ from snakemake.utils import min_version
 
 min_version("9.0")
 
+# Config is data. Snakemake's own loader keeps the last of two equal keys, follows alias
+# bombs, and evaluates Python written in a file that sets __use_yte__ (YTE templating); so
+# every config file is first read here as ketastats reads it, and refused on any of these,
+# before the configfile: line below hands it to Snakemake. Files given with --configfile
+# are read by Snakemake before this Snakefile runs (see "Config is data" in README.md).
+from ketastats.config import check_config_files
+
+check_config_files(["config/config.yaml", *workflow.overwrite_configfiles])
+
 
 configfile: "config/config.yaml"
 

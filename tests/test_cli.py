@@ -107,3 +107,28 @@ def test_validate_refuses_a_problems_table_over_the_input_or_among_data_and_outp
     # elsewhere is fine
     assert main(["validate", str(raw.relative_to(tmp_path)), "--problems", "logs/problems.csv"]) in (0, 1)
     assert (tmp_path / "logs/problems.csv").exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("empty.csv", b"", "is empty"),
+        ("header.csv", b"y,x,g\n", "has a header but no data rows"),
+        ("binary.csv", bytes(range(128, 256)) * 8, "is not UTF-8 text"),
+        ("garbage.parquet", b"PAR1 not really parquet", "cannot read"),
+        ("words.csv", b"y,x,g\nabc,1,a\ndef,2,b\nghi,3,a\n", "the outcome of 'y ~ x' is not a number"),
+        ("folder.csv", None, "is a folder"),
+    ],
+)
+def test_fit_on_empty_or_garbage_files_says_what_is_wrong(name, content, message, tmp_path, capsys):
+    path = tmp_path / name
+    if content is None:
+        path.mkdir()
+    else:
+        path.write_bytes(content)
+    code = main(["fit", str(path), "--formula", "y ~ x", "--group", "g", "--json", str(tmp_path / "x.json")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert message in err and str(path) in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "x.json").exists()

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 from conftest import (
@@ -88,6 +89,7 @@ KILL_POINTS = [
     ("validating", "logs/demo/validate.log"),
     ("fitting", "logs/demo/fit_primary.log"),
     ("reporting", "logs/demo/report.log"),
+    ("printing the PDF", "logs/demo/report_pdf.log"),
 ]
 
 
@@ -121,13 +123,16 @@ def _nothing_partial(work: Path) -> None:
 
 def test_killed_run_resumes_with_the_readme_command_to_identical_outputs(demo_run, tmp_path):
     """SIGKILL the whole run (Snakemake and every job) while it simulates; then run the README's
-    resume command, verbatim, and kill that too while it validates, fits and reports; the
-    last resume finishes, and the outputs equal those of an undisturbed run, byte for byte.
+    resume command, verbatim, and kill that too while it validates, fits, reports and prints
+    the PDF (Chromium); the last resume finishes, and the outputs equal those of an
+    undisturbed run, byte for byte.
 
-    The run fits the primary model only (every kind of job, 11 jobs instead of 28): what is
+    The run fits the primary model only (every kind of job, 12 jobs instead of 29): what is
     tested is how jobs are killed and resumed, the same for every model."""
     work = copy_project(demo_run, tmp_path / "p")
-    keep_only_the_primary_model(work)
+    cfg = keep_only_the_primary_model(work)
+    cfg["report"]["pdf"] = True  # Chromium at /usr/bin/chromium: the PDF job is killed too
+    (work / "config/config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     # the README's commands call the project's .venv/bin/snakemake: here, the test's own venv
     (work / ".venv").symlink_to(Path(sys.prefix), target_is_directory=True)
     command = _readme_resume_command()
@@ -142,6 +147,8 @@ def test_killed_run_resumes_with_the_readme_command_to_identical_outputs(demo_ru
     again = run_group(cmd, work, timeout=900)
     assert again.returncode == 0, command + "\n" + again.stdout[-2000:] + again.stderr[-3000:]
     assert not [p for p in work.rglob("*.tmp")]
+    pdf = (work / "reports/demo/report.pdf").read_bytes()
+    assert pdf.startswith(b"%PDF-") and pdf.rstrip().endswith(b"%%EOF")
     # determinism: a killed-and-resumed run equals an undisturbed one, byte for byte
     for rel in ONE_MODEL_SAME_BYTES:
         assert (work / rel).read_bytes() == (demo_run / rel).read_bytes(), rel
@@ -191,3 +198,35 @@ def test_a_timeout_kills_the_whole_process_group(tmp_path):
     before = (tmp_path / "out.txt").read_bytes()
     time.sleep(0.5)
     assert (tmp_path / "out.txt").read_bytes() == before  # nothing is still writing
+
+
+def test_a_raw_file_replaced_by_an_older_one_reruns_validate(project_root, tmp_path):
+    """Inputs are tracked by checksum, not only by time stamp: a raw file replaced by an edited
+    copy whose time stamp is older than the outputs (``cp -p``, unzip, a restored backup) reruns
+    validate (and so all after it). That an unchanged input reruns nothing, its checksum
+    included, test_rerun_with_unchanged_inputs_does_no_work shows."""
+    from ketastats.simulate import simulate_cohort, write_cohort
+
+    work = copy_project(project_root, tmp_path / "p", tiny=True)
+    cfg = yaml.safe_load((work / "config/config.yaml").read_text())
+    cfg["cohorts"]["site"] = {"input": "data/raw/site/sessions.csv"}
+    (work / "config/config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    raw = write_cohort(simulate_cohort(6, seed=3), work / "data/raw/site")["sessions"]
+    target = "data/processed/site/validated.parquet"
+    first = run_snakemake(work, target)
+    assert first.returncode == 0, first.stderr[-3000:]
+    # an edited copy of the file, dated a year back, copied over it keeping its date
+    edited = tmp_path / "edited.csv"
+    table = pd.read_csv(raw, dtype=str, keep_default_na=False)
+    first = table["patient_id"] == table["patient_id"].iloc[0]
+    table.loc[first, "sex"] = {"male": "female", "female": "male"}[table.loc[first, "sex"].iloc[0]]
+    table.to_csv(edited, index=False, lineterminator="\n")
+    assert edited.read_bytes() != raw.read_bytes()
+    old = time.time() - 365 * 86400
+    os.utime(edited, (old, old))
+    shutil.copy2(edited, raw)
+    assert raw.stat().st_mtime < (work / target).stat().st_mtime
+    dry = run_snakemake(work, "--dry-run", target)
+    text = dry.stdout + dry.stderr
+    assert dry.returncode == 0, text[-3000:]
+    assert "rule validate" in text and "Params have changed" in text, text[-3000:]

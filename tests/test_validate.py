@@ -554,3 +554,48 @@ def test_typed_numbers_coerce_exactly_as_their_text(tmp_path):
     text = pd.read_csv(path, dtype=str, keep_default_na=False)
     assert any(pd.api.types.is_numeric_dtype(typed[c]) for c in typed.columns)
     pd.testing.assert_frame_equal(coerce_sessions(typed), coerce_sessions(text))
+
+
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [("session", "1e1"), ("session", "+3"), ("madrs_3", "2e0"), ("ill", "+1"), ("age", "1.8e1"), ("day", "+7")],
+)
+def test_whole_numbers_are_written_in_plain_digits(column, value):
+    """`1e1` and `+3` parse as 10 and 3; in a whole-number column they are refused, while
+    `12`, `12.0` and (for 0/1) `yes` still pass."""
+    df = valid_table()
+    row = rows_of(df, "PFFE012", 4)
+    df.loc[row, column] = value
+    errors = validate_sessions(df).errors
+    assert errors[["column", "rule", "value"]].to_dict("records") == [
+        {"column": column, "rule": "type", "value": value}
+    ]
+    assert "plain digits" in errors["message"].iloc[0]
+    ok = valid_table()
+    ok.loc[rows_of(ok, "PFFE012", 4), ["session", "madrs_3", "ill"]] = ["4.0", "3", "no"]
+    assert validate_sessions(ok).ok
+
+
+def test_a_cohort_without_any_session_1_is_an_error():
+    df = valid_table()
+    df["session"] = (df["session"].astype(int) + 1).astype(str)
+    df["day"] = df.groupby("patient_id")["day"].transform(lambda d: d)  # days stay 0, 2, 4, 7
+    report = validate_sessions(df)
+    assert report.errors[["column", "rule"]].to_dict("records") == [
+        {"column": "session", "rule": "cross_field:no_session_1"}
+    ]
+    assert "no patient has session 1 (the lowest session is 2)" in report.errors["message"].iloc[0]
+
+
+def test_a_patient_without_session_1_is_a_warning_at_their_first_row():
+    df = valid_table()
+    df = df[~rows_of(df, "P00A1B2", 1)].reset_index(drop=True)
+    df["_source_row"] = df.index + 2
+    report = validate_sessions(df)
+    assert report.ok
+    warned = report.warnings[report.warnings["rule"] == "cross_field:first_session_missing"]
+    first_row = int(df.loc[rows_of(df, "P00A1B2"), "_source_row"].min())
+    assert warned[["row", "column", "value"]].to_dict("records") == [
+        {"row": first_row, "column": "session", "value": "2"}
+    ]
+    assert "P00A1B2" not in warned["message"].iloc[0]  # messages never echo a patient id

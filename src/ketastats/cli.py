@@ -149,17 +149,43 @@ def _parse_refs(items: Sequence[str]) -> dict[str, str]:
 
 
 def read_long(path: Path):
-    """Read a long-format CSV or Parquet file for ``ketastats fit``."""
+    """Read a long-format CSV or Parquet file for ``ketastats fit``.
+
+    Raises
+    ------
+    KetastatsError
+        If the file is missing, of another type, empty, unreadable as its type, or holds
+        no data rows; the message names the file and what to do.
+    """
     import pandas as pd
 
     if not path.exists():
         raise KetastatsError(f"data file {path} does not exist")
+    if path.is_dir():
+        raise KetastatsError(f"{path} is a folder; give the data file")
     suffix = path.suffix.lower()
     if suffix in (".parquet", ".pq"):
-        return pd.read_parquet(path)
-    if suffix in (".csv", ".txt", ".tsv"):
-        return pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",")
-    raise KetastatsError(f"{path}: unsupported file type {suffix!r}; use .csv, .tsv or .parquet")
+        kind, read = "Parquet", pd.read_parquet
+    elif suffix in (".csv", ".txt", ".tsv"):
+        kind = "TSV" if suffix == ".tsv" else "CSV"
+        sep = "\t" if suffix == ".tsv" else ","
+        read = lambda p: pd.read_csv(p, sep=sep)  # noqa: E731
+    else:
+        raise KetastatsError(f"{path}: unsupported file type {suffix!r}; use .csv, .tsv or .parquet")
+    try:
+        data = read(path)
+    except pd.errors.EmptyDataError:
+        raise KetastatsError(f"{path} is empty; it needs a header line and one row per observation") from None
+    except UnicodeDecodeError as exc:
+        raise KetastatsError(f"{path} is not UTF-8 text (byte {exc.start}); save it as UTF-8 {kind}") from None
+    except Exception as exc:  # the reader's own error on a damaged or mislabelled file
+        raise KetastatsError(
+            f"cannot read {path} as {kind} ({type(exc).__name__}: {str(exc)[:200]}); is it really a "
+            f"{kind} file?"
+        ) from None
+    if data.empty:
+        raise KetastatsError(f"{path} has a header but no data rows; nothing to fit")
+    return data
 
 
 def cmd_fit(a: argparse.Namespace) -> int:
@@ -169,15 +195,11 @@ def cmd_fit(a: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     data = read_long(a.data)
     t_read = time.perf_counter() - t0
-    res = fit_mixed(
-        data,
-        a.formula,
-        a.group,
-        a.re_formula,
-        reml=not a.ml,
-        engine=a.engine,
-        references=_parse_refs(a.reference),
-    )
+    refs = _parse_refs(a.reference)
+    try:
+        res = fit_mixed(data, a.formula, a.group, a.re_formula, reml=not a.ml, engine=a.engine, references=refs)
+    except KetastatsError as exc:
+        raise KetastatsError(f"{a.data}: {exc}") from exc
     out = res.to_dict()
     out["seconds"] = {"read": t_read, "fit": res.seconds_fit}
     write_json(a.json_out, out)

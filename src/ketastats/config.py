@@ -17,8 +17,9 @@ from __future__ import annotations
 import copy
 import difflib
 import functools
+import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -26,9 +27,11 @@ from typing import Any
 import yaml
 
 from .exceptions import ConfigError
+from .safeyaml import load_yaml, load_yaml_file
 
 __all__ = [
     "load_config",
+    "check_config_files",
     "check_config",
     "schema",
     "cohort_config",
@@ -214,17 +217,47 @@ def _format_from_suffix(path: str) -> str | None:
 
 
 def load_config(path: str | Path = "config/config.yaml") -> dict[str, Any]:
-    """Read a YAML config file and :func:`check_config` it."""
+    """Read a YAML config file as data (:func:`ketastats.safeyaml.load_yaml`) and
+    :func:`check_config` it.
+
+    Raises
+    ------
+    ConfigError
+        If the file is missing, is not YAML, has a key twice in one mapping, expands
+        through aliases beyond any config's size, asks for code evaluation
+        (``__use_yte__``), or fails :func:`check_config`.
+    """
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"config file {str(path)!r} not found; pass --config PATH") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read the config file {str(path)!r} as UTF-8 text ({exc}).") from None
+    raw = load_yaml(text, source=str(path))
     if not isinstance(raw, dict):
         raise ConfigError(f"{path} must hold a mapping with at least 'cohorts' and 'models'")
     return check_config(raw, source=str(path))
+
+
+def check_config_files(paths: Iterable[str | os.PathLike]) -> None:
+    """Read each existing config file the way :func:`load_config` does, before Snakemake uses it.
+
+    The Snakefile calls this with its ``configfile:`` and the files given with
+    ``--configfile``, so that the workflow refuses what the command line refuses: a key
+    given twice (Snakemake's loader keeps the last), alias bombs, and ``__use_yte__``
+    (which makes Snakemake evaluate code in the file). Files that do not exist are left to
+    Snakemake, which names them.
+
+    Raises
+    ------
+    ConfigError
+        Naming the file and line of the first problem.
+    """
+    for path in paths:
+        p = Path(path)
+        if p.is_file():
+            load_yaml_file(p)
 
 
 def cohort_config(config: Mapping[str, Any], name: str) -> dict[str, Any]:

@@ -119,6 +119,7 @@ def write_power(table: pd.DataFrame, out_dir: str | Path, alpha: float = 0.05) -
     """Write ``power.csv``, ``summary.json`` and ``power.png``/``power.svg`` (atomically)."""
     from ._atomic import atomic_path
     from .pipeline import write_json
+    from .tablecsv import write_csv
 
     out = Path(out_dir)
     paths = {
@@ -127,8 +128,7 @@ def write_power(table: pd.DataFrame, out_dir: str | Path, alpha: float = 0.05) -
         "png": out / "power.png",
         "svg": out / "power.svg",
     }
-    with atomic_path(paths["table"]) as tmp:
-        table.to_csv(tmp, index=False, lineterminator="\n", float_format="%.10g")
+    write_csv(table, paths["table"], float_format="%.10g")
     write_json(paths["summary"], {"alpha": alpha, "rows": table.to_dict(orient="records")})
     import matplotlib.pyplot as plt
 

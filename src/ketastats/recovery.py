@@ -180,8 +180,8 @@ def run_recovery(
 
 def write_recovery(table: pd.DataFrame, summary: Mapping[str, Any], out_dir: str | Path) -> dict[str, Path]:
     """Write ``replicates.csv``, ``summary.json`` and ``summary.csv`` (atomically)."""
-    from ._atomic import atomic_path
     from .pipeline import write_json
+    from .tablecsv import write_csv
 
     out = Path(out_dir)
     paths = {
@@ -189,9 +189,7 @@ def write_recovery(table: pd.DataFrame, summary: Mapping[str, Any], out_dir: str
         "summary_json": out / "summary.json",
         "summary_csv": out / "summary.csv",
     }
-    with atomic_path(paths["replicates"]) as tmp:
-        table.sort_values("replicate").to_csv(tmp, index=False, lineterminator="\n", float_format="%.10g")
+    write_csv(table.sort_values("replicate"), paths["replicates"], float_format="%.10g")
     write_json(paths["summary_json"], summary)
-    with atomic_path(paths["summary_csv"]) as tmp:
-        pd.DataFrame([summary]).to_csv(tmp, index=False, lineterminator="\n", float_format="%.10g")
+    write_csv(pd.DataFrame([summary]), paths["summary_csv"], float_format="%.10g")
     return paths

@@ -19,7 +19,8 @@ Rules (stable names, used in tests and documented in ``docs/data_contract.md``):
   :mod:`ketastats.identifiers`).
 - warnings: ``items_incomplete``, ``lod_fraction`` (more than 30% of a marker's measured
   values below the detection limit), ``cross_field:below_lod``,
-  ``cross_field:ill_type_missing``, ``unknown_column``.
+  ``cross_field:ill_type_missing``, ``cross_field:first_session_missing``,
+  ``unknown_column``.
 """
 
 from __future__ import annotations
@@ -34,7 +35,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ._atomic import atomic_path
 from .censoring import as_text, on_uniques, parse_censored, to_float
 from .contract import (
     AGE_TOP_CODE,
@@ -51,6 +51,7 @@ from .contract import (
 from .exceptions import ConfigError, DataValidationError, IdentifierError, KetastatsError
 from .identifiers import PROBLEM_COLUMNS, find_identifiers, source_rows
 from .io import read_cohort, read_table, resolve_input, sha256_file
+from .tablecsv import write_csv
 
 __all__ = [
     "CROSS_FIELD_RULES",
@@ -73,8 +74,12 @@ CROSS_FIELD_RULES: dict[str, str] = {
     "cross_field:lod_mismatch": "'<L' disagrees with the <marker>_lod column",
     "cross_field:baseline_varies": "a pre-treatment value (age, sex, ...) differs between "
                                    "sessions of one patient",
+    "cross_field:no_session_1": "no patient has session 1 (the baseline); sessions are numbered "
+                                "from 1",
     "cross_field:below_lod": "(warning) a measured value below its own detection limit",
     "cross_field:ill_type_missing": "(warning) ill = 1 but no illness_type",
+    "cross_field:first_session_missing": "(warning) a patient has no session 1: the baseline "
+                                         "comes from a later session",
 }
 
 _CAP = 50
@@ -135,9 +140,12 @@ class ValidationReport:
         return self.errors.empty
 
     def to_csv(self, path: str | os.PathLike) -> None:
-        """Write the problems table as CSV, atomically (header only when there are none)."""
-        with atomic_path(path) as tmp:
-            self.problems.to_csv(tmp, index=False, lineterminator="\n")
+        """Write the problems table as CSV, atomically (header only when there are none).
+
+        Values quoted from the input that a spreadsheet would run as formulas (``=...``,
+        ``@...``) are written with a leading ``'`` (:func:`ketastats.tablecsv.write_csv`).
+        """
+        write_csv(self.problems, path)
 
     def format_text(self, max_rows: int = 500, rerun: str = "run 'ketastats validate' again") -> str:
         """The problems as readable text, one problem per line, errors first.
@@ -286,6 +294,26 @@ def _redact(problems: pd.DataFrame, tripped: set[str]) -> pd.DataFrame:
         pattern = re.compile("|".join(re.escape(v) for v in long))
         out["message"] = out["message"].astype(str).map(lambda m: pattern.sub("[redacted]", m))
     return out
+
+
+#: How a whole number may be written in text: digits, an optional minus, an optional ".0".
+_WHOLE_NUMBER_TEXT = r"-?[0-9]+(?:\.0*)?"
+
+
+def _odd_whole_number(text: pd.Series, kind: str) -> np.ndarray:
+    """Where ``text`` holds a whole number spelt otherwise than in plain digits.
+
+    ``1e1`` and ``+3`` parse as 10 and 3, but a session or score written so is more likely
+    a spreadsheet's doing or a typing slip than what was meant; 0/1 columns also take
+    ``true``/``false``/``yes``/``no``.
+    """
+    def odd(u: pd.Series) -> pd.Series:
+        plain = u.str.fullmatch(_WHOLE_NUMBER_TEXT)
+        if kind == "binary":
+            plain |= u.str.lower().isin(list(_TRUE))
+        return ~plain.fillna(False).astype(bool)
+
+    return on_uniques(text, odd).fillna(False).to_numpy(dtype=bool)
 
 
 def _hint(value: object) -> str:
@@ -458,6 +486,9 @@ def validate_sessions(
                 low = present & ~np.isnan(xv) & (xv < 0)
             c.add_mask(name, "type", frac, f"'{name}' must be a whole number of years.",
                        values=t)
+            odd = present & ~top & ~np.isnan(xv) & ~frac & _odd_whole_number(t, "int")
+            c.add_mask(name, "type", odd, f"'{name}' must be written in plain digits (e.g. 45, "
+                       "not 4.5e1 or +45).", values=t)
             c.add_mask(name, "range", low, f"'{name}' cannot be negative.", values=t)
             if name in safe:  # the guard skipped it, but the contract still needs '90+'
                 with np.errstate(invalid="ignore"):
@@ -480,6 +511,11 @@ def validate_sessions(
                 frac = ok & (np.mod(np.where(finite, xv, 0.0), 1) != 0)
             c.add_mask(name, "type", frac, f"'{name}' must be {what}.", values=t)
             ok &= ~frac
+            odd = ok & _odd_whole_number(t, spec.kind)
+            eg = "1, not 1e0 or +1" if spec.kind == "binary" else "10, not 1e1 or +10"
+            c.add_mask(name, "type", odd, f"'{name}' must be {what} written in plain digits "
+                       f"(e.g. {eg}).", values=t)
+            ok &= ~odd
         lo = -np.inf if spec.min is None else spec.min
         hi = np.inf if spec.max is None else spec.max
         with np.errstate(invalid="ignore"):
@@ -569,6 +605,7 @@ def validate_sessions(
             c.add_mask("day", "cross_field:first_day", first_bad,
                        "session 1 must be on day 0: day counts days since the first infusion.",
                        values=raw("day"))
+        _check_first_sessions(keys, work.index, raw("session"), c)
 
     # --- MADRS items against the total ------------------------------------------------------
     if len(items) == len(MADRS_ITEMS):
@@ -662,6 +699,32 @@ def validate_sessions(
     order = problems["severity"].map({"error": 0, "warning": 1}).fillna(2)
     problems = problems.iloc[np.argsort(order.to_numpy(), kind="stable")].reset_index(drop=True)
     return ValidationReport(problems, source=source, n_rows=n)
+
+
+def _check_first_sessions(keys: pd.DataFrame, index: pd.Index, session_text: pd.Series,
+                          c: _Collector) -> None:
+    """Session 1 is the baseline: an error if no patient has it, a warning per patient without.
+
+    ``keys`` holds the rows with a patient and a session (columns ``pid``, ``sess``).
+    """
+    if keys.empty:
+        return
+    first = keys.groupby("pid", sort=False)["sess"].transform("min")
+    if (first > 1).all():
+        c.add("session", "cross_field:no_session_1",
+              f"no patient has session 1 (the lowest session is {_fmt_num(first.min())}): session "
+              "counts infusions from 1, and each patient's baseline score is the session-1 rating. "
+              "Number the sessions from 1, or check that the export holds the first infusions.")
+        return
+    late = (first > 1) & (keys["sess"] == first)
+    if late.any():
+        mask = pd.Series(False, index=index)
+        mask[keys.index[late.to_numpy()]] = True
+        c.add_mask("session", "cross_field:first_session_missing", mask.to_numpy(),
+                   "this row is its patient's first session but not session 1; the baseline "
+                   "(and change, response) of this patient is taken from here, after earlier "
+                   "infusions. Check that the export holds the patient's first infusion.",
+                   values=session_text, severity="warning")
 
 
 def _problems_from_exception(exc: KetastatsError, source: str, rule: str) -> pd.DataFrame:

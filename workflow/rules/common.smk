@@ -36,6 +36,22 @@ def cohort_extra_inputs(wildcards):
     return [c["redcap_dictionary"]] if c.get("redcap_dictionary") else []
 
 
+def cohort_checksums(wildcards):
+    """SHA-256 of each raw input file of the cohort, as a param of the rule that reads them.
+
+    Snakemake reruns a job whose params changed, so a raw file replaced by another with an
+    older time stamp (``cp -p``, unzip, a restored backup) still reruns validate and all
+    that follows; time stamps alone would miss it. (A param function must take only
+    ``wildcards``: Snakemake leaves functions of ``input`` out of its params check.) A file
+    that does not exist yet (a simulated cohort before its first run) is "absent": its job
+    runs anyway, because its output is missing.
+    """
+    from ketastats.io import input_checksum
+
+    paths = [cohort_input(wildcards), *cohort_extra_inputs(wildcards)]
+    return {path: input_checksum(path) for path in paths}
+
+
 def available(check, what):
     """Whether ``check()`` passes; if not, say on stderr that ``what`` is left out, and why."""
     from ketastats.exceptions import KetastatsError

@@ -9,6 +9,7 @@ rule validate:
         info="data/processed/{cohort}/input.json",
     params:
         cohort=lambda wc: config["cohorts"][wc.cohort],
+        sha256=cohort_checksums,
     log:
         log="logs/{cohort}/validate.log",
         problems="logs/{cohort}/validation_problems.csv",

@@ -7,7 +7,7 @@ Public functions: :func:`read_table`, :func:`read_redcap`, :func:`read_cohort`,
 from __future__ import annotations
 
 from .mapping import SOURCE_ROW, apply_mapping, apply_recode, read_cohort, resolve_input
-from .readers import FORMATS, detect_format, read_table, sha256_file, verify_checksum
+from .readers import FORMATS, detect_format, input_checksum, read_table, sha256_file, verify_checksum
 from .redcap import parse_choices, read_redcap
 
 __all__ = [
@@ -16,6 +16,7 @@ __all__ = [
     "apply_mapping",
     "apply_recode",
     "detect_format",
+    "input_checksum",
     "parse_choices",
     "read_cohort",
     "read_redcap",

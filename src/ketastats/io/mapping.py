@@ -124,8 +124,9 @@ def read_cohort(cohort: Mapping, *, root: Path = Path(".")) -> pd.DataFrame:
     ----------
     cohort : mapping
         One entry of ``cohorts:`` in the workflow config: ``input`` (required), ``format``,
-        ``sheet``, ``redcap_dictionary``, ``columns``, ``recode``, ``encoding`` (optional,
-        default UTF-8); ``safe_columns`` is used by the validator, not here.
+        ``sheet``, ``excel_limits``, ``redcap_dictionary``, ``columns``, ``recode``,
+        ``encoding`` (optional, default UTF-8); ``safe_columns`` is used by the validator,
+        not here.
     root : pathlib.Path, default Path(".")
         Project root; relative paths in ``cohort`` are relative to it.
 
@@ -173,7 +174,8 @@ def read_cohort(cohort: Mapping, *, root: Path = Path(".")) -> pd.DataFrame:
         df = read_redcap(path, resolve_input(cohort["redcap_dictionary"], root),
                          session_forms=cohort.get("redcap_session_forms"), encoding=encoding)
     else:
-        df = read_table(path, format=fmt, sheet=cohort.get("sheet"), encoding=encoding)
+        df = read_table(path, format=fmt, sheet=cohort.get("sheet"), encoding=encoding,
+                        excel_limits=cohort.get("excel_limits"))
         df[SOURCE_ROW] = df.index + 2
     attrs = dict(df.attrs)
     mapping = dict(cohort.get("columns") or {})

@@ -10,16 +10,21 @@ traceback.
 
 from __future__ import annotations
 
+import csv
+import functools
 import hashlib
 import logging
 import os
+import stat
+from collections.abc import Mapping
 from pathlib import Path
 
 import pandas as pd
 
 from ..exceptions import DataValidationError
+from .excel import read_excel
 
-__all__ = ["FORMATS", "detect_format", "read_table", "sha256_file", "verify_checksum"]
+__all__ = ["FORMATS", "detect_format", "input_checksum", "read_table", "sha256_file", "verify_checksum"]
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +46,10 @@ _EXTENSIONS = {
 NA_STRINGS: list[str] = ["", "NA", "N/A", "n/a", "NaN", "nan", "NULL", "null", "None"]
 
 
-def _fail(path: str | os.PathLike, message: str, rule: str = "read") -> DataValidationError:
+def _fail(path: str | os.PathLike, message: str, rule: str = "read",
+          column: str = "") -> DataValidationError:
     problems = pd.DataFrame(
-        [{"file": str(path), "row": pd.NA, "column": "", "value": "", "rule": rule,
+        [{"file": str(path), "row": pd.NA, "column": column, "value": "", "rule": rule,
           "severity": "error", "message": message}]
     )
     return DataValidationError(f"{path}: {message}", problems)
@@ -83,6 +89,38 @@ def sha256_file(path: str | os.PathLike) -> str:
     except OSError as exc:
         raise _fail(path, f"cannot open the file to checksum it ({exc.strerror or exc}).") from exc
     return digest.hexdigest()
+
+
+def input_checksum(path: str | os.PathLike) -> str:
+    """The SHA-256 of a raw input file for Snakemake's rerun check, ``"absent"`` if there is none.
+
+    The Snakefile gives it as a param of the rule that reads the file, so that a file whose
+    bytes changed reruns the rule even if its time stamp went back (``cp -p``, unzip). The
+    digest is remembered per process for as long as the file's size, inode and change time
+    (which no copy can set back) stay the same: Snakemake asks once per job and DAG build.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The raw file.
+
+    Returns
+    -------
+    str
+        64 lowercase hex digits, or ``"absent"`` when ``path`` is not a file (yet).
+    """
+    try:
+        st = os.stat(path)
+    except OSError:
+        return "absent"
+    if not stat.S_ISREG(st.st_mode):
+        return "absent"
+    return _cached_checksum(os.path.abspath(path), st.st_size, st.st_ino, st.st_mtime_ns, st.st_ctime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_checksum(path: str, size: int, inode: int, mtime_ns: int, ctime_ns: int) -> str:
+    return sha256_file(path)
 
 
 def verify_checksum(path: str | os.PathLike, expected: str) -> None:
@@ -140,8 +178,27 @@ def _sniff_separator(path: Path, default: str, encoding: str) -> str:
     return default
 
 
+def _check_header(path: Path, sep: str, encoding: str) -> None:
+    """Refuse a header that names a column twice (pandas would rename the second ``x.1``)."""
+    with open(path, encoding=encoding, newline="") as fh:
+        header = next(csv.reader(fh, delimiter=sep), [])
+    positions: dict[str, list[int]] = {}
+    for i, name in enumerate(header):
+        name = name.strip().lstrip("\ufeff")
+        if name:
+            positions.setdefault(name, []).append(i + 1)
+    twice = {name: cols for name, cols in positions.items() if len(cols) > 1}
+    if twice:
+        name, cols = next(iter(twice.items()))
+        more = f" ({len(twice) - 1} more name(s) given twice)" if len(twice) > 1 else ""
+        raise _fail(path, f"the header names the column '{name}' more than once (columns "
+                    f"{', '.join(map(str, cols))}){more}; each column needs its own name. Rename "
+                    "or delete the extra column(s).", rule="duplicate_column", column=name)
+
+
 def _read_text(path: Path, sep: str, encoding: str) -> pd.DataFrame:
     sep = _sniff_separator(path, sep, encoding)
+    _check_header(path, sep, encoding)
     df = pd.read_csv(
         path, sep=sep, dtype=str, keep_default_na=False, na_values=NA_STRINGS,
         encoding=encoding, skip_blank_lines=False,
@@ -165,6 +222,7 @@ def read_table(
     format: str | None = None,
     sheet: str | int | None = None,
     encoding: str = "utf-8-sig",
+    excel_limits: Mapping[str, float] | None = None,
 ) -> pd.DataFrame:
     """Read a session table file without interpreting its values.
 
@@ -179,6 +237,9 @@ def read_table(
         Excel sheet name or 0-based index (default: the first sheet).
     encoding : str, default "utf-8-sig"
         Text encoding of CSV/TSV files (a UTF-8 byte-order mark is accepted).
+    excel_limits : mapping, optional
+        Bounds of an Excel file, ``unzipped_mb`` and ``cells`` (defaults
+        :data:`ketastats.io.excel.EXCEL_LIMITS`), checked before it is parsed.
 
     Returns
     -------
@@ -192,8 +253,10 @@ def read_table(
     Raises
     ------
     DataValidationError
-        If the file is missing, empty, not in the stated format, or not decodable; the
-        message says how to fix it.
+        If the file is missing, empty, not in the stated format, or not decodable; if its
+        header names a column twice (rule ``duplicate_column``); if an Excel file exceeds
+        ``excel_limits`` (``excel_limit``) or holds formulas without saved results
+        (``excel_formula``). The message says how to fix it.
     """
     p = Path(path)
     fmt = detect_format(p, format)
@@ -214,8 +277,9 @@ def read_table(
         elif fmt == "parquet":
             df = pd.read_parquet(p)
         else:
-            df = pd.read_excel(p, sheet_name=0 if sheet is None else sheet, dtype=object,
-                               engine="openpyxl")
+            df = read_excel(p, sheet, excel_limits)
+    except DataValidationError:
+        raise
     except UnicodeDecodeError as exc:
         enc = "UTF-8" if encoding.lower().replace("_", "-") in ("utf-8", "utf-8-sig") else encoding
         raise _fail(p, f"the file is not valid {enc} text (byte {exc.start}: "

@@ -162,6 +162,11 @@ def design_matrices(
         y_df, x_df = patsy.dmatrices(formula, data, return_type="dataframe", NA_action="drop")
     except patsy.PatsyError as exc:
         raise ModelError(f"cannot build the fixed-effects design from {formula!r}: {exc}") from exc
+    if y_df.shape[1] != 1:
+        raise ModelError(
+            f"the outcome of {formula!r} is not a number (it holds text, which would make {y_df.shape[1]} "
+            "outcome columns); give a numeric outcome column, with empty cells for missing values"
+        )
     keep = x_df.index
     if re_formula:
         try:

@@ -24,6 +24,7 @@ import pandas as pd
 
 from .._atomic import atomic_path, write_text_atomic
 from ..exceptions import KetastatsError, ModelError
+from ..tablecsv import write_csv
 from .catalog import TABLES
 from .chromium import CHROMIUM_ARGS, find_chromium
 from .diagnostics import model_diagnostics
@@ -170,7 +171,7 @@ def write_tables(results: Mapping[str, Any], tables_dir: str | Path) -> dict[str
     out = {}
     for name, df in _tables(results).items():
         path = Path(tables_dir) / f"{name}.csv"
-        write_text_atomic(path, df.to_csv(index=False, lineterminator="\n"))
+        write_csv(df, path)
         out[name] = path
     return out
 

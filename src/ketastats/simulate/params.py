@@ -25,8 +25,6 @@ import copy
 import os
 from typing import Any
 
-import yaml
-
 from ketastats.exceptions import ConfigError
 
 __all__ = [
@@ -507,13 +505,15 @@ def load_params(path: str | os.PathLike) -> dict:
         If the file is missing or not YAML, or a key is unknown (the message names the key
         and lists the valid ones) or a value has the wrong type or range.
     """
+    from ..safeyaml import load_yaml
+
     try:
         with open(path, encoding="utf-8") as fh:
-            data = yaml.safe_load(fh)
+            text = fh.read()
     except FileNotFoundError as exc:
         raise ConfigError(f"simulation parameter file not found: {path}") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc}).") from exc
+    # duplicate keys, alias bombs and __use_yte__ are refused as in the workflow config
+    data = load_yaml(text, source=str(path))
     if data is None:
         return {}
     merge_params(default_params(), data, where=str(path))
