@@ -323,9 +323,16 @@ class Attack:
         rows = t1["rows"]
         for var in dict.fromkeys(r["variable"] for r in rows):
             idx = [i for i, r in enumerate(rows) if r["variable"] == var]
-            if rows[idx[0]]["kind"] != "n_pct" or len(idx) != 2 or rows[idx[0]]["smd"] is None:
+            if rows[idx[0]]["kind"] != "n_pct" or len(idx) != 2:
                 continue
-            smd = rows[idx[0]]["smd"]
+            # the SMD to full precision (results.json), else as tables/table1.csv rounds it
+            smd, tol = rows[idx[0]]["smd"], 1e-9
+            csv = self.tables.get("table1")
+            if smd is None and csv is not None:
+                shown = [v for v in csv.loc[csv["variable"] == rows[idx[0]]["label"], "SMD"] if v.strip()]
+                smd, tol = (float(shown[0]), 0.005 + 1e-9) if shown else (None, 0)
+            if smd is None:
+                continue
             cell = {(i, k): ("table1", "rows", i, "cells", k, "n") for i in idx for k in ("never_ill", "ever_ill", "overall")}
             if all(cell[c] in self.known for c in cell):
                 continue
@@ -344,7 +351,7 @@ class Attack:
                 if total - x > n0:
                     continue
                 s = smd_binary(x / n1, (total - x) / n0) if n0 and n1 else None
-                if s is not None and math.isclose(s, smd, rel_tol=0, abs_tol=1e-9):
+                if s is not None and abs(s - smd) <= tol:
                     fits.append(x)
             if len(fits) == 1:
                 x = fits[0]
@@ -561,14 +568,17 @@ def attack_config() -> dict:
 
 
 def build_release(root: Path, raw: pd.DataFrame, models=ATTACK_MODELS, *, threshold: int = 10) -> dict:
-    """The demo cohort's release built in-process from ``raw``: validated, prepared, the
-    models fitted, results.json (and the oracle: the same without suppression) and tables."""
+    """The demo cohort's release built in-process from ``raw``: typed, prepared, the models
+    fitted, results.json (and the oracle: the same without suppression) and tables."""
     import json
 
     from ketastats.config import cohort_estimands, model_spec
-    from ketastats.pipeline import step_fit, step_prepare, step_validate
+    from ketastats.io import read_cohort, sha256_file
+    from ketastats.pipeline import step_fit
+    from ketastats.prepare import prepare_sessions
     from ketastats.report import build_results
     from ketastats.simulate.output import format_sessions_csv
+    from ketastats.validate import coerce_sessions
 
     cfg = attack_config()
     cohort = cfg["cohorts"]["demo"]
@@ -577,12 +587,14 @@ def build_release(root: Path, raw: pd.DataFrame, models=ATTACK_MODELS, *, thresh
     src.write_text(format_sessions_csv(raw))
     proc = root / "data/processed/demo"
     (proc / "models").mkdir(parents=True, exist_ok=True)
-    step_validate(
-        "demo", cohort, out_table=proc / "validated.parquet", out_input=proc / "input.json",
-        problems_csv=root / "problems.csv", root=root,
-    )  # fmt: skip
-    step_prepare(proc / "validated.parquet", proc / "sessions.parquet")
-    sessions = pd.read_parquet(proc / "sessions.parquet")
+    # the typed table as rule validate writes it (the demo passes validation; checking it again
+    # here would cost a second per cohort and is tests/test_validate.py's business)
+    table = coerce_sessions(read_cohort(cohort, root=root))
+    sessions = prepare_sessions(table)
+    info = {
+        "cohort": "demo", "file": cohort["input"], "sha256": sha256_file(src),
+        "records": int(len(table)), "patients": int(table["patient_id"].nunique()), "warnings": 0,
+    }  # fmt: skip
     fitted = {}
     for name in models:
         fitted[name] = step_fit(
@@ -590,7 +602,6 @@ def build_release(root: Path, raw: pd.DataFrame, models=ATTACK_MODELS, *, thresh
             name=name, estimands=cohort_estimands(cfg, "demo"),
         )  # fmt: skip
     fitted = {k: json.loads(json.dumps(v)) for k, v in fitted.items()}
-    info = json.loads((proc / "input.json").read_text())
     prov = {"input": {"file": info["file"], "sha256": info["sha256"]}}
     settings = {**cfg["report"], "small_cell_threshold": threshold}
     results = json.loads(json.dumps(build_results("demo", sessions, info, fitted, prov, settings)))

@@ -291,7 +291,7 @@ def _release(sessions: pd.DataFrame, models: dict | None = None) -> tuple[dict, 
     return out[0], out[1]
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(
     st.integers(11, 60), st.integers(0, 25), st.integers(2, 5), st.floats(0, 1), st.floats(0, 0.5), st.integers(0, 9)
 )
@@ -374,6 +374,9 @@ def test_released_results_and_tables_survive_the_attacker(cohort):
         assert planted != rel["results"], path  # the value was hidden
         found = da.attack(planted, rel["oracle"])
         assert found[solver], (solver, path)
+        if solver == "smd":  # the SMD as the CSV table rounds it (two decimals) names the cell too
+            csv_only = da.tables_of(planted)
+            assert da.attack(rel["results"], rel["oracle"], csv_only)["smd"]
 
 
 @pytest.mark.workflow
@@ -417,10 +420,15 @@ def test_an_internal_report_says_so_at_the_top_and_in_its_provenance():
     from ketastats.report import FIGURES, TABLES
     from ketastats.report.render import _env
 
-    public = json.loads(json.dumps(rc.rendered()["results"]))
-    internal = copy.deepcopy(public)
-    internal["settings"].update(small_cell_threshold=0, disclosure="internal")
-    internal["provenance"]["command"] = public["provenance"]["command"] = "pytest"
+    b = rc.built()
+    info = json.loads(b["input"].read_text())
+    models = {name: json.loads(path.read_text()) for name, path in b["models"].items()}
+    prov = {"input": {"file": info["file"], "sha256": info["sha256"]}, "packages": {"ketastats": "0"},
+            "git_commit": "x", "config_yaml": "", "command": "pytest"}  # fmt: skip
+    public, internal = (
+        build_results("synth", pd.read_parquet(b["sessions"]), info, models, prov, {**report, "confidence_level": 0.95})
+        for report in ({"small_cell_threshold": THR}, {"small_cell_threshold": 0, "disclosure": "internal"})
+    )
     figures = dict.fromkeys([*FIGURES, "simulation"], "data:,")
     pages = {
         name: _env().render(r=r, figures=figures, titles=FIGURES, notes={}, run_date="x", tables=TABLES)

@@ -215,11 +215,11 @@ def table_one(
     size are all shown. The SMD of a categorical variable is **not shown when any count of
     that variable** (a level or the missing count, in any column, or a group size) **is
     suppressed**: for a yes/no variable the SMD, the two group sizes and the overall count of
-    a level are one equation in one unknown, the hidden cell, and rounding the SMD to two
-    decimals does not help: neighbouring cell values give SMDs that differ by more than
-    0.01 in the small groups where cells are suppressed, so the rounded SMD still names the
-    cell (tests/test_report_suppression.py inverts it). With every count shown the SMD adds
-    nothing that could not be computed from the table.
+    a level are one equation in one unknown, the hidden cell. Rounding would not help: in the
+    demo cohort (31 ever-ill patients) each possible value of the hidden cell gives a
+    different SMD even at two decimals, so the table's rounded SMD still names the cell
+    (tests/test_report_suppression.py inverts it both ways). With every count shown the SMD
+    adds nothing that could not be computed from the table.
     """
     layer = log if isinstance(log, Disclosure) else Disclosure(log.threshold, log=log)
     thr = layer.threshold
