@@ -437,6 +437,37 @@ class Attack:
                     self._leak("between_models", f"{a} - {b} = {abs(x - y)}")
 
     def share(self) -> None:
+        # a percentage shown for a hidden count, times its shown denominator
+        r = self.r
+        pcts = []
+        if (r.get("illness") or {}).get("available"):
+            pcts += [
+                (("illness", "ever_ill_pct"), ("illness", "ever_ill"), [("illness", "patients")]),
+                (("illness", "ill_sessions_pct"), ("illness", "ill_sessions"), [("illness", "sessions")]),
+            ]
+        for i in range(len(r["cytokines"])):
+            pcts.append((("cytokines", i, "below_lod_pct"), ("cytokines", i, "below_lod"), [("cytokines", i, "measured")]))
+        for i, row in enumerate(r["table1"]["rows"]):
+            if row["kind"] == "n_pct":
+                for k in row["cells"]:
+                    pcts.append(
+                        (
+                            ("table1", "rows", i, "cells", k, "pct"),
+                            ("table1", "rows", i, "cells", k, "n"),
+                            [("table1", "n", k), ("table1", "rows", i, "missing", k)],
+                        )
+                    )
+        for pct_path, count_path, denom in pcts:
+            pct = get(r, pct_path)
+            if pct is None or isinstance(pct, str) or count_path in self.known:
+                continue
+            if not all(d in self.known for d in denom):
+                continue
+            base = self.known[denom[0]] - sum(self.known[d] for d in denom[1:])
+            x = pct * base / 100
+            if abs(x - round(x)) < 1e-6:
+                self.learn("share", count_path, round(x))
+        self.propagate("share")
         for name, m in self.r["models"].items():
             for path, v in walk(m, ("models", name)):
                 if not path or not isinstance(path[-1], str) or CONFIG_KEYS & set(map(str, path)):

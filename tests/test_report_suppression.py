@@ -323,6 +323,7 @@ def release(cohort: str) -> dict:
 #: attacker must find: (cohort, solver, path into results.json)
 PLANTED = [
     ("demo", "smd", ("table1", "rows", "antidepressant", "smd")),
+    ("demo", "share", ("table1", "rows", "antidepressant", "pct")),
     ("demo", "mean_denominator", ("trajectories", "by_session", "hidden n", "mean")),
     ("demo", "nobs_differencing", ("models", "response_end", "nobs")),
     ("demo", "between_models", ("models", "response_end", "nobs")),
@@ -338,7 +339,10 @@ def _plant(res: dict, oracle: dict, path: tuple) -> dict:
     res = copy.deepcopy(res)
     if path[:2] == ("table1", "rows"):
         for r, o in zip(res["table1"]["rows"], oracle["table1"]["rows"]):
-            if r["variable"] == path[2]:
+            if r["variable"] == path[2] and path[3] == "pct":  # the percentages alone
+                for k, cell in r["cells"].items():
+                    cell["pct"] = o["cells"][k]["pct"]
+            elif r["variable"] == path[2]:
                 r[path[3]] = o[path[3]]
     elif path[:2] == ("trajectories", "by_session"):
         for r, o in zip(res["trajectories"]["by_session"], oracle["trajectories"]["by_session"]):
@@ -440,4 +444,4 @@ def test_an_internal_report_says_so_at_the_top_and_in_its_provenance():
     assert html.count(banner) == 2 and "<title>INTERNAL, NOT FOR RELEASE:" in html
     body = html.split("<body>")[1]
     assert body.index(banner) < body.index('id="summary"') and body.rindex(banner) > body.index('id="provenance"')
-    assert "shown without small-cell suppression" in html
+    assert "shown without small-cell suppression" in html and "Small-cell suppression is off" in html

@@ -485,7 +485,7 @@ class Disclosure:
         if key in self._hidden:
             return SUPPRESSED
         v = self._cells[key]
-        return None if v is None else (int(v) if float(v).is_integer() else v)
+        return v if v is None or isinstance(v, float) else int(v)
 
     def hidden(self, key: Hashable) -> bool:
         """Whether a registered count is not shown (small or complementary)."""
