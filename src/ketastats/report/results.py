@@ -423,14 +423,14 @@ def _data_flow(
     # what was received against the processed table (Table 1, the illness section)
     n_proc = int(len(sessions))
     p_proc = int(sessions["patient_id"].nunique()) if "patient_id" in sessions else 0
-    count(("sessions", "all"), n_proc, "sessions", display=False)
+    sessions_all, _ = _shared(layer, ("sessions", "all"), n_proc, ("flow", "sessions"), where=w, display=False)
     if reasons and reasons[0][0] == "not in the processed table":
-        layer.relate(("flow", "records_received"), [("sessions", "all"), ("flow", "excluded", 0)])
+        layer.relate(("flow", "records_received"), [sessions_all, ("flow", "excluded", 0)])
     else:
-        layer.same(("flow", "records_received"), ("sessions", "all"))
-    count(("Patients", "N", "overall"), p_proc, "Patients / N / overall", display=False)
+        layer.same(("flow", "records_received"), sessions_all)
+    patients_all, _ = _shared(layer, ("Patients", "N", "overall"), p_proc, ("flow", "patients"), where=w, display=False)
     count(("flow", "patients_not_processed"), n_pat - p_proc, "patients not processed", display=False)
-    layer.relate(("flow", "patients_received"), [("Patients", "N", "overall"), ("flow", "patients_not_processed")])
+    layer.relate(("flow", "patients_received"), [patients_all, ("flow", "patients_not_processed")])
     flow["model_counts"] = _model_counts(models, layer, n_rec, n_pat, n_an, p_an, count)
     return flow
 
