@@ -237,7 +237,14 @@ def test_failed_and_sparse_model_files_are_reported_not_fatal():
     models = {
         "primary": primary,
         "bare": sparse,  # no status, spec, method, engine, label...
-        "mmrm": {"status": "skipped", "reason": "needs at least 3 sessions per patient", "label": "MMRM"},
+        # a reason the model recorded with its counts (models.counted), and one it did not
+        "mmrm": {
+            "status": "skipped",
+            "reason": "needs at least 3 sessions per patient",
+            "label": "MMRM",
+            "counted_text": {"needs at least 3 sessions per patient": {"text": "needs at least 3 sessions per patient", "counts": {}}},
+        },
+        "old": {"status": "failed", "reason": "ValueError: 7 rows for 7 groups", "label": "Old"},
     }
     info = json.loads(b["input"].read_text())
     prov = {
@@ -252,6 +259,8 @@ def test_failed_and_sparse_model_files_are_reported_not_fatal():
     assert res["models"]["bare"]["status"] == "ok" and res["models"]["mmrm"]["status"] == "skipped"
     assert [e["model"] for e in res["illness_effects"]] == ["primary", "bare"]
     assert any("MMRM (skipped: needs at least 3 sessions per patient)" in s for s in res["summary"])
+    # text not recorded with its counts may quote one: its numbers are withheld
+    assert any("Old (failed: ValueError: # rows for # groups)" in s for s in res["summary"])
     # two models with the same counts: nothing to derive from their difference
     assert res["models"]["bare"]["nobs"] == res["models"]["primary"]["nobs"]
 

@@ -40,7 +40,7 @@ __all__ = [
     "cohort_estimands",
 ]
 
-_DEFAULT_REPORT = {"small_cell_threshold": 10, "confidence_level": 0.95, "pdf": "auto"}
+_DEFAULT_REPORT = {"small_cell_threshold": 10, "disclosure": "public", "confidence_level": 0.95, "pdf": "auto"}
 
 
 def schema() -> dict[str, Any]:
@@ -197,6 +197,10 @@ def check_config(config: Mapping[str, Any], *, source: str = "config") -> dict[s
         rep = cfg.setdefault("report", {})
         for key, value in _DEFAULT_REPORT.items():
             rep.setdefault(key, value)
+        from .report.suppression import PUBLIC_MIN_THRESHOLD, threshold_message
+
+        if rep["small_cell_threshold"] < PUBLIC_MIN_THRESHOLD and rep["disclosure"] != "internal":
+            problems.append(threshold_message(rep["small_cell_threshold"]))
     if problems:
         raise ConfigError(
             f"{source} has {len(problems)} problem(s):\n" + "\n".join(f"  - {p}" for p in problems)

@@ -46,6 +46,11 @@ rule report:
             )
             for name in TABLES
         },
+    params:
+        # the disclosure settings shape every count of the report: a change reruns it
+        small_cell_threshold=config["report"]["small_cell_threshold"],
+        disclosure=config["report"]["disclosure"],
+        confidence_level=config["report"]["confidence_level"],
     log:
         "logs/{cohort}/report.log",
     conda:

@@ -40,6 +40,7 @@ import patsy
 
 from ..exceptions import ModelError
 from .common import as_float, coefficient_rows, illness_effect, num, require_illness
+from .counted import escape
 from .glmm import fit_logistic_glmm
 from .identification import runaway_reasons, separation_reasons
 from .lmm import model_rows
@@ -76,8 +77,10 @@ def binary_rows(data: pd.DataFrame, spec: Mapping[str, Any], estimands: Mapping[
     events, non = int((y == 1).sum()), int((y == 0).sum())
     if min(events, non) < int(spec.get("min_events", 10)):
         raise SkipModel(
-            f"{what}: {events} event(s) and {non} non-event(s) of {outcome}; at least "
-            f"{spec.get('min_events', 10)} of each are needed"
+            escape(what) + ": {events} event(s) and {non_events} non-event(s) of " + escape(outcome) + "; at least "
+            f"{spec.get('min_events', 10)} of each are needed",
+            events=events,
+            non_events=non,
         )
     ill_term = spec["illness_term"]
     if ill_term and any(ill_term in t for t in fixed):

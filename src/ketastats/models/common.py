@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from .counted import escape
 from .robust import SkipModel
 from .specs import MCID
 
@@ -251,8 +252,10 @@ def require_illness(data: pd.DataFrame, what: str, *, column: str = "ill", min_s
     n_ill = int((as_float(data[column]) > 0).sum())
     if n_ill < min_sessions:
         raise SkipModel(
-            f"{what}: {n_ill} ill session(s) among the {len(data)} analysed sessions "
-            f"(at least {min_sessions} needed): the illness effect is not estimable"
+            escape(what) + ": {ill} ill session(s) among the {analysed} analysed sessions "
+            f"(at least {min_sessions} needed): the illness effect is not estimable",
+            ill=n_ill,
+            analysed=len(data),
         )
 
 

@@ -48,6 +48,7 @@ import pandas as pd
 
 from ..exceptions import ModelError
 from .common import coefficient_rows, illness_effect, mcid_for, num, require_illness
+from .counted import CountedText, escape, remember
 from .lmm import fit_spec_lmm, formulas_for, lmm_block, model_rows
 from .multiplicity import adjust_tests
 from .robust import SkipModel
@@ -131,35 +132,53 @@ def _check_marker(
         )
     summ["handling"] = handling
     if summ["flagged"] and flags is not None:
+        # the counts, not a percentage, in the text: the report suppresses small ones
+        message = CountedText(
+            escape(marker) + ": {censored} of {draws} draws below the limit of detection "
+            + escape(f"(more than {100 * flag_at:.0f}%): {handling} (censoring: {censoring})"),
+            {"censored": summ["censored"], "draws": summ["draws"]},
+        )
         flags[marker] = {
+            "draws": summ["draws"],
+            "censored": summ["censored"],
             "censored_fraction": summ["censored_fraction"],
             "threshold": flag_at,
             "handling": handling,
-            "message": f"{marker}: {100 * frac:.0f}% of draws below the limit of detection "
-            f"(more than {100 * flag_at:.0f}%): {handling} (censoring: {censoring})",
+            "message": message,
         }
     if summ["draws"] < int(spec.get("min_draws", 20)):
-        raise SkipModel(f"{marker}: {summ['draws']} draw(s), at least {spec.get('min_draws', 20)} needed")
+        raise SkipModel(
+            escape(marker) + ": {draws} draw(s), " + f"at least {spec.get('min_draws', 20)} needed",
+            draws=summ["draws"],
+        )
     if frac > max_frac:
         raise SkipModel(
-            f"{marker}: {100 * frac:.0f}% of draws below the limit of detection "
+            escape(marker) + ": {censored} of {draws} draws below the limit of detection "
             f"(more than {100 * max_frac:.0f}%): "
             + (
                 "even the censored likelihood is unreliable"
                 if censoring == "tobit"
                 else "substitution is not defensible"
-            )
+            ),
+            censored=summ["censored"],
+            draws=summ["draws"],
         )
     return summ
 
 
-def _combine(blocks: dict[str, dict[str, Any]], skipped: dict[str, str], what: str) -> dict[str, Any]:
+def _combine(blocks: dict[str, dict[str, Any]], skipped: dict[str, CountedText], what: str) -> dict[str, Any]:
     if not blocks:
-        raise SkipModel(f"{what}: no marker could be analysed (" + "; ".join(skipped.values()) + ")")
+        parts = CountedText.join(list(skipped.values()), "; ")
+        raise SkipModel(
+            escape(f"{what}: no marker could be analysed (") + parts.template + ")", **parts.counts
+        )
     coefs = [c for b in blocks.values() for c in b["coefficients"]]
     attempts = [{**a, "label": f"{k}: {a['label']}"} for k, b in blocks.items() for a in b["attempts"]]
     first = next(iter(blocks.values()))
-    return {
+    out: dict[str, Any] = {}
+    skipped_parts = {k: remember(out, v) for k, v in skipped.items()}
+    skip_messages = [remember(out, v.prefixed(f"skipped {k}: ")) for k, v in skipped.items()]
+    return out | {
         "converged": all(b["converged"] for b in blocks.values()),
         "singular": any(b["singular"] for b in blocks.values()),
         "attempts": attempts,
@@ -175,15 +194,14 @@ def _combine(blocks: dict[str, dict[str, Any]], skipped: dict[str, str], what: s
         else "normal",
         "coefficients": coefs,
         "fits": blocks,
-        "skipped_parts": skipped,
-        "messages": [f"{k}: {m}" for k, b in blocks.items() for m in b["messages"]]
-        + [f"skipped {k}: {v}" for k, v in skipped.items()],
+        "skipped_parts": skipped_parts,
+        "messages": [f"{k}: {m}" for k, b in blocks.items() for m in b["messages"]] + skip_messages,
     }
 
 
 def _finish(
     blocks: dict[str, dict[str, Any]],
-    skipped: dict[str, str],
+    skipped: dict[str, CountedText],
     spec: Mapping[str, Any],
     record: dict[str, Any],
     flags: dict[str, Any],
@@ -197,10 +215,10 @@ def _finish(
     out = _combine(blocks, skipped, spec["label"])
     out["estimands"] = record
     out["censoring"] = spec["censoring"]
-    out["censoring_flags"] = flags
+    out["censoring_flags"] = {m: {**f, "message": remember(out, f["message"])} for m, f in flags.items()}
     out["messages"] = [
         *out["messages"],
-        *(f["message"] for f in flags.values() if not f["handling"].startswith("skipped")),
+        *(f["message"] for f in out["censoring_flags"].values() if not f["handling"].startswith("skipped")),
     ]
     out["illness_effect"] = None
     out["family"] = spec.get("family", "cytokine")
@@ -214,7 +232,7 @@ def fit_cytokine_illness_kind(
 ):
     """Kind ``cytokine_illness``: illness effect on each log marker (one LMM per marker)."""
     blocks: dict[str, dict[str, Any]] = {}
-    skipped: dict[str, str] = {}
+    skipped: dict[str, CountedText] = {}
     tests = []
     flags: dict[str, Any] = {}
     record_all: dict[str, Any] = {}
@@ -248,7 +266,7 @@ def fit_cytokine_illness_kind(
             summ = _check_marker(df, marker, spec, flags)
             require_illness(df, f"{spec['label']} ({marker})")
         except SkipModel as exc:
-            skipped[marker] = str(exc)
+            skipped[marker] = exc.counted
             continue
         if tobit:
             block = _tobit_block(df, formula, outcome, spec, alpha, prefix=f"{marker}: ")
@@ -340,7 +358,7 @@ def baseline_log_marker(
 def fit_moderation_kind(data: pd.DataFrame, spec: Mapping[str, Any], estimands: Mapping[str, str], alpha):
     """Kind ``cytokine_moderation``: illness x baseline log marker on the score."""
     blocks: dict[str, dict[str, Any]] = {}
-    skipped: dict[str, str] = {}
+    skipped: dict[str, CountedText] = {}
     tests = []
     flags: dict[str, Any] = {}
     record_all: dict[str, Any] = {}
@@ -373,7 +391,7 @@ def fit_moderation_kind(data: pd.DataFrame, spec: Mapping[str, Any], estimands: 
             df = df.assign(**{mod: df[mod] - per_patient.mean()})
             require_illness(df, f"{spec['label']} ({marker})", min_sessions=2)
         except SkipModel as exc:
-            skipped[marker] = str(exc)
+            skipped[marker] = exc.counted
             continue
         fit = fit_spec_lmm(df, formula, re_formula, spec, alpha, prefix=f"{marker}: ")
         block = lmm_block(fit)

@@ -43,6 +43,7 @@ from .common import (
     select_sessions,
     term_columns,
 )
+from .counted import escape
 from .estimands import apply_estimands
 from .inference import SatterthwaiteResult, satterthwaite
 from .mixed import MixedModelResult, _apply_references, _fast_available, design_matrices, fit_mixed
@@ -268,7 +269,8 @@ def model_rows(
     n_pat = df[spec["group"]].nunique()
     if n_pat < int(spec.get("min_patients", 2)):
         raise SkipModel(
-            f"{what}: {n_pat} patient(s) with usable sessions (at least {spec['min_patients']} needed)"
+            escape(what) + ": {patients} patient(s) with usable sessions " + f"(at least {spec['min_patients']} needed)",
+            patients=n_pat,
         )
     return df, record
 

@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from .common import centre_within, illness_effect, mcid_for, num, require_illness
+from .counted import remember
 from .cytokines import _check_marker, log_marker
 from .lmm import fit_lmm_robust, lmm_block, model_rows
 from .multiplicity import adjust_tests
@@ -143,7 +144,9 @@ def fit_mediation_kind(data: pd.DataFrame, spec: Mapping[str, Any], estimands: M
     direct = illness_effect(
         fb.coefficients, "b path: ill_within", scale="points", mcid=mcid_for(spec["outcome"])
     )
-    return {
+    out: dict[str, Any] = {}
+    flags = {m: {**f, "message": remember(out, f["message"])} for m, f in flags.items()}
+    return out | {
         "converged": block_a["converged"] and block_b["converged"],
         "singular": block_a["singular"] or block_b["singular"],
         "attempts": [{**a, "label": f"a path: {a['label']}"} for a in block_a["attempts"]]

@@ -23,6 +23,7 @@ from typing import Any, Generic, TypeVar
 import numpy as np
 
 from ..exceptions import KetastatsError, ModelError
+from .counted import CountedText, escape
 
 __all__ = ["SkipModel", "Attempt", "RetryOutcome", "fit_with_retries", "hessian_is_pd"]
 
@@ -32,7 +33,21 @@ T = TypeVar("T")
 
 
 class SkipModel(KetastatsError):
-    """The data cannot support this model (the message says why); it is skipped, not failed."""
+    """The data cannot support this model (the message says why); it is skipped, not failed.
+
+    A reason that quotes counts of patients, sessions, draws or events gives them as keyword
+    arguments and names them in the message as ``{name}`` (other braces doubled, see
+    :func:`~ketastats.models.counted.escape`), so that the report can suppress small ones::
+
+        raise SkipModel(escape(label) + ": {n} patient(s)", n=3)
+
+    Without counts the message is plain text. ``counted`` is the reason as a
+    :class:`~ketastats.models.counted.CountedText`.
+    """
+
+    def __init__(self, message: str, **counts: int):
+        self.counted = CountedText(message if counts else escape(message), {k: int(v) for k, v in counts.items()})
+        super().__init__(str(self.counted))
 
 
 @dataclass

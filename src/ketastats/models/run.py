@@ -7,7 +7,11 @@ every model JSON shares (``data/processed/<cohort>/models/<name>.json``)::
      "reason", "converged", "singular", "attempts", "engine", "method", "nobs", "ngroups",
      "df_method", "coefficients": [{"term", "estimate", "se", "ci_low", "ci_high", "p_value",
      "df", "df_method"}], "illness_effect", "random", "residual_variance", "loglik", "blups",
-     "messages", ...kind-specific blocks}
+     "messages", "counted_text", ...kind-specific blocks}
+
+``counted_text`` maps each reason or message that quotes counts to its template and counts
+(:mod:`ketastats.models.counted`): the report renders those texts again after small-cell
+suppression, and withholds the numbers of any other text (an error message, say).
 
 A model switched off in config, or whose data lack what it needs, is ``"skipped"`` with the
 reason; a fit the data do not identify (separation, every attempt failing its Hessian check,
@@ -28,6 +32,7 @@ from typing import Any
 import pandas as pd
 
 from ..exceptions import KetastatsError
+from .counted import remember
 from .identification import fit_reasons
 from .robust import SkipModel
 from .specs import without_illness
@@ -146,7 +151,7 @@ def run_model(
     except SkipModel as exc:
         if spec.get("required"):
             raise KetastatsError(f"model {name!r} is required but cannot be fitted: {exc}") from exc
-        out.update(status="skipped", reason=str(exc))
+        out.update(status="skipped", reason=remember(out, exc.counted))
         log.warning("model %s: skipped: %s", name, exc)
         return out
     except KetastatsError as exc:  # the package's own errors are written for people

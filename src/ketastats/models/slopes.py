@@ -27,6 +27,7 @@ import pandas as pd
 from scipy import stats
 
 from .common import as_float, illness_effect, mcid_for, num, require_illness
+from .counted import escape
 from .lmm import fit_lmm_robust, formulas_for, lmm_block, model_rows
 from .robust import SkipModel
 
@@ -69,8 +70,9 @@ def fit_illness_slopes_kind(data: pd.DataFrame, spec: Mapping[str, Any], estiman
     n_info = int((both["any"] & ~both["all"]).sum())
     if n_info < int(spec["min_patients"]):
         raise SkipModel(
-            f"{what}: {n_info} patient(s) have both ill and non-ill sessions; at least "
-            f"{spec['min_patients']} are needed to estimate the spread of illness effects"
+            escape(what) + ": {patients} patient(s) have both ill and non-ill sessions; at least "
+            f"{spec['min_patients']} are needed to estimate the spread of illness effects",
+            patients=n_info,
         )
     reml = spec["method"] == "REML"
     common = dict(reml=reml, engine=spec["engine"], df_method=spec["df_method"], alpha=alpha)
@@ -108,6 +110,9 @@ def fit_illness_slopes_kind(data: pd.DataFrame, spec: Mapping[str, Any], estiman
             "reference": f"0.5 chi2({q}) + 0.5 chi2({q + 1}) (Stram & Lee 1994)",
         },
         "patients_with_both": n_info,
+        # the share below is of these patients: both counts go through small-cell suppression
+        "patients_predicted": int(len(vals)),
+        "patients_at_or_above_mcid": int((vals >= mcid).sum()) if mcid is not None else None,
         "identifiable": bool(not full.outcome.singular),
         "predicted_effects": pred,
         "share_at_or_above_mcid": num(float((vals >= mcid).mean()))

@@ -42,6 +42,7 @@ import numpy as np
 import pandas as pd
 
 from .common import illness_effect, mcid_for
+from .counted import remember
 from .imputation import (
     MIDesign,
     MIFits,
@@ -233,7 +234,8 @@ def fit_tipping_point_kind(
         "imputed_ill_ratings_range": [min(counts), max(counts)],
         "deltas": deltas,
     }
-    out["messages"] = [*out["messages"], *messages]
+    # written by the package, the deltas in them are settings: recorded as trusted text
+    out["messages"] = [*out["messages"], *(remember(out, m) for m in messages)]
     if not any(counts):
         out["messages"].append("no imputed rating falls on an ill session: every delta gives the same result")
     # timings go to the log, not the JSON: the same inputs must give byte-identical results

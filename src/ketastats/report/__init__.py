@@ -25,6 +25,7 @@ _LAZY = {
     "build_results": "results",
     "model_illness_effect": "results",
     "summary_sentences": "results",
+    "Disclosure": "suppression",
     "SuppressionLog": "suppression",
     "is_small": "suppression",
     "suppress_count": "suppression",
@@ -36,6 +37,7 @@ _LAZY = {
 __all__ = [
     "FIGURES",
     "TABLES",
+    "Disclosure",
     "ModelDiagnostics",
     "SuppressionLog",
     "build_results",

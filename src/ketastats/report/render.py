@@ -24,6 +24,7 @@ import pandas as pd
 
 from .._atomic import atomic_path, write_text_atomic
 from ..exceptions import KetastatsError, ModelError
+from ..models.counted import mask_numbers
 from ..tablecsv import write_csv
 from .catalog import TABLES
 from .chromium import CHROMIUM_ARGS, find_chromium
@@ -213,7 +214,8 @@ def _figures(
         try:
             diag = model_diagnostics(primary, sessions)
         except (ModelError, KeyError, ValueError) as exc:
-            notes["diagnostics"] = f"Diagnostics could not be computed from the model file: {exc}"
+            # the error may quote a count (rows used, rows selected): its numbers are withheld
+            notes["diagnostics"] = f"Diagnostics could not be computed from the model file: {mask_numbers(exc)}"
             log.warning("%s", notes["diagnostics"])
     # one point per session (residuals) or per patient (caterpillar): not drawn when that
     # number is itself a small, suppressed count

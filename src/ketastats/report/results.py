@@ -31,6 +31,7 @@ Optional simulation summaries (rendered when present):
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import re
@@ -42,9 +43,10 @@ import pandas as pd
 from scipy import stats
 
 from ..identifiers import redact_provenance
+from ..models.counted import fill, mask_numbers
 from .methods import methods_section
 from .sensitivity import sensitivity_section
-from .suppression import SUPPRESSED, SuppressionLog, is_small, is_suppressed, suppress_related
+from .suppression import SUPPRESSED, Disclosure, disclosure_settings, is_small, is_suppressed
 from .suppression import say_count as _say
 from .tables import table_one
 
@@ -102,8 +104,9 @@ def model_illness_effect(model: Mapping[str, Any]) -> dict[str, Any] | None:
     return None
 
 
-#: per-patient blocks kept in the model JSONs but not copied into results.json
-_PER_PATIENT = ("blups", "predicted_effects")
+#: per-patient blocks (and the exact counts of texts) kept in the model JSONs but not copied
+#: into results.json
+_PER_PATIENT = ("blups", "predicted_effects", "counted_text")
 #: order of the analyses in tables and the forest plot
 _ROLE_ORDER = {"primary": 0, "sensitivity": 1, "secondary": 2}
 
@@ -151,52 +154,168 @@ def _model_view(name: str, m: Mapping[str, Any]) -> dict[str, Any]:
     return entry
 
 
-#: keys of model-JSON blocks that hold counts of patients, sessions, draws or events
-_COUNT_KEYS = frozenset(
+#: integer values of model blocks that are not counts: settings, positions, labels
+NOT_COUNTS = frozenset(
     {
-        "events",
-        "non_events",
-        "rows_removed",
-        "draws",
-        "censored",
-        "ncensored",
-        "sessions_removed",
-        "onset_unknown_removed",
-        "ill_sessions_kept",
-        "patients_kept",
-        "patients_removed",
-        "missing",
-        "rows_observed",
-        "rows_added",
-        "cells_imputed",
-        "imputed_ill_ratings",
+        "seed", "m", "iterations", "donors", "planned_sessions", "n_draws", "n_agq", "max_times",
+        "sessions", "days", "delta", "deltas", "min_patients", "min_events", "min_draws",
+        "imputations", "threshold", "flag_threshold", "df", "q", "mcid", "level", "session", "day",
     }
-)
+)  # fmt: skip
+#: float values of model blocks that are counts all the same (a mean of counts)
+FLOAT_COUNTS = frozenset({"imputed_ill_ratings"})
+#: shares and the counts they are a share of (other ``*_fraction`` keys: every count of the block)
+FRACTION_OF = {
+    "censored_fraction": ("censored", "draws"),
+    "share_at_or_above_mcid": ("patients_at_or_above_mcid", "patients_predicted"),
+}
+#: free text of a model entry (rendered from its counts, or with its numbers withheld)
+_TEXT_KEYS = ("reason", "messages", "skipped_parts", "message")
 
 
-def _suppress_counts(obj: Any, slog: SuppressionLog, where: str) -> Any:
-    """Small counts anywhere in a model's entry, suppressed like the tables' counts.
+def _is_fraction(key: str) -> bool:
+    return key.endswith("_fraction") or key.endswith("_pct") or key.startswith("share_")
 
-    In a block (dict) holding a small count, every other count and every ``*_fraction``
-    of that block is suppressed too (complementary: a total or a share would reveal it).
+
+def _is_count(key: str, value: Any) -> bool:
+    return key not in NOT_COUNTS and isinstance(value, int | np.integer) and not isinstance(value, bool)
+
+
+def _release_text(
+    text: Any, counted: Mapping[str, Any], layer: Disclosure, where: str, key: tuple
+) -> Any:
+    """Free text of a model as the release shows it.
+
+    Text the model recorded with its counts (``counted_text``, see
+    :mod:`ketastats.models.counted`) is rendered from the counts after suppression (one
+    block: if one is small, all are hidden); any other text (an error message, an
+    optimizer's note) has every number withheld, since it may quote a count.
     """
-    if isinstance(obj, list):
-        return [_suppress_counts(v, slog, where) for v in obj]
-    if not isinstance(obj, Mapping):
-        return obj
-    out = {k: _suppress_counts(v, slog, where) for k, v in obj.items()}
-    counts = [
-        k for k, v in out.items() if k in _COUNT_KEYS and isinstance(v, int | np.integer) and not isinstance(v, bool)
-    ]
-    small = [k for k in counts if is_small(int(out[k]), slog.threshold)]
-    for k in small:
-        out[k] = slog.count(int(out[k]), where, k)
-    if small:
-        for k in [*counts, *(k for k in out if str(k).endswith("_fraction"))]:
-            if k not in small and out[k] is not None and not is_suppressed(out[k]):
-                out[k] = SUPPRESSED
-                slog.add(where, str(k), "complementary")
-    return out
+    if not isinstance(text, str):
+        return text
+    entry = counted.get(text)
+    if not isinstance(entry, Mapping) or fill(entry.get("text", ""), entry.get("counts") or {}) != text:
+        return mask_numbers(text)
+    counts = dict(entry.get("counts") or {})
+    if not counts:
+        return text
+    keys = {name: (*key, name) for name in counts}
+    for name, n in counts.items():
+        layer.count(keys[name], int(n), where=where, label=f"{_label_of(key[2:])}: {name}")
+    layer.link(keys.values())
+    template = entry["text"]
+    return layer.later(lambda d: fill(template, {name: d.value(k) for name, k in keys.items()}, _say))
+
+
+def _label_of(path: Sequence[Any]) -> str:
+    return " / ".join(map(str, path))
+
+
+def _release_model(name: str, view: dict[str, Any], raw: Mapping[str, Any], layer: Disclosure) -> dict[str, Any]:
+    """A model's entry for results.json, every count of it registered with the layer.
+
+    Its ``nobs``/``ngroups`` (and its per-part fits') are the cells registered by the data
+    flow. Other counts (events, draws, rows removed by an estimand, imputed cells, ranges)
+    are registered where they are: a block of counts whose relations are not known is linked
+    (one small, all hidden); known relations are registered as such (events + non-events =
+    nobs; draws = below the limit + detected). Equal counts of one model are one cell. Shares
+    are shown only when the counts they are a share of are. Free text goes through
+    :func:`_release_text`.
+    """
+    where = f"Model {view['label']}"
+    counted = raw.get("counted_text") or {}
+    base = ("model", name)
+    registered: list[tuple[tuple, int]] = []
+
+    def count(key: tuple, n: Any, path: tuple) -> Any:
+        cell = layer.count(key, n, where=where, label=_label_of(path))
+        if isinstance(n, int | np.integer) and n > 0:
+            registered.append((key, int(n)))
+        return cell
+
+    def visit(obj: Any, path: tuple, fit: str | None) -> Any:
+        if isinstance(obj, list):
+            return [visit(v, (*path, i), fit) for i, v in enumerate(obj)]
+        if not isinstance(obj, Mapping):
+            return obj
+        out: dict[str, Any] = {}
+        block: dict[str, tuple] = {}
+        fractions = []
+        top = not path
+        for k, v in obj.items():
+            p = (*path, k)
+            if top and k in ("spec", "name", "label", "kind", "role", "status"):
+                out[k] = v
+            elif k in _TEXT_KEYS:
+                tk = ("text", name, *p)
+                if isinstance(v, list):
+                    out[k] = [_release_text(t, counted, layer, where, (*tk, i)) for i, t in enumerate(v)]
+                elif isinstance(v, Mapping):
+                    out[k] = {kk: _release_text(t, counted, layer, where, (*tk, kk)) for kk, t in v.items()}
+                else:
+                    out[k] = _release_text(v, counted, layer, where, tk)
+            elif k == "attempts" and isinstance(v, list):
+                out[k] = [
+                    {**a, "message": mask_numbers(a["message"])} if isinstance(a, Mapping) and a.get("message") else a
+                    for a in v
+                ]
+            elif k in ("nobs", "ngroups") and (top or fit is not None) and _is_count(k, v):
+                key = (k, name) if top else (f"fit_{k}", name, fit)
+                out[k] = count(key, int(v), p) if layer.known(key) else count((*base, *p), int(v), p)
+            elif _is_count(str(k), v):
+                key = (*base, *p)
+                out[k] = count(key, int(v), p)
+                block[k] = key
+            elif (
+                isinstance(v, list) and v and str(k) not in NOT_COUNTS
+                and all(_is_count(str(k), x) for x in v) and str(k).endswith("_range")
+            ):  # fmt: skip
+                out[k] = [count((*base, *p, i), int(x), (*p, i)) for i, x in enumerate(v)]
+                block.update({f"{k}[{i}]": (*base, *p, i) for i in range(len(v))})
+            elif k in FLOAT_COUNTS and isinstance(v, float):
+                key = (*base, *p)
+                out[k] = count(key, v, p)
+                block[k] = key
+            elif isinstance(k, str) and _is_fraction(k) and isinstance(v, int | float) and not isinstance(v, bool):
+                fractions.append(k)
+                out[k] = v
+            else:
+                out[k] = visit(v, p, k if path == ("fits",) else fit)
+        # known relations of this block; any other counts are linked (one small, all hidden)
+        linked = dict(block)
+        if top and "events" in block and "non_events" in block and layer.known(("nobs", name)):
+            if int(obj["events"]) + int(obj["non_events"]) == int(obj.get("nobs") or -1):
+                layer.relate(("nobs", name), [block["events"], block["non_events"]])
+                linked.pop("events"), linked.pop("non_events")
+        if "draws" in block and "censored" in block:
+            detected = (*block["draws"][:-1], "detected")
+            layer.count(detected, int(obj["draws"]) - int(obj["censored"]), display=False)
+            layer.relate(block["draws"], [block["censored"], detected])
+            linked.pop("draws"), linked.pop("censored")
+        if "patients_predicted" in block and "patients_at_or_above_mcid" in block:
+            below = (*block["patients_predicted"][:-1], "patients_below_mcid")
+            layer.count(below, int(obj["patients_predicted"]) - int(obj["patients_at_or_above_mcid"]), display=False)
+            layer.relate(block["patients_predicted"], [block["patients_at_or_above_mcid"], below])
+            for k in ("patients_predicted", "patients_at_or_above_mcid", "patients_with_both"):
+                linked.pop(k, None)
+        layer.link(linked.values())
+        for k in fractions:
+            of = FRACTION_OF.get(k)
+            deps = [block[c] for c in of if c in block] if of else list(block.values())
+            complete = bool(deps) and (of is None or len(deps) == len(of))
+            out[k] = layer.later(lambda d, v=out[k], deps=deps, ok=complete: v if ok and d.shown_all(deps) else SUPPRESSED)
+        return out
+
+    entry = visit(view, (), None)
+    # a number shown twice is one count: equal counts of one model are shown or hidden together
+    by_value: dict[int, list[tuple]] = {}
+    for key, n in registered:
+        by_value.setdefault(n, []).append(key)
+    for keys in by_value.values():
+        for a, b in zip(keys, keys[1:]):
+            if a != b:
+                layer.same(a, b)
+    return entry
 
 
 def _ordered(models: Mapping[str, Mapping[str, Any]]) -> list[str]:
@@ -221,7 +340,7 @@ def _data_flow(
     received: Mapping[str, Any],
     sessions: pd.DataFrame,
     models: Mapping[str, Mapping[str, Any]],
-    slog: SuppressionLog,
+    layer: Disclosure,
 ) -> dict[str, Any]:
     """Records received, excluded (with reasons) and analysed by the primary model."""
     n_rec, n_pat = int(received["records"]), int(received["patients"])
@@ -281,96 +400,164 @@ def _data_flow(
     if primary.get("ngroups") is not None:
         p_an = int(primary["ngroups"])
 
-    cells: dict[Any, int] = {"records_received": n_rec, "records_analysed": n_an, "patients_received": n_pat}
-    cells["patients_analysed"] = p_an
-    cells["patients_excluded"] = n_pat - p_an
-    for i, (_, n) in enumerate(reasons):
-        cells[f"excluded_{i}"] = n
-    relations: list[tuple[Any, list[Any]]] = [
-        ("records_received", [*(f"excluded_{i}" for i in range(len(reasons))), "records_analysed"]),
-        ("patients_received", ["patients_excluded", "patients_analysed"]),
-    ]
-    # each model's own counts: the records/patients it left out, and its difference from
-    # every other model, could be derived; they are protected without being shown
-    undisplayed = []
-    names = _ordered(models)
-    for name in names:
-        m = models[name]
-        if m.get("nobs") is None:
-            continue
-        cells[("nobs", name)] = int(m["nobs"])
-        cells[("nobs_out", name)] = n_rec - int(m["nobs"])
-        relations.append(("records_received", [("nobs", name), ("nobs_out", name)]))
-        undisplayed.append(("nobs_out", name))
-        if m.get("ngroups") is not None:
-            cells[("ngroups", name)] = int(m["ngroups"])
-            cells[("ngroups_out", name)] = n_pat - int(m["ngroups"])
-            relations.append(("patients_received", [("ngroups", name), ("ngroups_out", name)]))
-            undisplayed.append(("ngroups_out", name))
-    for i, a in enumerate(names):
-        for b in names[i + 1 :]:
-            for key in ("nobs", "ngroups"):
-                if (key, a) in cells and (key, b) in cells:
-                    hi, lo = sorted([a, b], key=lambda n, k=key: -cells[(k, n)])
-                    cells[(key, "diff", a, b)] = cells[(key, hi)] - cells[(key, lo)]
-                    relations.append(((key, hi), [(key, lo), (key, "diff", a, b)]))
-                    undisplayed.append((key, "diff", a, b))
-    shown = suppress_related(cells, relations, slog, "Data flow and model counts", undisplayed=undisplayed)
+    w = "Data flow and model counts"
+
+    def count(key: Any, n: int, label: str, display: bool = True) -> Any:
+        return layer.count(key, int(n), where=w, label=label, display=display)
+
     flow = {
-        "records_received": shown["records_received"],
-        "patients_received": shown["patients_received"],
-        "excluded": [{"reason": r, "records": shown[f"excluded_{i}"]} for i, (r, _) in enumerate(reasons)],
-        "patients_excluded": shown["patients_excluded"],
-        "records_analysed": shown["records_analysed"],
-        "patients_analysed": shown["patients_analysed"],
-        "model_counts": {
-            n: {"nobs": shown.get(("nobs", n)), "ngroups": shown.get(("ngroups", n))} for n in names
-        },
+        "records_received": count(("flow", "records_received"), n_rec, "records_received"),
+        "patients_received": count(("flow", "patients_received"), n_pat, "patients_received"),
+        "excluded": [
+            {"reason": r, "records": count(("flow", "excluded", i), n, f"excluded_{i}")}
+            for i, (r, n) in enumerate(reasons)
+        ],
+        "patients_excluded": count(("flow", "patients_excluded"), n_pat - p_an, "patients_excluded"),
+        "records_analysed": count(("flow", "records_analysed"), n_an, "records_analysed"),
+        "patients_analysed": count(("flow", "patients_analysed"), p_an, "patients_analysed"),
     }
+    layer.relate(
+        ("flow", "records_received"),
+        [*(("flow", "excluded", i) for i in range(len(reasons))), ("flow", "records_analysed")],
+    )
+    layer.relate(("flow", "patients_received"), [("flow", "patients_excluded"), ("flow", "patients_analysed")])
+    # what was received against the processed table (Table 1, the illness section)
+    n_proc = int(len(sessions))
+    p_proc = int(sessions["patient_id"].nunique()) if "patient_id" in sessions else 0
+    sessions_all, _ = _shared(layer, ("sessions", "all"), n_proc, ("flow", "sessions"), where=w, display=False)
+    if reasons and reasons[0][0] == "not in the processed table":
+        layer.relate(("flow", "records_received"), [sessions_all, ("flow", "excluded", 0)])
+    else:
+        layer.same(("flow", "records_received"), sessions_all)
+    patients_all, _ = _shared(layer, ("Patients", "N", "overall"), p_proc, ("flow", "patients"), where=w, display=False)
+    count(("flow", "patients_not_processed"), n_pat - p_proc, "patients not processed", display=False)
+    layer.relate(("flow", "patients_received"), [patients_all, ("flow", "patients_not_processed")])
+    flow["model_counts"] = _model_counts(models, layer, n_rec, n_pat, n_an, p_an, count)
     return flow
 
 
+def _model_counts(
+    models: Mapping[str, Mapping[str, Any]],
+    layer: Disclosure,
+    n_rec: int,
+    n_pat: int,
+    n_an: int,
+    p_an: int,
+    count: Any,
+) -> dict[str, dict[str, Any]]:
+    """Each model's (and each per-part fit's) nobs and ngroups, registered with the layer.
+
+    The records or patients a model left out (against those received), and the difference
+    between any two models' counts of the same unit (sessions: nobs; patients: ngroups, and
+    the nobs of a one-row-per-patient model, which is its number of patients), could be
+    derived: they are protected without being shown. A difference of zero (two models on the
+    same rows) ties the two counts: shown or hidden together.
+    """
+    family: dict[str, list[tuple[Any, int]]] = {"sessions": [], "patients": []}
+    out = {}
+    for name in _ordered(models):
+        m = models[name]
+        label = m.get("label") or name
+        nobs, ngroups = m.get("nobs"), m.get("ngroups")
+        one_row = (m.get("spec") or {}).get("level") == "end" or (
+            nobs is not None and ngroups is not None and int(nobs) == int(ngroups)
+        )
+        if nobs is not None:
+            count(("nobs", name), int(nobs), f"{label}: nobs")
+            family["patients" if one_row else "sessions"].append((("nobs", name), int(nobs)))
+        if ngroups is not None:
+            count(("ngroups", name), int(ngroups), f"{label}: ngroups")
+            family["patients"].append((("ngroups", name), int(ngroups)))
+        if one_row and nobs is not None and ngroups is not None:
+            layer.same(("ngroups", name), ("nobs", name))
+        parts = []
+        for part, fit in (m.get("fits") or {}).items():
+            if not isinstance(fit, Mapping):
+                continue
+            for k, unit in (("nobs", "sessions"), ("ngroups", "patients")):
+                v = fit.get(k)
+                if isinstance(v, int | np.integer) and not isinstance(v, bool):
+                    count((f"fit_{k}", name, part), int(v), f"{label}: fits / {part} / {k}")
+                    family[unit].append(((f"fit_{k}", name, part), int(v)))
+                    if k == "nobs":
+                        parts.append((("fit_nobs", name, part), int(v)))
+        if nobs is not None and parts and sum(v for _, v in parts) == int(nobs) and len(parts) > 1:
+            layer.relate(("nobs", name), [k for k, _ in parts])
+        out[name] = {
+            "nobs": count(("nobs", name), int(nobs), f"{label}: nobs") if nobs is not None else None,
+            "ngroups": count(("ngroups", name), int(ngroups), f"{label}: ngroups") if ngroups is not None else None,
+        }
+    primary = models.get("primary") or {}
+    if primary.get("nobs") is not None and int(primary["nobs"]) == n_an:
+        layer.same(("flow", "records_analysed"), ("nobs", "primary"))
+    if primary.get("ngroups") is not None and int(primary["ngroups"]) == p_an:
+        layer.same(("flow", "patients_analysed"), ("ngroups", "primary"))
+    for unit, total, n_total in (("sessions", ("flow", "records_received"), n_rec), ("patients", ("flow", "patients_received"), n_pat)):
+        members = family[unit]
+        for key, v in members:
+            out_key = ("left out", *key)
+            count(out_key, n_total - v, "left out", display=False)
+            layer.relate(total, [key, out_key])
+        for (a, x), (b, y) in itertools.combinations(members, 2):
+            (hi, vh), (lo, vl) = sorted([(a, x), (b, y)], key=lambda t: -t[1])
+            diff = ("difference", a, b)
+            count(diff, vh - vl, "difference", display=False)
+            layer.relate(hi, [lo, diff])
+    return out
+
+
 # ------------------------------------------------------------------ illness
-def _illness(sessions: pd.DataFrame, slog: SuppressionLog) -> dict[str, Any]:
+def _shared(layer: Disclosure, key: Any, n: int, own: Any, **kw: Any) -> tuple[Any, Any]:
+    """Register ``n`` under the release-wide ``key`` (one cell wherever it is shown), or under
+    ``own`` when ``key`` already holds a different count; returns (key used, placeholder)."""
+    if layer.known(key) and layer.raw(key) != n:
+        key = own
+    return key, layer.count(key, n, **kw)
+
+
+def _illness(sessions: pd.DataFrame, layer: Disclosure) -> dict[str, Any]:
     """Sessions with acute illness, by type, and patients ever ill."""
     if "ill" not in sessions.columns:
         return {"available": False}
+    w = "Illness episodes"
     ill = pd.to_numeric(sessions["ill"], errors="coerce")
-    n_sessions = int(len(sessions))
-    n_ill = int((ill == 1).sum())
     pts = sessions.assign(_ill=ill).groupby("patient_id")["_ill"].max()
-    cells: dict[Any, int] = {
-        "sessions": n_sessions,
-        "ill_sessions": n_ill,
-        "not_ill_sessions": int((ill == 0).sum()),
-        "unknown_sessions": int(ill.isna().sum()),
-        "patients": int(len(pts)),
-        "ever_ill": int((pts > 0).sum()),
-        "never_ill": int(len(pts) - (pts > 0).sum()),
+    n_ever = int((pts > 0).sum())
+    sess = {
+        "all": int(len(sessions)),
+        "ill": int((ill == 1).sum()),
+        "not ill": int((ill == 0).sum()),
+        "ill unknown": int(ill.isna().sum()),
     }
-    relations: list[tuple[Any, list[Any]]] = [
-        ("sessions", ["ill_sessions", "not_ill_sessions", "unknown_sessions"]),
-        ("patients", ["ever_ill", "never_ill"]),
-    ]
+    skey = {k: _shared(layer, ("sessions", k), n, ("illness", "sessions", k), where=w, label=f"{k} sessions",
+                       display=k in ("all", "ill"))[0] for k, n in sess.items()}  # fmt: skip
+    layer.relate(skey["all"], [skey["ill"], skey["not ill"], skey["ill unknown"]])
+    pkey = {}
+    for k, n in (("overall", int(len(pts))), ("ever_ill", n_ever), ("never_ill", int(len(pts)) - n_ever)):
+        pkey[k] = _shared(layer, ("Patients", "N", k), n, ("illness", "patients", k), where=w, label=f"patients {k}")[0]
+    layer.relate(pkey["overall"], [pkey["never_ill"], pkey["ever_ill"]])
     types: list[str] = []
     if "illness_type" in sessions.columns:
         t = sessions.loc[ill == 1, "illness_type"].astype(object).where(lambda s: s.notna(), "not recorded")
         counts = t.astype(str).value_counts().sort_index()
         types = list(counts.index)
         for k, v in counts.items():
-            cells[("type", k)] = int(v)
-        relations.append(("ill_sessions", [("type", k) for k in types]))
-    shown = suppress_related(cells, relations, slog, "Illness episodes")
+            layer.count(("illness type", k), int(v), where=w, label=f"type / {k}")
+        layer.relate(skey["ill"], [("illness type", k) for k in types])
+
+    def pct(d: Disclosure, part: Any, whole: Any) -> float | None:
+        return _pct(d.value(part), d.value(whole))
+
     return {
         "available": True,
-        "sessions": shown["sessions"],
-        "ill_sessions": shown["ill_sessions"],
-        "ill_sessions_pct": _pct(shown["ill_sessions"], shown["sessions"]),
-        "patients": shown["patients"],
-        "ever_ill": shown["ever_ill"],
-        "ever_ill_pct": _pct(shown["ever_ill"], shown["patients"]),
-        "never_ill": shown["never_ill"],
-        "by_type": [{"type": k, "sessions": shown[("type", k)]} for k in types],
+        "sessions": layer.count(skey["all"], sess["all"]),
+        "ill_sessions": layer.count(skey["ill"], sess["ill"]),
+        "ill_sessions_pct": layer.later(lambda d: pct(d, skey["ill"], skey["all"])),
+        "patients": layer.count(pkey["overall"], int(len(pts))),
+        "ever_ill": layer.count(pkey["ever_ill"], n_ever),
+        "ever_ill_pct": layer.later(lambda d: pct(d, pkey["ever_ill"], pkey["overall"])),
+        "never_ill": layer.count(pkey["never_ill"], int(len(pts)) - n_ever),
+        "by_type": [{"type": k, "sessions": layer.count(("illness type", k), int(counts[k]))} for k in types],
     }
 
 
@@ -383,10 +570,21 @@ def _mean_ci(v: np.ndarray, level: float) -> tuple[float, float, float]:
     return m, m - half, m + half
 
 
+#: decimals of a mean (and its CI) whose number of patients is suppressed: to full precision,
+#: the mean of integer ratings names its denominator (757/29 = 26.1034...), and so the count
+HIDDEN_N_DECIMALS = 1
+
+
 def _trajectory(
-    sessions: pd.DataFrame, by: str, score: str, level: float, slog: SuppressionLog, where: str
+    sessions: pd.DataFrame, by: str, score: str, level: float, layer: Disclosure, where: str
 ) -> list[dict[str, Any]]:
-    """Mean score with a t-based CI per ``by`` value and ever-ill status (patients as units)."""
+    """Mean score with a t-based CI per ``by`` value and ever-ill status (patients as units).
+
+    The patients rated at a time point and those not rated add up to the group's size (Table
+    1's cell): a rated count is hidden when the group's size is hidden and nobody was missed
+    (the count would be the size), or when the patients not rated are 1 to ``threshold``.
+    A mean whose count is hidden is shown to :data:`HIDDEN_N_DECIMALS` decimal(s).
+    """
     if score not in sessions.columns or by not in sessions.columns:
         return []
     df = sessions[["patient_id", by, score, "ever_ill"]].dropna(subset=[score, by])
@@ -396,46 +594,43 @@ def _trajectory(
     per = df.groupby(["ever_ill", by, "patient_id"], sort=True)[score].mean().reset_index()
     group_n = sessions.groupby("ever_ill")["patient_id"].nunique().to_dict()
     label = {0: "never ill", 1: "ever ill"}
-    cells: dict[Any, int] = {}
-    relations: list[tuple[Any, list[Any]]] = []
-    undisplayed = []
+    group = {0: "never_ill", 1: "ever_ill"}
     points = sorted(per[by].unique())
+    rows = []
     for flag in (0, 1):
         if flag not in group_n:
             continue
-        total = ("N", label[flag])
-        cells[total] = int(group_n[flag])  # shown in Table 1, so taken as shown here
+        total, _ = _shared(
+            layer, ("Patients", "N", group[flag]), int(group_n[flag]), (where, "N", group[flag]),
+            where=where, label=f"N / {label[flag]}", display=False,
+        )  # fmt: skip
         for t in points:
-            n = int(((per["ever_ill"] == flag) & (per[by] == t)).sum())
-            cells[(label[flag], f"{by} {t:g}")] = n
-            cells[(label[flag], f"{by} {t:g}", "not rated")] = int(group_n[flag]) - n
-            relations.append(
-                (total, [(label[flag], f"{by} {t:g}"), (label[flag], f"{by} {t:g}", "not rated")])
-            )
-            undisplayed.append((label[flag], f"{by} {t:g}", "not rated"))
-    # the group sizes belong to Table 1 (suppressed and logged there): not logged again here
-    local = SuppressionLog(slog.threshold)
-    shown = suppress_related(cells, relations, local, where, undisplayed=undisplayed)
-    slog.entries.extend(e for e in local.entries if not e["cell"].startswith("N / "))
-    rows = []
-    for flag in (0, 1):
-        for t in points:
-            key = (label[flag], f"{by} {t:g}")
-            if key not in shown:
-                continue
             v = per.loc[(per["ever_ill"] == flag) & (per[by] == t), score].to_numpy(float)
-            row = {"ever_ill": flag, by: float(t) if by == "day" else int(t), "n": shown[key]}
-            if len(v) == 0 or is_small(len(v), slog.threshold):
+            key = (label[flag], f"{by} {t:g}")
+            cell = layer.count((where, *key), len(v), where=where, label=_label_of(key))
+            layer.count((where, *key, "not rated"), int(group_n[flag]) - len(v), where=where, display=False)
+            layer.relate(total, [(where, *key), (where, *key, "not rated")])
+            row = {"ever_ill": flag, by: float(t) if by == "day" else int(t), "n": cell}
+            if len(v) == 0 or is_small(len(v), layer.threshold):
                 row.update(mean=None, ci_low=None, ci_high=None)
             else:
-                m, lo, hi = _mean_ci(v, level)
-                row.update(mean=m, ci_low=lo, ci_high=hi)
+                stats_ = dict(zip(("mean", "ci_low", "ci_high"), _mean_ci(v, level)))
+                row.update(
+                    {
+                        k: layer.later(lambda d, x=x, key=(where, *key): _rounded(x) if d.hidden(key) else x)
+                        for k, x in stats_.items()
+                    }
+                )
             rows.append(row)
-    return rows
+    return sorted(rows, key=lambda r: (r["ever_ill"], r[by]))
+
+
+def _rounded(x: float) -> float:
+    return x if not math.isfinite(x) else round(x, HIDDEN_N_DECIMALS)
 
 
 # ---------------------------------------------------------------- cytokines
-def _cytokines(sessions: pd.DataFrame, slog: SuppressionLog) -> list[dict[str, Any]]:
+def _cytokines(sessions: pd.DataFrame, layer: Disclosure) -> list[dict[str, Any]]:
     """Per marker: sessions measured, detected, below the detection limit, and the limits."""
     out = []
     for marker, label in CYTOKINES.items():
@@ -449,14 +644,15 @@ def _cytokines(sessions: pd.DataFrame, slog: SuppressionLog) -> list[dict[str, A
         )
         detected = sessions[marker].notna() & ~cens
         measured = detected | cens
+        where = f"Cytokines: {label}"
         cells = {
             "measured": int(measured.sum()),
             "detected": int(detected.sum()),
             "below_lod": int(cens.sum()),
         }
-        shown = suppress_related(
-            cells, [("measured", ["detected", "below_lod"])], slog, f"Cytokines: {label}"
-        )
+        keys = {k: ("cytokine", marker, k) for k in cells}
+        shown = {k: layer.count(keys[k], n, where=where, label=k) for k, n in cells.items()}
+        layer.relate(keys["measured"], [keys["detected"], keys["below_lod"]])
         lod_col = f"{marker}_lod"
         lods = (
             sorted(
@@ -471,7 +667,9 @@ def _cytokines(sessions: pd.DataFrame, slog: SuppressionLog) -> list[dict[str, A
                 "marker": marker,
                 "label": label,
                 **shown,
-                "below_lod_pct": _pct(shown["below_lod"], shown["measured"]),
+                "below_lod_pct": layer.later(
+                    lambda d, k=keys: _pct(d.value(k["below_lod"]), d.value(k["measured"]))
+                ),
                 "lod": lods,
             }
         )
@@ -637,17 +835,31 @@ def build_results(
         See the module docstring. Counts from 1 to ``small_cell_threshold`` are replaced
         by ``"<threshold+1>"`` and cells that would reveal them by ``"suppressed"``.
     """
-    threshold = int(settings["small_cell_threshold"])
+    threshold, disclosure = disclosure_settings(settings)
     level = float(settings["confidence_level"])
-    slog = SuppressionLog(threshold)
+    layer = Disclosure(threshold)
     if "ever_ill" not in sessions.columns:
         sessions = sessions.assign(ever_ill=0)
-    flow = _data_flow(received, sessions, models, slog)
-    views = {name: _model_view(name, models[name]) for name in _ordered(models)}
-    for name, v in views.items():
-        views[name] = v = _suppress_counts(v, slog, f"Model {v['label']}")
-        v["nobs"] = flow["model_counts"][name]["nobs"]
-        v["ngroups"] = flow["model_counts"][name]["ngroups"]
+    # every count of the release goes through one layer, decided at once (resolve)
+    pending = {
+        "table1": table_one(sessions, layer),
+        "illness": _illness(sessions, layer),
+        "trajectories": {
+            "by_session": _trajectory(
+                sessions, "session", "madrs", level, layer, "Figure: trajectories by session"
+            ),
+            "by_day": _trajectory(sessions, "day", "madrs", level, layer, "Figure: trajectories by study day"),
+            "day_bin": DAY_BIN,
+        },
+        "cytokines": _cytokines(sessions, layer),
+        "data_flow": _data_flow(received, sessions, models, layer),
+    }
+    pending["models"] = {
+        name: _release_model(name, _model_view(name, models[name]), models[name], layer) for name in _ordered(models)
+    }
+    layer.resolve()
+    released = layer.fill(pending)
+    views = released["models"]
     # the forest plot compares effects on the primary model's scale (MADRS points); effects
     # on other scales (odds ratios, log cytokine) are listed separately
     effects, other_effects = [], []
@@ -664,18 +876,17 @@ def build_results(
     mcid = (views.get("primary", {}).get("illness_effect") or {}).get("mcid") or MADRS_MCID
     results: dict[str, Any] = {
         "cohort": cohort,
-        "settings": {"small_cell_threshold": threshold, "confidence_level": level, "madrs_mcid": float(mcid)},
-        "data_flow": flow,
-        "table1": table_one(sessions, slog),
-        "illness": _illness(sessions, slog),
-        "trajectories": {
-            "by_session": _trajectory(
-                sessions, "session", "madrs", level, slog, "Figure: trajectories by session"
-            ),
-            "by_day": _trajectory(sessions, "day", "madrs", level, slog, "Figure: trajectories by study day"),
-            "day_bin": DAY_BIN,
+        "settings": {
+            "small_cell_threshold": threshold,
+            "disclosure": disclosure,
+            "confidence_level": level,
+            "madrs_mcid": float(mcid),
         },
-        "cytokines": _cytokines(sessions, slog),
+        "data_flow": released["data_flow"],
+        "table1": released["table1"],
+        "illness": released["illness"],
+        "trajectories": released["trajectories"],
+        "cytokines": released["cytokines"],
         "models": views,
         "illness_effects": effects,
         "illness_effects_other_scales": other_effects,
@@ -690,7 +901,7 @@ def build_results(
     else:
         results["multiplicity"] = adjust_families(models)
     results["sensitivity"] = sensitivity_section(results)
-    results["suppression"] = slog.to_dict()
+    results["suppression"] = layer.log.to_dict()
     results["methods"] = methods_section(results)
     results["summary"] = summary_sentences(results)
     return results

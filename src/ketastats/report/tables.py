@@ -10,11 +10,13 @@ patients: for a continuous variable ``(m1 - m0) / sqrt((s1^2 + s0^2) / 2)``, for
 categorical one the multivariate form of Yang & Dalton (2012), which for two levels is
 ``(p1 - p0) / sqrt((p1 (1 - p1) + p0 (1 - p0)) / 2)``.
 
-Counts are suppressed with :func:`ketastats.report.suppression.suppress_related`: the
-levels and the missing count of a variable add up to the column's patient count, and the
-never-ill and ever-ill cells add up to the overall cell, so a suppressed cell cannot be
-recovered from either direction. A statistic (mean, SD, median, percentage) computed from
-1 to ``threshold`` patients is not shown either.
+Counts are suppressed by the release's disclosure layer
+(:class:`ketastats.report.suppression.Disclosure`): the levels and the missing count of a
+variable add up to the column's patient count, and the never-ill and ever-ill cells add up
+to the overall cell, so a suppressed cell cannot be recovered from either direction. A
+statistic (mean, SD, median, percentage) computed from 1 to ``threshold`` patients is not
+shown either, nor is the SMD of a categorical variable with a suppressed count (see
+:func:`table_one`).
 
 References
 ----------
@@ -39,7 +41,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .suppression import SUPPRESSED, SuppressionLog, is_small, is_suppressed, suppress_related
+from .suppression import SUPPRESSED, Disclosure, SuppressionLog, is_small
 
 __all__ = [
     "GROUPS",
@@ -175,15 +177,21 @@ def _fmt(x: float | None, d: int = 1) -> str:
     return "n/a" if x is None or not math.isfinite(x) else f"{x:.{d}f}"
 
 
-def table_one(sessions: pd.DataFrame, log: SuppressionLog, *, where: str = "Table 1") -> dict[str, Any]:
+def table_one(
+    sessions: pd.DataFrame, log: SuppressionLog | Disclosure, *, where: str = "Table 1"
+) -> dict[str, Any]:
     """Table 1 by ever-ill status, with missing counts, SMDs and small cells suppressed.
 
     Parameters
     ----------
     sessions : pandas.DataFrame
         The prepared session table.
-    log : SuppressionLog
-        Receives the suppressed cells (its ``threshold`` is the small-cell threshold).
+    log : SuppressionLog or Disclosure
+        A :class:`~ketastats.report.suppression.SuppressionLog`: the table is suppressed on
+        its own and the log receives the suppressed cells. A
+        :class:`~ketastats.report.suppression.Disclosure` layer: the table's counts are
+        registered with the release's other counts and the result holds placeholders, which
+        the caller fills after ``resolve()`` (:func:`ketastats.report.build_results` does).
     where : str
         Name of the table in the suppression log.
 
@@ -199,83 +207,70 @@ def table_one(sessions: pd.DataFrame, log: SuppressionLog, *, where: str = "Tabl
 
     Notes
     -----
-    All counts of the table are suppressed together (one call to
-    :func:`~ketastats.report.suppression.suppress_related`), so that the relations between
-    rows (levels + missing = N) and between columns (never ill + ever ill = overall) are
-    honoured at once.
+    All counts of the table are suppressed together, so that the relations between rows
+    (levels + missing = N) and between columns (never ill + ever ill = overall) are honoured
+    at once; the group sizes are the cells ``("Patients", "N", column)`` of the whole release.
+
+    A percentage is shown only when its count, the column's missing count and the column's
+    size are all shown. The SMD of a categorical variable is **not shown when any count of
+    that variable** (a level or the missing count, in any column, or a group size) **is
+    suppressed**: for a yes/no variable the SMD, the two group sizes and the overall count of
+    a level are one equation in one unknown, the hidden cell. Rounding would not help: in the
+    demo cohort (31 ever-ill patients) each possible value of the hidden cell gives a
+    different SMD even at two decimals, so the table's rounded SMD still names the cell
+    (tests/test_report_suppression.py inverts it both ways). With every count shown the SMD
+    adds nothing that could not be computed from the table.
     """
-    thr = log.threshold
+    layer = log if isinstance(log, Disclosure) else Disclosure(log.threshold, log=log)
+    thr = layer.threshold
     pts = patient_level(sessions)
     members = {key: (pts if flag is None else pts[pts["ever_ill"] == flag]) for key, _, flag in GROUPS}
     keys = [k for k, _, _ in GROUPS]
     n_raw = {k: int(len(members[k])) for k in keys}
     small_group = {k: is_small(n_raw[k], thr) for k in keys}
+    n_key = {k: ("Patients", "N", k) for k in keys}
 
-    cells: dict[tuple[str, str, str], int] = {("Patients", "N", k): n_raw[k] for k in keys}
-    relations: list[tuple[Any, list[Any]]] = [
-        (("Patients", "N", "overall"), [("Patients", "N", "never_ill"), ("Patients", "N", "ever_ill")])
-    ]
-    specs: list[tuple[str, str, str, Any]] = []
+    def count(key: tuple, n: int) -> Any:
+        return layer.count(key, n, where=where)
+
+    n_cell = {k: count(n_key[k], n_raw[k]) for k in keys}
+    layer.relate(n_key["overall"], [n_key["never_ill"], n_key["ever_ill"]])
+    rows: list[dict[str, Any]] = []
+    no_smd = small_group["ever_ill"] or small_group["never_ill"]
     for var, label, kind in TABLE1_VARIABLES:
         if var not in pts.columns or pts[var].isna().all():
             continue
         if kind == "categorical":
             vals = _categorical_values(pts[var])
             levels = sorted(vals.dropna().unique())
+            raw: dict[tuple, int] = {}
             for k in keys:
                 v = vals.loc[members[k].index]
                 for lv in levels:
-                    cells[(label, lv, k)] = int((v == lv).sum())
-                cells[(label, _MISSING, k)] = int(v.isna().sum())
-                relations.append((("Patients", "N", k), [(label, lv, k) for lv in [*levels, _MISSING]]))
-            for lv in [*levels, _MISSING]:
-                relations.append(
-                    ((label, lv, "overall"), [(label, lv, "never_ill"), (label, lv, "ever_ill")])
-                )
-            specs.append((var, label, "categorical", (vals, levels)))
-        else:
-            x = pd.to_numeric(pts[var], errors="coerce").astype(float)
+                    raw[(label, lv, k)] = int((v == lv).sum())
+                raw[(label, _MISSING, k)] = int(v.isna().sum())
+            cell = {key: count(key, n) for key, n in raw.items()}
             for k in keys:
-                cells[(label, _MISSING, k)] = int(x.loc[members[k].index].isna().sum())
-            relations.append(
-                (
-                    (label, _MISSING, "overall"),
-                    [(label, _MISSING, "never_ill"), (label, _MISSING, "ever_ill")],
-                )
-            )
-            specs.append((var, label, "continuous", x))
-    shown = suppress_related(cells, relations, log, where)
-
-    rows: list[dict[str, Any]] = []
-    no_smd = small_group["ever_ill"] or small_group["never_ill"]
-    for var, label, kind, payload in specs:
-        missing = {k: shown[(label, _MISSING, k)] for k in keys}
-        if kind == "categorical":
-            vals, levels = payload
-            smd = (
+                layer.relate(n_key[k], [(label, lv, k) for lv in [*levels, _MISSING]])
+            for lv in [*levels, _MISSING]:
+                layer.relate((label, lv, "overall"), [(label, lv, "never_ill"), (label, lv, "ever_ill")])
+            missing = {k: cell[(label, _MISSING, k)] for k in keys}
+            smd_value = (
                 None
                 if no_smd
-                else smd_categorical(
-                    vals.loc[members["ever_ill"].index], vals.loc[members["never_ill"].index]
-                )
+                else smd_categorical(vals.loc[members["ever_ill"].index], vals.loc[members["never_ill"].index])
             )
+            every_count = [*raw, *n_key.values()]
+            smd = layer.later(lambda d, s=smd_value, c=every_count: s if d.shown_all(c) else None)
             for lv in levels:
                 row_cells = {}
                 for k in keys:
-                    cnt = shown[(label, lv, k)]
-                    known = n_raw[k] - cells[(label, _MISSING, k)]
-                    # a percentage would reveal a suppressed count (or the denominator of one)
-                    if (
-                        is_suppressed(cnt)
-                        or is_suppressed(missing[k])
-                        or is_suppressed(shown[("Patients", "N", k)])
-                        or known == 0
-                    ):
-                        pct = None
-                    else:
-                        pct = 100.0 * cells[(label, lv, k)] / known
-                    text = str(cnt) if pct is None else f"{cnt} ({_fmt(pct)}%)"
-                    row_cells[k] = {"n": cnt, "pct": pct, "text": text}
+                    known = n_raw[k] - raw[(label, _MISSING, k)]
+                    deps = [(label, lv, k), (label, _MISSING, k), n_key[k]]
+                    pct = None if known == 0 else 100.0 * raw[(label, lv, k)] / known
+                    row_cells[k] = layer.later(
+                        lambda d, key=(label, lv, k), deps=deps, pct=pct: _n_pct(d, key, deps, pct)
+                    )
                 rows.append(
                     {
                         "variable": var,
@@ -288,7 +283,11 @@ def table_one(sessions: pd.DataFrame, log: SuppressionLog, *, where: str = "Tabl
                     }
                 )
         else:
-            x = payload
+            x = pd.to_numeric(pts[var], errors="coerce").astype(float)
+            missing = {k: count((label, _MISSING, k), int(x.loc[members[k].index].isna().sum())) for k in keys}
+            layer.relate(
+                (label, _MISSING, "overall"), [(label, _MISSING, "never_ill"), (label, _MISSING, "ever_ill")]
+            )
             skew = _skewed(x)
             row_cells = {}
             for k in keys:
@@ -297,7 +296,7 @@ def table_one(sessions: pd.DataFrame, log: SuppressionLog, *, where: str = "Tabl
                     row_cells[k] = {"text": "n/a"}
                 elif is_small(len(v), thr):
                     row_cells[k] = {"text": SUPPRESSED}
-                    log.add(where, f"{label} / {k} (statistic of 1-{thr} patients)", "small")
+                    layer.log.add(where, f"{label} / {k} (statistic of 1-{thr} patients)", "small")
                 elif skew:
                     q1, med, q3 = (float(q) for q in np.percentile(v, [25, 50, 75]))
                     row_cells[k] = {
@@ -325,12 +324,26 @@ def table_one(sessions: pd.DataFrame, log: SuppressionLog, *, where: str = "Tabl
                     "smd": smd,
                 }
             )
-    return {
+    out = {
         "unit": "patients",
         "columns": [{"key": k, "label": lab} for k, lab, _ in GROUPS],
-        "n": {k: shown[("Patients", "N", k)] for k in keys},
+        "n": n_cell,
         "rows": rows,
     }
+    if isinstance(log, Disclosure):
+        return out
+    layer.resolve()
+    return layer.fill(out)
+
+
+def _n_pct(layer: Disclosure, key: tuple, deps: list[tuple], pct: float | None) -> dict[str, Any]:
+    """A Table 1 cell: the count as shown, and its percentage when nothing it needs is hidden."""
+    cnt = layer.value(key)
+    # a percentage would reveal a suppressed count (or the denominator of one)
+    if not layer.shown_all(deps):
+        pct = None
+    text = str(cnt) if pct is None else f"{cnt} ({_fmt(pct)}%)"
+    return {"n": cnt, "pct": pct, "text": text}
 
 
 def table_one_frame(t1: dict[str, Any]) -> pd.DataFrame:
