@@ -333,7 +333,12 @@ def step_report(
     for key, given in (("recovery", recovery_json), ("power", power_json)):
         path = Path(given) if given else here / key / "summary.json"
         extras[key] = read_json(path) if path.exists() else None
-    results = build_results(cohort_name, data, info, models, prov, config["report"], **extras)
+    settings = {
+        **config["report"],
+        "instrument": cohort_cfg.get("outcome", "madrs"),
+        "schedule_unit": cohort_cfg.get("schedule_unit", "infusion"),
+    }
+    results = build_results(cohort_name, data, info, models, prov, settings, **extras)
     write_json(out_results, results)
     results_view = dict(results)
     results_view["provenance"] = redact_provenance({**prov, "command": command or "ketastats report"})

@@ -51,6 +51,9 @@ rule report:
         small_cell_threshold=config["report"]["small_cell_threshold"],
         disclosure=config["report"]["disclosure"],
         confidence_level=config["report"]["confidence_level"],
+        # the instrument names, thresholds and axes of every sentence and figure
+        outcome=lambda wc: config["cohorts"][wc.cohort].get("outcome", "madrs"),
+        schedule_unit=lambda wc: config["cohorts"][wc.cohort].get("schedule_unit", "infusion"),
     log:
         "logs/{cohort}/report.log",
     conda:

@@ -111,6 +111,8 @@ def trajectory_figure(
     level: float = 0.95,
     day_bin: int = 7,
     group_n: Mapping[str, Any] | None = None,
+    score_label: str | None = None,
+    unit: str = "infusion",
 ):
     """Individual trajectories (left) and means with CI by ever-ill status (right).
 
@@ -122,7 +124,7 @@ def trajectory_figure(
     """
     df = sessions.dropna(subset=[score, by]).sort_values(["patient_id", by], kind="stable")
     if df.empty:
-        return message_figure(f"No {score.upper()} ratings to plot.")
+        return message_figure(f"No {score_label or score.upper()} ratings to plot.")
     group_n = group_n or {}
     colour_groups = not any(isinstance(group_n.get(k), str) for k in ("never_ill", "ever_ill"))
     fig, axes = _new(1, 2, figsize=(10, 4.2), sharey=True)
@@ -138,10 +140,10 @@ def trajectory_figure(
         for _pid, g in df.groupby("patient_id", sort=True):
             flag = int(g["ever_ill"].iloc[0]) if ("ever_ill" in g and colour_groups) else 0
             axes[0].plot(g[by], g[score], color=_COLORS[flag] if colour_groups else "0.4", lw=0.5, alpha=0.25)
-    xlabel = "Session (infusion number)" if by == "session" else "Study day (days since first infusion)"
+    xlabel = f"Session ({unit} number)" if by == "session" else "Study day (days since the first session)"
     axes[0].set_title("Individual patients" + (" (colour: ever ill)" if colour_groups else ""))
     axes[0].set_xlabel(xlabel)
-    axes[0].set_ylabel(f"{score.upper()} total")
+    axes[0].set_ylabel(f"{score_label or score.upper()} total")
     rows = pd.DataFrame(list(summary))
     offset = {0: -0.06, 1: 0.06} if by == "session" else {0: -0.5, 1: 0.5}
     ticks = []
@@ -335,7 +337,9 @@ def cytokine_figure(sessions: pd.DataFrame, summary: Sequence[Mapping[str, Any]]
 
 
 # -------------------------------------------------------------------- forest
-def forest_figure(effects: Sequence[Mapping[str, Any]], *, mcid: float = 2.0, level: float = 0.95):
+def forest_figure(
+    effects: Sequence[Mapping[str, Any]], *, mcid: float | None = 2.0, level: float = 0.95, score_label: str = "MADRS"
+):
     """The illness effect (estimate and CI) per analysis, with the MCID band shaded.
 
     Labels are wrapped; the term is named only where it differs from the primary's, and each
@@ -370,11 +374,12 @@ def forest_figure(effects: Sequence[Mapping[str, Any]], *, mcid: float = 2.0, le
             fontsize=8,
             color=color,
         )
-    ax.axvspan(-mcid, mcid, color="#2ca02c", alpha=0.08, label=f"±{mcid:g} points (MCID)")
+    if mcid is not None:
+        ax.axvspan(-mcid, mcid, color="#2ca02c", alpha=0.08, label=f"±{mcid:g} points (MCID)")
     ax.axvline(0, color="0.4", lw=0.8, ls="--")
     ax.set_yticks(y, labels, fontsize=8)
     ax.set_ylim(-0.6, len(effects) - 0.4)
-    ax.set_xlabel(f"Illness effect, MADRS points ({round(100 * level)}% CI); > 0 = worse when ill")
+    ax.set_xlabel(f"Illness effect, {score_label} points ({round(100 * level)}% CI); > 0 = worse when ill")
     fig.tight_layout()
     fig.legend(frameon=False, fontsize=7, loc="lower right")
     return fig

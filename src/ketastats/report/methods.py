@@ -157,22 +157,38 @@ def methods_section(results: Mapping[str, Any]) -> dict[str, Any]:
     def v(name: str) -> str:
         return _e(pk.get(name, "not recorded"))
 
-    paras = [
-        "Outcome: the Montgomery-Åsberg Depression Rating Scale (MADRS, 0-60, higher is worse) "
-        "[montgomery1979], rated at each infusion session; the session-1 rating is the pre-treatment "
-        "baseline. Acute illness (cold, flu, gastrointestinal infection) is recorded per session "
+    ins = s["instrument"]
+    cite = " [montgomery1979]" if ins["name"] == "madrs" else ""
+    remission = f"at most {ins['remission_max']}"
+    illness = (
+        "Acute illness (cold, flu, gastrointestinal infection) is recorded per session "
         "(<code>ill</code>); where a model uses <code>ill_within</code> and <code>ill_between</code>, the "
         "illness indicator is split into its person-mean-centred (within-patient) and person-mean "
-        "(between-patient) parts [curran2011]. Sessions without an outcome rating or a model variable are "
+        "(between-patient) parts [curran2011]. "
+        if s.get("illness_data", True)
+        else "This cohort has no illness data: the models describe the course of the score only. "
+    )
+    paras = [
+        f"Outcome: the {_e(ins['label'])} ({_e(ins['short'])}, {ins['min']}-{ins['max']}, higher is worse)"
+        f"{cite}, rated at each {_e(ins['unit'])}; the first rating is the pre-treatment baseline. Response is "
+        f"a reduction of at least {round(100 * ins['response_fraction'])}% from baseline and remission a score "
+        f"{remission} ({_e(ins['source'])}). "
+        + illness
+        + "Sessions without an outcome rating or a model variable are "
         "left out of that model (complete-case analysis, valid when missingness is at random given the "
         "model's variables).",
     ]
     for m in results["models"].values():
         paras.append(_model_sentence(m, level))
+    mcid_txt = (
+        f"against a minimal clinically important difference of {s['mcid']:g} points"
+        + (" [duru2008]" if ins["name"] == "madrs" else "")
+        if s.get("mcid") is not None
+        else f"(no minimal clinically important difference is established for the {_e(ins['short'])})"
+    )
     paras.append(
-        f"The illness effect is reported in MADRS points against a minimal clinically important "
-        f"difference of {s['madrs_mcid']:g} points [duru2008]; the forest plot shows it for the "
-        "primary and every other analysis. Diagnostics (residuals against fitted values, a normal QQ plot "
+        f"The illness effect is reported in {_e(ins['short'])} points {mcid_txt}; the forest plot shows it for "
+        "the primary and every other analysis. Diagnostics (residuals against fitted values, a normal QQ plot "
         "of the residuals, and the random effects' conditional modes with their conditional SDs) are "
         "computed from the stored estimates and BLUPs; nothing is refitted for the report."
     )

@@ -189,19 +189,27 @@ def _figures(
     traj = results["trajectories"]
     group_n = results["table1"]["n"]
     primary_eff = (results["models"].get("primary") or {}).get("illness_effect") or {}
-    primary_mcid = float(primary_eff.get("mcid") or results["settings"]["madrs_mcid"])
+    primary_mcid = primary_eff.get("mcid") or results["settings"]["mcid"]
+    ins = results["settings"]["instrument"]
     if "ever_ill" not in sessions.columns:
         sessions = sessions.assign(ever_ill=0)
     figs: dict[str, Any] = {
         "trajectories_session": lambda: trajectory_figure(
-            sessions, traj["by_session"], by="session", level=level, group_n=group_n
+            sessions, traj["by_session"], by="session", level=level, group_n=group_n,
+            score=ins["name"], score_label=ins["short"], unit=ins["unit"],
         ),
         "trajectories_day": lambda: trajectory_figure(
-            sessions, traj["by_day"], by="day", level=level, day_bin=traj.get("day_bin", 7), group_n=group_n
+            sessions, traj["by_day"], by="day", level=level, day_bin=traj.get("day_bin", 7), group_n=group_n,
+            score=ins["name"], score_label=ins["short"], unit=ins["unit"],
         ),
         "illness_timeline": lambda: illness_timeline_figure(sessions, results.get("illness")),
         "cytokines": lambda: cytokine_figure(sessions, results["cytokines"]),
-        "forest": lambda: forest_figure(results["illness_effects"], mcid=primary_mcid, level=level),
+        "forest": lambda: forest_figure(
+            results["illness_effects"],
+            mcid=None if primary_mcid is None else float(primary_mcid),
+            level=level,
+            score_label=ins["short"],
+        ),
     }
     notes: dict[str, str] = {}
     primary = (models or {}).get("primary")

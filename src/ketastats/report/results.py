@@ -53,6 +53,7 @@ from .tables import table_one
 __all__ = [
     "ILLNESS_TERMS",
     "MADRS_MCID",
+    "instrument_settings",
     "CYTOKINES",
     "build_results",
     "summary_sentences",
@@ -63,6 +64,35 @@ log = logging.getLogger(__name__)
 
 #: minimal clinically important difference on the MADRS (points); see domain.md 1.6
 MADRS_MCID = 2.0
+
+
+def instrument_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The cohort's instrument (config ``cohorts.<name>.outcome``) as the report shows it:
+    column, abbreviation, name, range, MCID, response and remission rules, and their sources
+    (:data:`ketastats.contract.INSTRUMENTS`), with the schedule's unit.
+
+    Examples
+    --------
+    >>> i = instrument_settings({"instrument": "hamd17", "schedule_unit": "week"})
+    >>> i["short"], i["max"], i["remission_max"], i["mcid"], i["unit"]
+    ('HAM-D 17', 52, 7, 3.0, 'week')
+    """
+    from ..contract import INSTRUMENTS
+
+    name = str(settings.get("instrument") or "madrs")
+    ins = INSTRUMENTS[name]
+    return {
+        "name": name,
+        "short": ins.short or name,
+        "label": ins.label,
+        "min": ins.min,
+        "max": ins.max,
+        "mcid": ins.mcid,
+        "remission_max": ins.remission_max,
+        "response_fraction": ins.response_fraction,
+        "source": ins.source,
+        "unit": str(settings.get("schedule_unit") or "infusion"),
+    }
 #: terms read as "the illness effect", in order of preference
 ILLNESS_TERMS = ("ill_within", "ill", "ill[T.True]", "ill[T.1]")
 #: cytokine markers (contract names); each has ``<m>``, ``<m>_lod`` and ``<m>_censored``
@@ -691,9 +721,41 @@ def _rows(obj: Any) -> list[dict[str, Any]]:
 
 
 # ---------------------------------------------------------------- summary
+#: optional contract columns and what each adds to the report when a cohort has it
+_WOULD_ADD = {
+    "ill": "illness flags per session: the illness effect (the primary model's question), the ever-ill "
+    "split of Table 1 and of the trajectories, and every illness model",
+    "il6_pg_ml": "cytokine draws (IL-6, TNF-a, IL-1b, CRP): the illness-cytokine, moderation and mediation models",
+    "madrs_1": "the ten MADRS items: the sensitivity analysis without the sickness-sensitive items 4-8",
+}
+
+
+def _missing_columns(sessions: pd.DataFrame) -> list[dict[str, str]]:
+    """Optional columns the cohort lacks, with what each would add (the report lists them)."""
+    from ..contract import CYTOKINES
+
+    have = {c for c in sessions.columns if sessions[c].notna().any()}
+    out = []
+    if "ill" not in have:
+        out.append({"column": "ill", "adds": _WOULD_ADD["ill"]})
+    if not have & set(CYTOKINES):
+        out.append({"column": ", ".join(CYTOKINES), "adds": _WOULD_ADD["il6_pg_ml"]})
+    if "madrs_1" not in have:
+        out.append({"column": "madrs_1 ... madrs_10", "adds": _WOULD_ADD["madrs_1"]})
+    return out
+
+
 def summary_sentences(results: Mapping[str, Any]) -> list[str]:
     """Plain sentences with numbers, generated from the (suppressed) results themselves."""
     out = []
+    settings = results["settings"]
+    if not settings.get("illness_data", True):
+        out.append(
+            "This cohort has no illness data (no 'ill' column), so the report cannot say whether acute "
+            f"illness changes the {settings['instrument']['short']} course: it shows the course itself "
+            "(trajectories, Table 1, the outcome model without illness terms). What each missing column would "
+            "add is listed under Data flow."
+        )
     flow = results["data_flow"]
     excl = [e for e in flow["excluded"] if e["records"] != 0]
     excl_txt = "; ".join(f"{_say(e['records'])} excluded: {e['reason']}" for e in excl)
@@ -711,11 +773,13 @@ def summary_sentences(results: Mapping[str, Any]) -> list[str]:
             "during an illness."
         )
     level = int(round(100 * results["settings"]["confidence_level"]))
+    short, unit = results["settings"]["instrument"]["short"], results["settings"]["instrument"]["unit"]
     primary = results["models"].get("primary")
     if primary and primary["status"] == "ok":
         eff = primary.get("illness_effect")
-        mcid = float((eff or {}).get("mcid") or results["settings"]["madrs_mcid"])
-        if eff and eff.get("estimate") is not None:
+        mcid = (eff or {}).get("mcid") or results["settings"]["mcid"]
+        if eff and eff.get("estimate") is not None and mcid is not None:
+            mcid = float(mcid)
             est, lo, hi, p = eff["estimate"], eff.get("ci_low"), eff.get("ci_high"), eff.get("p_value")
             direction = "higher (worse)" if est > 0 else "lower (better)"
             if lo is not None and hi is not None and -mcid < lo and hi < mcid:
@@ -733,7 +797,7 @@ def summary_sentences(results: Mapping[str, Any]) -> list[str]:
                     "points, but the interval does not exclude a clinically important effect"
                 )
             out.append(
-                f"In the primary model, MADRS scores at sessions during acute illness ({eff['term']}) were "
+                f"In the primary model, {short} scores at sessions during acute illness ({eff['term']}) were "
                 f"{_fmt(abs(est))} points {direction} than otherwise ({level}% CI {_fmt(lo)} to {_fmt(hi)}; "
                 f"p {'< 0.001' if p is not None and p < 0.001 else '= ' + _fmt(p, 3)}); {clinical}."
             )
@@ -741,7 +805,7 @@ def summary_sentences(results: Mapping[str, Any]) -> list[str]:
         for c in primary["coefficients"]:
             if c.get("term") in ("session", "progress") and not nonlinear:
                 out.append(
-                    f"MADRS scores changed by {_fmt(c['estimate'])} points per infusion on average "
+                    f"{short} scores changed by {_fmt(c['estimate'])} points per {unit} on average "
                     f"({level}% CI {_fmt(c.get('ci_low'))} to {_fmt(c.get('ci_high'))})."
                 )
         if not primary["converged"]:
@@ -838,6 +902,9 @@ def build_results(
     threshold, disclosure = disclosure_settings(settings)
     level = float(settings["confidence_level"])
     layer = Disclosure(threshold)
+    instrument = instrument_settings(settings)
+    score = instrument["name"]
+    has_illness = "ill" in sessions.columns and sessions["ill"].notna().any()
     if "ever_ill" not in sessions.columns:
         sessions = sessions.assign(ever_ill=0)
     # every count of the release goes through one layer, decided at once (resolve)
@@ -846,9 +913,9 @@ def build_results(
         "illness": _illness(sessions, layer),
         "trajectories": {
             "by_session": _trajectory(
-                sessions, "session", "madrs", level, layer, "Figure: trajectories by session"
+                sessions, "session", score, level, layer, "Figure: trajectories by session"
             ),
-            "by_day": _trajectory(sessions, "day", "madrs", level, layer, "Figure: trajectories by study day"),
+            "by_day": _trajectory(sessions, "day", score, level, layer, "Figure: trajectories by study day"),
             "day_bin": DAY_BIN,
         },
         "cytokines": _cytokines(sessions, layer),
@@ -873,14 +940,17 @@ def build_results(
                 label = f"{label}, delta = {float(eff['delta']):+g}"
             row = {"model": name, "label": label, **eff, "scale": eff.get("scale") or DEFAULT_SCALE}
             (effects if row["scale"] == main_scale else other_effects).append(row)
-    mcid = (views.get("primary", {}).get("illness_effect") or {}).get("mcid") or MADRS_MCID
+    mcid = (views.get("primary", {}).get("illness_effect") or {}).get("mcid") or instrument["mcid"]
     results: dict[str, Any] = {
         "cohort": cohort,
         "settings": {
             "small_cell_threshold": threshold,
             "disclosure": disclosure,
             "confidence_level": level,
-            "madrs_mcid": float(mcid),
+            "mcid": None if mcid is None else float(mcid),
+            "instrument": instrument,
+            "illness_data": bool(has_illness),
+            "missing_columns": _missing_columns(sessions),
         },
         "data_flow": released["data_flow"],
         "table1": released["table1"],
@@ -894,6 +964,11 @@ def build_results(
         "power": {"rows": _rows(power)} if power is not None else None,
         "provenance": redact_provenance(dict(provenance)),  # config text passes the identifier guard
     }
+    if not has_illness:  # no ever-ill split to show: Table 1 describes all patients
+        t1 = results["table1"]
+        t1["columns"] = [c for c in t1["columns"] if c["key"] == "overall"]
+        for row in t1["rows"]:
+            row["smd"] = None
     try:  # family-wise multiplicity adjustment (ketastats.models.multiplicity, stats issue)
         from ..models.multiplicity import adjust_families
     except ImportError:
