@@ -82,6 +82,19 @@ class CohortView:
     results: dict[str, Any] | None = None
 
     @property
+    def score(self) -> str:
+        """The cohort's primary instrument (config ``cohorts.<name>.outcome``), as its models
+        recorded it: ``"madrs"``, ``"hamd17"``, ``"qids_sr16"``, ``"phq9"`` or ``"bdi2"``."""
+        settings = (self.results or {}).get("settings") or {}
+        if isinstance(settings.get("instrument"), dict):
+            return str(settings["instrument"]["name"])
+        for m in self.models.values():
+            ins = (m.get("spec") or {}).get("instrument")
+            if ins:
+                return str(ins)
+        return "madrs"
+
+    @property
     def processed_dir(self) -> Path:
         return self.root / "data" / "processed" / self.cohort
 
