@@ -53,14 +53,14 @@ cohort_overview(view.sessions)
 # %% [markdown]
 # ## Distributions
 #
-# The MADRS at baseline, by session (sessions rated ill apart) and its change at each
+# The cohort's score (`view.score`: the instrument in its config) at baseline, by session (sessions rated ill apart) and its change at each
 # patient's last session.
 
 # %%
-plot_score_distributions(view.sessions, "madrs")
+plot_score_distributions(view.sessions, view.score)
 
 # %%
-score_by_session(view.sessions, "madrs").round(2)
+score_by_session(view.sessions, view.score).round(2)
 
 # %% [markdown]
 # ## Missing values

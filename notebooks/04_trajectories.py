@@ -17,7 +17,7 @@
 # %% [markdown]
 # # Individual trajectories with BLUPs
 #
-# A linear mixed model's view of single patients: the observed MADRS, the average patient's
+# A linear mixed model's view of single patients: the observed score, the average patient's
 # fitted line (fixed effects) and the patient's own line (fixed effects plus the patient's
 # predicted random effects, BLUPs). Sessions rated ill are red squares. Patients are
 # identified by their pseudonymous ids only.
