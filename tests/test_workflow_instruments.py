@@ -31,7 +31,8 @@ def hamd_run(demo_run, tmp_path_factory):
     cfg["cohorts"]["hamd"] = {"input": "data/raw/hamd/sessions.csv", "outcome": "hamd17", "schedule_unit": "week"}
     cfg.pop("recovery", None)
     (work / "config/config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    proc = run_snakemake(work, "reports/hamd/results.json", "reports/hamd/report.html")
+    notebooks = [f"reports/hamd/notebooks/{nb}.ipynb" for nb in ("01_cohort", "02_models", "03_cytokines", "04_trajectories")]
+    proc = run_snakemake(work, "reports/hamd/results.json", "reports/hamd/report.html", *notebooks)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     res = json.loads((work / "reports/hamd/results.json").read_text())
     html = (work / "reports/hamd/report.html").read_text()
