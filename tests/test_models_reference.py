@@ -1,8 +1,8 @@
 """Model estimators against R on real data (tests/data/models_reference.csv, made by
 tests/data/models_reference.R with lme4 1.1-31, lmerTest 3.1-3 and geepack).
 
-Tolerances: Satterthwaite df 1e-3 relative (the variance estimates themselves agree with
-lme4 to about 1e-4); glmer and geeglm estimates and SEs 1e-4 relative, variances 1e-3,
+Tolerances: Satterthwaite df 1e-5 relative (analytic derivatives at the fast engine's optimum,
+which equals lme4's; lmerTest differentiates numerically); glmer and geeglm estimates and SEs 1e-4 relative, variances 1e-3,
 log-likelihoods 1e-3 absolute (the optimizers' own stopping precision).
 """
 
@@ -56,19 +56,65 @@ LMM_CASES = {
 }
 
 
+@pytest.mark.parametrize("reml", [True, False], ids=["REML", "ML"])
 @pytest.mark.parametrize("case", list(LMM_CASES), ids=lambda c: f"{c[0]}-{c[1]}")
-def test_satterthwaite_df_match_lmertest(case, ref, btheb, data_dir):
+def test_satterthwaite_df_match_lmertest(case, reml, ref, btheb, data_dir):
+    """Analytic derivatives at the fast engine's (lme4-exact) optimum: lmerTest's df to 1e-5."""
     data_name, formula, group, re_f = LMM_CASES[case]
     data = btheb if data_name == "btheb" else pd.read_csv(data_dir / "sleepstudy.csv")
-    res = fit_mixed(data, formula, group, re_f, engine="statsmodels")
+    res = fit_mixed(data, formula, group, re_f, engine="fast", reml=reml)
     y, X, Z, g, xnames, _, _ = design_matrices(data, formula, group, re_f)
-    sat = satterthwaite(y, X, Z, g, res.re_cov, res.residual_variance)
+    sat = satterthwaite(y, X, Z, g, res.re_cov, res.residual_variance, reml=reml)
     assert sat.hessian_pd
-    want = ref[(ref.dataset == case[0]) & (ref.model == case[1]) & (ref.kind == "satterthwaite")]
+    kind = "satterthwaite" if reml else "satterthwaite_ML"
+    want = ref[(ref.dataset == case[0]) & (ref.model == case[1]) & (ref.kind == kind)]
     want = want.set_index("term")
     assert len(want) == len(xnames)
     for name, df in zip(xnames, sat.df):
-        assert df == pytest.approx(want.loc[_r_name(name), "df"], rel=1e-3), name
+        assert df == pytest.approx(want.loc[_r_name(name), "df"], rel=1e-5), name
+
+
+@pytest.mark.parametrize("reml", [True, False], ids=["REML", "ML"])
+@pytest.mark.parametrize(
+    "case", [("sleepstudy", "RS"), ("BtheB", "lmer2_RI_slope")], ids=lambda c: f"{c[0]}-{c[1]}"
+)
+def test_satterthwaite_derivatives_are_exact(case, reml, btheb, data_dir):
+    """The analytic Hessian of the (RE)ML log-likelihood in (vech G, sigma^2) and the analytic
+    d Var(beta)/d theta equal Richardson-extrapolated differences of lmm_loglik and of the GLS
+    covariance (steps 1e-2 and 1e-3 relative)."""
+    from ketastats.models.inference import _gls, _unvech, _vech
+
+    data_name, formula, group, re_f = LMM_CASES[case]
+    data = btheb if data_name == "btheb" else pd.read_csv(data_dir / "sleepstudy.csv")
+    res = fit_mixed(data, formula, group, re_f, engine="fast", reml=reml)
+    y, X, Z, g, *_ = design_matrices(data, formula, group, re_f)
+    sat = satterthwaite(y, X, Z, g, res.re_cov, res.residual_variance, reml=reml)
+    cp = LMMCrossProducts.build(y, X, Z, g)
+    q = Z.shape[1]
+    theta = np.r_[_vech(res.re_cov), res.residual_variance]
+    k = len(theta)
+
+    def ll(th):
+        return lmm_loglik(cp, _unvech(th[:-1], q), th[-1], reml=reml)
+
+    def var_beta(th):
+        return np.diag(np.linalg.inv(_gls(cp, _unvech(th[:-1], q), th[-1])[0]))
+
+    scale = np.sqrt(np.abs(np.r_[np.diag(res.re_cov)[np.tril_indices(q)[0]], res.residual_variance]))
+    scale = scale * np.sqrt(np.abs(np.r_[np.diag(res.re_cov)[np.tril_indices(q)[1]], res.residual_variance]))
+    for rel in (1e-2, 1e-3):
+        h = rel * scale
+
+        def d2(i, j, hh):
+            ei, ej = np.eye(k)[i] * hh[i], np.eye(k)[j] * hh[j]
+            return (ll(theta + ei + ej) - ll(theta + ei - ej) - ll(theta - ei + ej) + ll(theta - ei - ej)) / (
+                4 * hh[i] * hh[j]
+            )
+
+        H = np.array([[(4 * d2(i, j, h / 2) - d2(i, j, h)) / 3 for j in range(k)] for i in range(k)])
+        np.testing.assert_allclose(sat.hessian, H, rtol=1e-4, atol=1e-6 * np.abs(H).max())
+        jac = np.array([(var_beta(theta + e) - var_beta(theta - e)) / (2 * e.sum()) for e in np.diag(h)])
+        np.testing.assert_allclose(sat.jacobian, jac, rtol=1e-4, atol=1e-8 * np.abs(jac).max())
 
 
 def test_satterthwaite_balanced_design_gives_classical_df(data_dir):

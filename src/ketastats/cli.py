@@ -59,6 +59,13 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--ml", action="store_true", help="maximum likelihood instead of REML")
     f.add_argument("--engine", choices=["auto", "fast", "statsmodels"], default="auto")
     f.add_argument(
+        "--df",
+        dest="df_method",
+        choices=["satterthwaite", "normal"],
+        default="satterthwaite",
+        help="degrees of freedom of the fixed effects (default satterthwaite, as lmerTest)",
+    )
+    f.add_argument(
         "--reference",
         action="append",
         default=[],
@@ -177,6 +184,7 @@ def cmd_fit(a: argparse.Namespace) -> int:
         reml=not a.ml,
         engine=a.engine,
         references=_parse_refs(a.reference),
+        df_method=a.df_method,
     )
     out = res.to_dict()
     out["seconds"] = {"read": t_read, "fit": res.seconds_fit}

@@ -5,7 +5,7 @@ suppressMessages({library(lme4); library(lmerTest); library(geepack)})
 out <- list()
 add <- function(...) out[[length(out) + 1]] <<- data.frame(...)
 
-# 1. Satterthwaite degrees of freedom of the fixed effects (lmerTest, REML).
+# 1. Satterthwaite degrees of freedom of the fixed effects (lmerTest).
 ss <- read.csv("sleepstudy.csv")
 bt <- read.csv("btheb_long.csv")
 bt$treatment <- relevel(factor(bt$treatment), "TAU")
@@ -18,11 +18,13 @@ lmms <- list(
   list("BtheB", "lmer1_RI", bdi ~ bdi_pre + time + treatment + drug + length + (1 | id), bt),
   list("BtheB", "lmer2_RI_slope", bdi ~ bdi_pre + time + treatment + drug + length + (time | id), bt)
 )
-for (m in lmms) {
-  fit <- lmerTest::lmer(m[[3]], m[[4]], REML = TRUE,
+#    REML (kind satterthwaite) and ML (kind satterthwaite_ML).
+for (reml in c(TRUE, FALSE)) for (m in lmms) {
+  fit <- lmerTest::lmer(m[[3]], m[[4]], REML = reml,
                         control = lmerControl(optimizer = "bobyqa", optCtrl = list(maxfun = 1e5)))
   cf <- summary(fit, ddf = "Satterthwaite")$coefficients
-  for (i in seq_len(nrow(cf))) add(dataset = m[[1]], model = m[[2]], kind = "satterthwaite",
+  kind <- if (reml) "satterthwaite" else "satterthwaite_ML"
+  for (i in seq_len(nrow(cf))) add(dataset = m[[1]], model = m[[2]], kind = kind,
                                    term = rownames(cf)[i], estimate = cf[i, 1], se = cf[i, 2], df = cf[i, 3])
 }
 
