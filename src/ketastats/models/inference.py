@@ -148,6 +148,11 @@ def _mT(A: np.ndarray) -> np.ndarray:
     return np.swapaxes(A, -1, -2)
 
 
+def _cross(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """``sum_i A_i' B_i`` over the patients of two (m, q, .) arrays, as one matrix product."""
+    return A.reshape(-1, A.shape[2]).T @ B.reshape(-1, B.shape[2])
+
+
 def satterthwaite(
     y: np.ndarray,
     X: np.ndarray,
@@ -229,8 +234,8 @@ def satterthwaite(
     Ny = _group_sums(codes, m, Z * y[:, None])
     M = np.linalg.inv(s2 * I_q + S @ G)
     B = G @ M
-    XWX = (X.T @ X - np.einsum("mqp,mqr,mrs->ps", NX, B, NX)) / s2
-    XWy = (X.T @ y - np.einsum("mqp,mqr,mr->p", NX, B, Ny)) / s2
+    XWX = (X.T @ X - _cross(NX, B @ NX)) / s2
+    XWy = (X.T @ y - _cross(NX, (B @ Ny[:, :, None]))[:, 0]) / s2
     beta = np.linalg.solve(XWX, XWy)
     r = y - X @ beta  # GLS residual: the response from here on
     Nr = _group_sums(codes, m, Z * r[:, None])
@@ -243,7 +248,7 @@ def satterthwaite(
     for k in (1, 2, 3):
         if k > 1:
             P_k = B + P_k - P_k @ SB
-        Om.append((TT - np.einsum("mqa,mqr,mrb->ab", N, P_k, N)) / s2**k)
+        Om.append((TT - _cross(N, P_k @ N)) / s2**k)
     C = np.linalg.inv(Om[0][:p, :p])
     C = (C + C.T) / 2
     XW2X, XW3X = Om[1][:p, :p], Om[2][:p, :p]
@@ -252,30 +257,31 @@ def satterthwaite(
     K2 = K @ _mT(M)  # Z'W^2 Z
     F = M @ NX  # Z'WX
     F2 = M @ F  # Z'W^2 X
-    v = np.einsum("mqr,mr->mq", M, Nr)  # Z'W r
-    t = np.einsum("mqr,mr->mq", M, v)  # Z'W^2 r
-    tr_W2 = (n - m * q) / s2**2 + float(np.einsum("mab,mba->", M, M))
+    v = (M @ Nr[:, :, None])[:, :, 0]  # Z'W r
+    t = (M @ v[:, :, None])[:, :, 0]  # Z'W^2 r
+    tr_W2 = (n - m * q) / s2**2 + float(np.sum(M * _mT(M)))
 
     E = _basis(q)
     kg = len(E)
     k = kg + 1
-    Q = [np.einsum("mqp,qr,mrs->ps", F, Er, F) for Er in E] + [XW2X]  # X'W V_r W X
+    EF = [Er @ F for Er in E]  # E_r F_i
+    KEF = [K @ ef for ef in EF]  # K_i E_r F_i
+    EFC = [ef @ C for ef in EF]
+    KE = [K @ Er for Er in E]
+    Q = [_cross(F, ef) for ef in EF] + [XW2X]  # X'W V_r W X
     Ev = [v @ Er.T for Er in E]  # rows: E_r v_i
     XWa = [np.einsum("mqp,mq->p", F, ev) for ev in Ev] + [XW2r]  # X'W V_r u, u = W r
     trWW = np.empty((k, k))  # tr(W V_r W V_s)
     trCR = np.empty((k, k))  # tr(C X'W V_r W V_s W X)
     aWa = np.empty((k, k))  # u'V_r W V_s u
     for i, Ei in enumerate(E):
-        trWW[i, kg] = trWW[kg, i] = float(np.einsum("ab,mba->", Ei, K2))
-        R = np.einsum("mqp,qr,mrs->ps", F, Ei, F2)
-        trCR[i, kg] = trCR[kg, i] = float(np.sum(C * R.T))
-        aWa[i, kg] = aWa[kg, i] = float(np.einsum("mq,mq->", Ev[i], t))
+        trWW[i, kg] = trWW[kg, i] = float(np.sum(Ei * K2.sum(axis=0)))
+        trCR[i, kg] = trCR[kg, i] = float(np.sum(EFC[i] * F2))
+        aWa[i, kg] = aWa[kg, i] = float(np.sum(Ev[i] * t))
         for j in range(i + 1):
-            Ej = E[j]
-            trWW[i, j] = trWW[j, i] = float(np.einsum("mab,bc,mcd,da->", K, Ei, K, Ej))
-            R = np.einsum("mqp,qr,mrs,st,mtu->pu", F, Ei, K, Ej, F)
-            trCR[i, j] = trCR[j, i] = float(np.sum(C * R.T))
-            aWa[i, j] = aWa[j, i] = float(np.einsum("mq,mqr,mr->", Ev[i], K, Ev[j]))
+            trWW[i, j] = trWW[j, i] = float(np.sum(KE[i] * _mT(KE[j])))
+            trCR[i, j] = trCR[j, i] = float(np.sum(EFC[i] * KEF[j]))
+            aWa[i, j] = aWa[j, i] = float(np.sum(Ev[i] * (K @ Ev[j][:, :, None])[:, :, 0]))
     trWW[kg, kg] = tr_W2
     trCR[kg, kg] = float(np.sum(C * XW3X))
     aWa[kg, kg] = rW3r
