@@ -45,6 +45,40 @@ def shipped_spec(name: str) -> dict:
     return resolve_spec(name, _config()["models"][name])
 
 
+def shipped_models() -> list[str]:
+    """The names of the shipped config's models."""
+    return list(_config()["models"])
+
+
 def shipped_estimands() -> dict:
     """The shipped config's estimands."""
     return resolve_estimands(_config()["estimands"])
+
+
+#: the models with an R reference (tests/data/demo_reference.R): one or more per kind of the shipped config
+MODELS = [
+    "primary",
+    "complete_case",
+    "illness_slopes",
+    "mmrm_gee",
+    "response_gee",
+    "response_end",
+    "response_glmm",
+    "cytokine_illness",
+    "cytokine_illness_lod",
+    "cytokine_moderation",
+    "mediation_il6",
+    "primary_mi",
+    "tipping_point",
+]
+#: the multiple-imputation kinds are referenced with fewer imputations and deltas (the analysis and the
+#: pooling of given completed data sets are checked, not the imputation draws)
+MI_OVERRIDE = {"imputations": 3, "deltas": [0, 6]}
+
+
+def spec_for(name: str) -> dict:
+    """The shipped spec of ``name`` as the R reference uses it."""
+    spec = shipped_spec(name)
+    if spec["kind"] in ("lmm_mi", "tipping_point"):
+        spec = {**spec, **MI_OVERRIDE}
+    return spec

@@ -7,9 +7,14 @@ For a log cytokine value ``y_ij`` with limit of detection ``c_ij`` (log scale):
 
 A patient's likelihood ``int prod_obs phi(.)/sigma prod_cens Phi((c - x'beta - b)/sigma)
 phi(b; 0, tau^2) db`` is computed by adaptive Gauss-Hermite quadrature centred at the mode
-of the (log-concave) integrand, as in :mod:`ketastats.models.glmm`. Without censored values
-the integrand is Gaussian, quadrature with one node is exact, and the fit equals the
-ordinary ML linear mixed model (checked in the tests against ``fit_mixed(reml=False)``).
+of the (log-concave) integrand, as in :mod:`ketastats.models.glmm`, with the nodes chosen by
+accuracy per patient (:mod:`ketastats.models.agq`). Without censored values the integrand is
+Gaussian, quadrature with one node is exact, and the estimates and log-likelihood equal the
+ordinary ML linear mixed model's (checked in the tests against lme4). The standard errors are
+the fixed-effect block of the inverse of the full observed information (the variances estimated
+too), the usual ML standard errors; lme4 reports for the LMM the SEs conditional on the
+variances, which for an uncensored marker are 0-0.4% smaller (docs/statistics.md, "Conventions
+that differ from R's").
 
 This is the censored mixed model recommended for cytokines below the LOD (Hornung & Reed
 1990 show substitution is biased when many values are censored; Thiebaut & Jacqmin-Gadda
