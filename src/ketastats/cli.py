@@ -59,6 +59,13 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--ml", action="store_true", help="maximum likelihood instead of REML")
     f.add_argument("--engine", choices=["auto", "fast", "statsmodels"], default="auto")
     f.add_argument(
+        "--df",
+        dest="df_method",
+        choices=["satterthwaite", "normal"],
+        default="satterthwaite",
+        help="degrees of freedom of the fixed effects (default satterthwaite, as lmerTest)",
+    )
+    f.add_argument(
         "--reference",
         action="append",
         default=[],
@@ -195,9 +202,17 @@ def cmd_fit(a: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     data = read_long(a.data)
     t_read = time.perf_counter() - t0
-    refs = _parse_refs(a.reference)
     try:
-        res = fit_mixed(data, a.formula, a.group, a.re_formula, reml=not a.ml, engine=a.engine, references=refs)
+        res = fit_mixed(
+            data,
+            a.formula,
+            a.group,
+            a.re_formula,
+            reml=not a.ml,
+            engine=a.engine,
+            references=_parse_refs(a.reference),
+            df_method=a.df_method,
+        )
     except KetastatsError as exc:
         raise KetastatsError(f"{a.data}: {exc}") from exc
     out = res.to_dict()

@@ -39,6 +39,7 @@ import pandas as pd
 import patsy
 
 from ..exceptions import ModelError
+from .agq import quadrature_words
 from .common import as_float, coefficient_rows, illness_effect, num, require_illness
 from .counted import escape
 from .glmm import fit_logistic_glmm
@@ -240,8 +241,10 @@ def fit_glmm_kind(data: pd.DataFrame, spec: Mapping[str, Any], estimands: Mappin
     df, formula, record, events, non = binary_rows(data, spec, estimands, what)
     y_df, x_df = patsy.dmatrices(formula, df, return_type="dataframe")
     groups = df.loc[y_df.index, spec["group"]].astype(str).to_numpy()
-    n_agq = int(spec.get("n_agq", 10))
-    r = fit_logistic_glmm(y_df.iloc[:, 0].to_numpy(), x_df.to_numpy(), groups, n_agq=n_agq)
+    n_agq = spec.get("n_agq", "auto")
+    r = fit_logistic_glmm(
+        y_df.iloc[:, 0].to_numpy(), x_df.to_numpy(), groups, n_agq=n_agq if n_agq == "auto" else int(n_agq)
+    )
     coefs = coefficient_rows(list(x_df.columns), r.beta, r.se, alpha=alpha)
     for c in coefs:
         c["odds_ratio"] = num(np.exp(c["estimate"]))
@@ -255,7 +258,8 @@ def fit_glmm_kind(data: pd.DataFrame, spec: Mapping[str, Any], estimands: Mappin
         "attempts": [a.to_dict() for a in r.attempts],
         "engine": "ketastats AGQ",
         "optimizer": r.optimizer,
-        "method": "ML (Laplace)" if n_agq == 1 else f"ML (adaptive Gauss-Hermite, {n_agq} nodes)",
+        "method": "ML (Laplace)" if r.n_agq == 1 else f"ML ({quadrature_words(r.quadrature)})",
+        "quadrature": r.quadrature,
         "formula": formula,
         "nobs": int(r.nobs),
         "ngroups": int(r.ngroups),
@@ -270,7 +274,9 @@ def fit_glmm_kind(data: pd.DataFrame, spec: Mapping[str, Any], estimands: Mappin
         },
         "loglik": num(r.loglik),
         "blups": {"group": [str(g) for g in r.group_labels], "Intercept": [num(v) for v in r.blups]},
-        "identification": _identification(df, y_df, x_df, np.asarray(r.beta), spec, sigma2=float(r.sigma) ** 2),
+        "identification": _identification(
+            df, y_df, x_df, np.asarray(r.beta), spec, sigma2=float(r.sigma) ** 2
+        ),
         "events": events,
         "non_events": non,
         "level": "session",

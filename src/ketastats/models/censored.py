@@ -7,9 +7,14 @@ For a log cytokine value ``y_ij`` with limit of detection ``c_ij`` (log scale):
 
 A patient's likelihood ``int prod_obs phi(.)/sigma prod_cens Phi((c - x'beta - b)/sigma)
 phi(b; 0, tau^2) db`` is computed by adaptive Gauss-Hermite quadrature centred at the mode
-of the (log-concave) integrand, as in :mod:`ketastats.models.glmm`. Without censored values
-the integrand is Gaussian, quadrature with one node is exact, and the fit equals the
-ordinary ML linear mixed model (checked in the tests against ``fit_mixed(reml=False)``).
+of the (log-concave) integrand, as in :mod:`ketastats.models.glmm`, with the nodes chosen by
+accuracy per patient (:mod:`ketastats.models.agq`). Without censored values the integrand is
+Gaussian, quadrature with one node is exact, and the estimates and log-likelihood equal the
+ordinary ML linear mixed model's (checked in the tests against lme4). The standard errors are
+the fixed-effect block of the inverse of the full observed information (the variances estimated
+too), the usual ML standard errors; lme4 reports for the LMM the SEs conditional on the
+variances, which for an uncensored marker are 0-0.4% smaller (docs/statistics.md, "Conventions
+that differ from R's").
 
 This is the censored mixed model recommended for cytokines below the LOD (Hornung & Reed
 1990 show substitution is biased when many values are censored; Thiebaut & Jacqmin-Gadda
@@ -27,12 +32,13 @@ of nondetectable values. *Applied Occupational and Environmental Hygiene*, 5(1),
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
-from scipy import optimize, special
+from scipy import special
 
-from .glmm import _num_hessian, central_gradient, newton_polish
-from .robust import Attempt, Diagnosis, fit_with_retries, hessian_is_pd
+from .agq import RandomInterceptAGQ, RowFunction, beta_covariance, fit_agq, log_ndtr_ratio
+from .robust import Attempt
 
 __all__ = ["TobitResult", "fit_tobit_lmm", "tobit_loglik"]
 
@@ -57,56 +63,63 @@ class TobitResult:
     optimizer: str
     modes: np.ndarray
     group_labels: np.ndarray
+    n_agq: int = 0
+    quadrature: dict[str, Any] = field(default_factory=dict)
+    cov_beta: np.ndarray | None = None
     attempts: list[Attempt] = field(default_factory=list)
     messages: list[str] = field(default_factory=list)
 
 
-class _Data:
+def _tobit_rows(y: np.ndarray, cens_all: np.ndarray) -> RowFunction:
+    """Per-row derivatives of the censored normal log-density in ``u`` and ``omega = log sigma``.
+
+    Observed: ``l = -z^2/2 - omega - log(2 pi)/2`` with ``z = (y - u)/sigma``; censored at ``y``:
+    ``l = log Phi(z)``. With ``lam = phi(z)/Phi(z)``, ``lam' = -lam (z + lam)`` and
+    ``lam'' = lam ((z + lam)(z + 2 lam) - 1)`` the derivatives in ``u`` are ``-lam/sigma``,
+    ``lam'/sigma^2``, ``-lam''/sigma^3`` and in ``omega`` ``-z lam``, ``(z lam' + lam)/sigma``,
+    ``-(z lam'' + 2 lam')/sigma^2``.
+    """
+
+    def rows(u: np.ndarray, psi: np.ndarray, what: str, idx: np.ndarray | None) -> dict[str, np.ndarray]:
+        cens = cens_all if idx is None else cens_all[idx]
+        sigma = float(np.exp(psi[0]))
+        z = ((y if idx is None else y[idx]) - u) / sigma
+        if what == "node":
+            return {"l": np.where(cens, special.log_ndtr(z), -0.5 * z**2 - psi[0] - 0.5 * _LOG_2PI)}
+        lam = np.where(cens, log_ndtr_ratio(z), 0.0)
+        lam1 = -lam * (z + lam)
+        if what == "mode":
+            return {"l1": np.where(cens, -lam, z) / sigma, "l2": np.where(cens, lam1, -1.0) / sigma**2}
+        if what == "node_grad":
+            return {
+                "l": np.where(cens, special.log_ndtr(z), -0.5 * z**2 - psi[0] - 0.5 * _LOG_2PI),
+                "l1": np.where(cens, -lam, z) / sigma,
+                "lp": np.where(cens, -z * lam, z**2 - 1)[None, :],
+            }
+        lam2 = lam * ((z + lam) * (z + 2 * lam) - 1)
+        return {
+            "l2": np.where(cens, lam1, -1.0) / sigma**2,
+            "l3": np.where(cens, -lam2 / sigma**3, 0.0),
+            "lp1": (np.where(cens, z * lam1 + lam, -2 * z) / sigma)[None, :],
+            "lp2": (np.where(cens, -(z * lam2 + 2 * lam1), 2.0) / sigma**2)[None, :],
+        }
+
+    return rows
+
+
+class _Data(RandomInterceptAGQ):
+    """The censored model's data and likelihood (``theta = (beta, log sigma, log tau)``)."""
+
     def __init__(self, y, censored, X, groups):
         self.y = np.asarray(y, float)
         self.cens = np.asarray(censored, bool)
-        self.X = np.asarray(X, float)
-        self.labels, self.g = np.unique(np.asarray(groups), return_inverse=True)
-        self.m = len(self.labels)
-
-
-def _obs_ll(d: _Data, lin: np.ndarray, sigma: float) -> np.ndarray:
-    z = (d.y - lin) / sigma
-    return np.where(d.cens, special.log_ndtr(z), -0.5 * z**2 - np.log(sigma) - 0.5 * _LOG_2PI)
-
-
-def _modes(d: _Data, eta: np.ndarray, sigma: float, tau: float):
-    b = np.zeros(d.m)
-    for _ in range(200):
-        z = (d.y - eta - b[d.g]) / sigma
-        lam = np.exp(-0.5 * z**2 - 0.5 * _LOG_2PI - special.log_ndtr(z))  # phi/Phi
-        g_obs = np.where(d.cens, -lam / sigma, z / sigma)
-        h_obs = np.where(d.cens, -lam * (z + lam) / sigma**2, -1 / sigma**2)
-        grad = np.bincount(d.g, g_obs, d.m) - b / tau**2
-        hess = np.bincount(d.g, h_obs, d.m) - 1 / tau**2
-        step = np.clip(grad / hess, -1.0, 1.0)
-        b = b - step
-        if np.max(np.abs(step)) < 1e-11:
-            break
-    z = (d.y - eta - b[d.g]) / sigma
-    lam = np.exp(-0.5 * z**2 - 0.5 * _LOG_2PI - special.log_ndtr(z))
-    h_obs = np.where(d.cens, -lam * (z + lam) / sigma**2, -1 / sigma**2)
-    return b, np.bincount(d.g, h_obs, d.m) - 1 / tau**2
+        super().__init__(X, groups, _tobit_rows(self.y, self.cens), 1)
 
 
 def tobit_loglik(beta, sigma, tau, d: _Data, n_agq: int = 10) -> tuple[float, np.ndarray]:
     """Marginal log-likelihood by adaptive Gauss-Hermite quadrature; also the modes of b."""
-    eta = d.X @ beta
-    b, hess = _modes(d, eta, sigma, tau)
-    scale = 1 / np.sqrt(-hess)
-    x, w = np.polynomial.hermite.hermgauss(n_agq)
-    terms = np.empty((n_agq, d.m))
-    for k in range(n_agq):
-        bk = b + np.sqrt(2) * scale * x[k]
-        ll = np.bincount(d.g, _obs_ll(d, eta + bk[d.g], sigma), d.m)
-        terms[k] = np.log(w[k]) + x[k] ** 2 + ll - 0.5 * (bk / tau) ** 2 - np.log(tau) - 0.5 * _LOG_2PI
-    per = np.log(np.sqrt(2) * scale) + special.logsumexp(terms, axis=0)
-    return float(per.sum()), b
+    q = d.evaluate(np.r_[beta, np.log(sigma), np.log(tau)], n_agq)
+    return q.loglik, q.modes
 
 
 def fit_tobit_lmm(
@@ -115,7 +128,7 @@ def fit_tobit_lmm(
     X: np.ndarray,
     groups: np.ndarray,
     *,
-    n_agq: int = 10,
+    n_agq: int | str = "auto",
     optimizers: tuple[str, ...] = ("BFGS", "Nelder-Mead", "Powell"),
 ) -> TobitResult:
     """Maximum-likelihood left-censored random-intercept model.
@@ -130,8 +143,10 @@ def fit_tobit_lmm(
         Fixed-effects design with an intercept.
     groups : array
         Patient of each row.
-    n_agq : int
-        Quadrature nodes per patient.
+    n_agq : "auto" or int, default "auto"
+        Quadrature nodes per patient: ``"auto"`` raises them from 10 until the log-likelihood
+        at the optimum moves by less than 1e-8 (:func:`ketastats.models.agq.agq_points`); a
+        number fixes them.
 
     Returns
     -------
@@ -142,64 +157,27 @@ def fit_tobit_lmm(
     beta0 = np.linalg.lstsq(d.X, d.y, rcond=None)[0]
     resid_sd = float(np.std(d.y - d.X @ beta0)) or 1.0
     start = np.r_[beta0, np.log(resid_sd * 0.7), np.log(resid_sd * 0.7)]
-
-    def nll(par):
-        ll, _ = tobit_loglik(par[:p], float(np.exp(par[p])), float(np.exp(par[p + 1])), d, n_agq)
-        return -ll if np.isfinite(ll) else np.inf
-
-    def grad(par):
-        return central_gradient(nll, par)
-
-    def polish(r):
-        return newton_polish(nll, grad, r)
-
-    def attempt(method):
-        def run():
-            opts: dict = {"maxiter": 5000}
-            if method == "Nelder-Mead":
-                opts.update(xatol=1e-8, fatol=1e-10, maxiter=20000)
-            r = optimize.minimize(
-                nll, start, method=method, jac=grad if method == "BFGS" else None, options=opts
-            )
-            if not np.isfinite(r.fun):
-                raise ArithmeticError(f"{method}: the log-likelihood is not finite at the answer")
-            return polish(r)
-
-        return run
-
-    def assess(r):
-        H = _num_hessian(lambda z: -nll(z), r.x, np.maximum(1e-4 * np.abs(r.x), 1e-4))
-        r.hess_ll = H
-        pd_ok = hessian_is_pd(-H)
-        tau = float(np.exp(r.x[p + 1]))
-        msgs = [] if pd_ok else ["the Hessian of the log-likelihood is not negative definite"]
-        return Diagnosis(bool(r.grad_max < 1e-3), tau < 1e-4, pd_ok, -float(r.fun), msgs)
-
-    out = fit_with_retries([(f"optimizer={m}", attempt(m)) for m in optimizers], assess)
-    r = out.result
-    try:
-        cov = np.linalg.inv(-r.hess_ll)[
-            :p, :p
-        ]  # the beta block does not depend on how sigma, tau are parameterized
-    except np.linalg.LinAlgError:
-        cov = np.full((p, p), np.nan)
-    sigma, tau = float(np.exp(r.x[p])), float(np.exp(r.x[p + 1]))
-    ll, modes = tobit_loglik(r.x[:p], sigma, tau, d, n_agq)
+    fit = fit_agq(d, start, n_agq=n_agq, optimizers=optimizers)
+    out = fit.outcome
+    cov = beta_covariance(fit.hessian, p)
     return TobitResult(
-        beta=r.x[:p],
+        beta=fit.theta[:p],
         se=np.sqrt(np.clip(np.diag(cov), 0, None)),
-        sigma=sigma,
-        tau=tau,
-        loglik=ll,
+        sigma=float(np.exp(fit.theta[p])),
+        tau=float(np.exp(fit.theta[p + 1])),
+        loglik=fit.loglik,
         nobs=len(d.y),
         ncensored=int(d.cens.sum()),
         ngroups=d.m,
         converged=out.converged,
         singular=out.singular,
-        hessian_pd=bool(out.chosen.hessian_pd),
+        hessian_pd=fit.hessian_pd,
         optimizer=out.chosen.label.split("=", 1)[1],
-        modes=modes,
+        modes=fit.modes,
         group_labels=d.labels,
+        n_agq=fit.n_agq,
+        quadrature=fit.quadrature,
+        cov_beta=cov,
         attempts=out.attempts,
         messages=[out.chosen.message] if out.chosen.message else [],
     )

@@ -301,6 +301,7 @@ def _tobit_block(
     """Fit the left-censored random-intercept model; fields as :func:`lmm_block` gives them."""
     import patsy
 
+    from .agq import quadrature_words
     from .censored import fit_tobit_lmm
 
     if spec.get("random"):
@@ -309,13 +310,13 @@ def _tobit_block(
         )
     y_df, x_df = patsy.dmatrices(formula, df, return_type="dataframe")
     rows = df.loc[y_df.index]
-    n_agq = 10
+    n_agq = spec.get("n_agq", "auto")
     r = fit_tobit_lmm(
         y_df.iloc[:, 0].to_numpy(),
         rows[f"{outcome}_cens"].to_numpy(bool),
         x_df.to_numpy(),
         rows[spec["group"]].astype(str).to_numpy(),
-        n_agq=n_agq,
+        n_agq=n_agq if n_agq == "auto" else int(n_agq),
     )
     coefs = coefficient_rows(list(x_df.columns), r.beta, r.se, alpha=alpha, prefix=prefix)
     return {
@@ -324,7 +325,8 @@ def _tobit_block(
         "attempts": [a.to_dict() for a in r.attempts],
         "engine": "ketastats AGQ (censored)",
         "optimizer": r.optimizer,
-        "method": f"ML, left-censored at the LOD (adaptive Gauss-Hermite, {n_agq} nodes)",
+        "method": f"ML, left-censored at the LOD ({quadrature_words(r.quadrature)})",
+        "quadrature": r.quadrature,
         "formula": formula,
         "re_formula": None,
         "nobs": int(r.nobs),

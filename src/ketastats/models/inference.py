@@ -111,12 +111,46 @@ def lmm_loglik(cp: LMMCrossProducts, G: np.ndarray, sigma2: float, *, reml: bool
 
 @dataclass
 class SatterthwaiteResult:
-    """Per fixed effect: Satterthwaite df; plus the variance-parameter covariance."""
+    """Per fixed effect: Satterthwaite df; plus the variance-parameter covariance.
+
+    ``vcov_theta`` and ``hessian`` are in the parameters ``theta = (vech(G), sigma^2)``
+    (lower triangle of ``G`` row by row, then the residual variance); ``jacobian`` holds
+    ``d Var(beta_j) / d theta`` (one row per parameter, one column per fixed effect).
+    """
 
     df: np.ndarray
     vcov_theta: np.ndarray
     hessian: np.ndarray
     hessian_pd: bool
+    jacobian: np.ndarray | None = None
+
+
+def _group_sums(codes: np.ndarray, m: int, values: np.ndarray) -> np.ndarray:
+    """Per-group sums of the rows of ``values`` (n, ...) -> (m, ...)."""
+    flat = values.reshape(len(values), -1)
+    out = np.empty((m, flat.shape[1]))
+    for j in range(flat.shape[1]):
+        out[:, j] = np.bincount(codes, flat[:, j], m)
+    return out.reshape((m, *values.shape[1:]))
+
+
+def _basis(q: int) -> list[np.ndarray]:
+    """``dG / d theta_r`` for each element of ``vech(G)`` (lower triangle, row by row)."""
+    out = []
+    for a, b in zip(*np.tril_indices(q)):
+        E = np.zeros((q, q))
+        E[a, b] = E[b, a] = 1.0
+        out.append(E)
+    return out
+
+
+def _mT(A: np.ndarray) -> np.ndarray:
+    return np.swapaxes(A, -1, -2)
+
+
+def _cross(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """``sum_i A_i' B_i`` over the patients of two (m, q, .) arrays, as one matrix product."""
+    return A.reshape(-1, A.shape[2]).T @ B.reshape(-1, B.shape[2])
 
 
 def satterthwaite(
@@ -128,9 +162,26 @@ def satterthwaite(
     sigma2: float,
     *,
     reml: bool = True,
-    rel_step: float = 1e-4,
 ) -> SatterthwaiteResult:
     """Satterthwaite degrees of freedom for each fixed effect of a fitted LMM.
+
+    Every derivative is analytic (no step size): with ``V = Z G Z' + sigma^2 I`` linear in
+    ``theta = (vech(G), sigma^2)``, ``V_r = dV/dtheta_r``, ``W = V^-1``,
+    ``C = (X'WX)^-1`` and ``P = W - W X C X' W``,
+
+    * ``dC/dtheta_r = C X'W V_r W X C`` (the gradient ``g`` of ``Var(beta_j) = C_jj``);
+    * the Hessian of the REML log-likelihood is
+      ``H_rs = tr(P V_r P V_s)/2 - y'P V_r P V_s P y``; of the ML log-likelihood with the
+      fixed effects profiled out (as lmerTest differentiates it) the trace term is
+      ``tr(W V_r W V_s)/2``;
+    * ``A = (-H)^-1`` and ``df_j = 2 C_jj^2 / (g_j' A g_j)``.
+
+    Per patient everything reduces to ``q x q`` matrices through ``M_i = (sigma^2 I +
+    Z_i'Z_i G)^-1`` (``W_i Z_i = Z_i M_i'``), computed for all patients at once; the
+    response enters as its GLS residual, so no large numbers cancel. lmerTest computes
+    the same quantities by numerical differentiation (Richardson extrapolation) in its own
+    parameters ``(theta, sigma)``; the df do not depend on the parameterization at an
+    interior optimum.
 
     Parameters
     ----------
@@ -162,56 +213,92 @@ def satterthwaite(
     >>> y = 10 + t + rng.normal(0, 3, 8)[g] + rng.normal(0, 1, 8)[g] * t + rng.normal(size=40)
     >>> fit = fit_lmm_fast(y, X, X, g)
     >>> res = satterthwaite(y, X, X, g, fit.re_cov, fit.resid_var)
-    >>> bool(res.hessian_pd), res.df.round(2)
+    >>> bool(res.hessian_pd), res.df.round(6)
     (True, array([7., 7.]))
     """
     from .robust import hessian_is_pd
 
-    cp = LMMCrossProducts.build(np.asarray(y, float), np.asarray(X, float), np.asarray(Z, float), groups)
-    q = cp.q
-    theta0 = np.r_[_vech(np.atleast_2d(G)), sigma2]
-    k = len(theta0)
-    # step sizes: relative to each parameter's scale (covariances: to sqrt(var_i var_j))
-    scale = np.empty(k)
-    tri = np.tril_indices(q)
-    Gd = np.diag(np.atleast_2d(G))
-    for j, (a, b) in enumerate(zip(*tri)):
-        scale[j] = np.sqrt(max(Gd[a], 0) * max(Gd[b], 0))
-    scale[-1] = sigma2
-    scale = np.where(scale > 1e-12 * sigma2, scale, 1e-6 * sigma2)
-    h = rel_step * scale
+    y = np.asarray(y, float)
+    X = np.asarray(X, float)
+    Z = np.asarray(Z, float)
+    G = np.atleast_2d(np.asarray(G, float))
+    s2 = float(sigma2)
+    _, codes = np.unique(np.asarray(groups), return_inverse=True)
+    m = int(codes.max()) + 1
+    n, p = X.shape
+    q = Z.shape[1]
+    I_q = np.eye(q)
+    # per patient: S = Z'Z, Z'X, Z'y; M = (s2 I + S G)^-1, B = G M, so that W = (I - Z B Z')/s2
+    S = _group_sums(codes, m, Z[:, :, None] * Z[:, None, :])
+    NX = _group_sums(codes, m, Z[:, :, None] * X[:, None, :])
+    Ny = _group_sums(codes, m, Z * y[:, None])
+    M = np.linalg.inv(s2 * I_q + S @ G)
+    B = G @ M
+    XWX = (X.T @ X - _cross(NX, B @ NX)) / s2
+    XWy = (X.T @ y - _cross(NX, (B @ Ny[:, :, None]))[:, 0]) / s2
+    beta = np.linalg.solve(XWX, XWy)
+    r = y - X @ beta  # GLS residual: the response from here on
+    Nr = _group_sums(codes, m, Z * r[:, None])
+    T = np.column_stack([X, r])
+    N = np.concatenate([NX, Nr[:, :, None]], axis=2)
+    TT = T.T @ T
+    # T'W^k T = (T'T - sum_i N_i' P_k N_i) / s2^k with (I - Z B Z')^k = I - Z P_k Z'
+    SB = S @ B
+    P_k, Om = B, []
+    for k in (1, 2, 3):
+        if k > 1:
+            P_k = B + P_k - P_k @ SB
+        Om.append((TT - _cross(N, P_k @ N)) / s2**k)
+    C = np.linalg.inv(Om[0][:p, :p])
+    C = (C + C.T) / 2
+    XW2X, XW3X = Om[1][:p, :p], Om[2][:p, :p]
+    XW2r, rW3r = Om[1][:p, p], Om[2][p, p]
+    K = M @ S  # Z'WZ
+    K2 = K @ _mT(M)  # Z'W^2 Z
+    F = M @ NX  # Z'WX
+    F2 = M @ F  # Z'W^2 X
+    v = (M @ Nr[:, :, None])[:, :, 0]  # Z'W r
+    t = (M @ v[:, :, None])[:, :, 0]  # Z'W^2 r
+    tr_W2 = (n - m * q) / s2**2 + float(np.sum(M * _mT(M)))
 
-    def ll(theta):
-        return lmm_loglik(cp, _unvech(theta[:-1], q), theta[-1], reml=reml)
-
-    def cov_beta(theta):
-        XtVX, *_ = _gls(cp, _unvech(theta[:-1], q), theta[-1])
-        return np.linalg.inv(XtVX)
-
-    f0 = ll(theta0)
-    H = np.empty((k, k))
-    for i in range(k):
-        ei = np.zeros(k)
-        ei[i] = h[i]
-        H[i, i] = (ll(theta0 + ei) - 2 * f0 + ll(theta0 - ei)) / h[i] ** 2
-        for j in range(i):
-            ej = np.zeros(k)
-            ej[j] = h[j]
-            H[i, j] = H[j, i] = (
-                ll(theta0 + ei + ej) - ll(theta0 + ei - ej) - ll(theta0 - ei + ej) + ll(theta0 - ei - ej)
-            ) / (4 * h[i] * h[j])
+    E = _basis(q)
+    kg = len(E)
+    k = kg + 1
+    EF = [Er @ F for Er in E]  # E_r F_i
+    KEF = [K @ ef for ef in EF]  # K_i E_r F_i
+    EFC = [ef @ C for ef in EF]
+    KE = [K @ Er for Er in E]
+    Q = [_cross(F, ef) for ef in EF] + [XW2X]  # X'W V_r W X
+    Ev = [v @ Er.T for Er in E]  # rows: E_r v_i
+    XWa = [np.einsum("mqp,mq->p", F, ev) for ev in Ev] + [XW2r]  # X'W V_r u, u = W r
+    trWW = np.empty((k, k))  # tr(W V_r W V_s)
+    trCR = np.empty((k, k))  # tr(C X'W V_r W V_s W X)
+    aWa = np.empty((k, k))  # u'V_r W V_s u
+    for i, Ei in enumerate(E):
+        trWW[i, kg] = trWW[kg, i] = float(np.sum(Ei * K2.sum(axis=0)))
+        trCR[i, kg] = trCR[kg, i] = float(np.sum(EFC[i] * F2))
+        aWa[i, kg] = aWa[kg, i] = float(np.sum(Ev[i] * t))
+        for j in range(i + 1):
+            trWW[i, j] = trWW[j, i] = float(np.sum(KE[i] * _mT(KE[j])))
+            trCR[i, j] = trCR[j, i] = float(np.sum(EFC[i] * KEF[j]))
+            aWa[i, j] = aWa[j, i] = float(np.sum(Ev[i] * (K @ Ev[j][:, :, None])[:, :, 0]))
+    trWW[kg, kg] = tr_W2
+    trCR[kg, kg] = float(np.sum(C * XW3X))
+    aWa[kg, kg] = rW3r
+    aPa = aWa - np.array([[XWa[i] @ C @ XWa[j] for j in range(k)] for i in range(k)])
+    if reml:
+        CQ = [C @ Qr for Qr in Q]
+        trCQCQ = np.array([[np.sum(CQ[i] * CQ[j].T) for j in range(k)] for i in range(k)])
+        H = 0.5 * (trWW - 2 * trCR + trCQCQ) - aPa
+    else:
+        H = 0.5 * trWW - aPa
+    H = (H + H.T) / 2
     info = -H
     pd_ok = hessian_is_pd(info)
-    C0 = cov_beta(theta0)
-    p = C0.shape[0]
+    jac = np.array([np.einsum("pi,ij,jp->p", C, Qr, C) for Qr in Q])  # d C_jj / d theta_r
     if not pd_ok:
-        return SatterthwaiteResult(np.full(p, np.nan), np.full((k, k), np.nan), H, False)
+        return SatterthwaiteResult(np.full(p, np.nan), np.full((k, k), np.nan), H, False, jac)
     A = np.linalg.inv(info)
-    grads = np.empty((k, p))
-    for i in range(k):
-        ei = np.zeros(k)
-        ei[i] = h[i]
-        grads[i] = (np.diag(cov_beta(theta0 + ei)) - np.diag(cov_beta(theta0 - ei))) / (2 * h[i])
-    var_of_var = np.einsum("kp,kl,lp->p", grads, A, grads)
-    df = 2 * np.diag(C0) ** 2 / var_of_var
-    return SatterthwaiteResult(df, A, H, True)
+    var_of_var = np.einsum("kp,kl,lp->p", jac, A, jac)
+    df = 2 * np.diag(C) ** 2 / var_of_var
+    return SatterthwaiteResult(df, A, H, True, jac)

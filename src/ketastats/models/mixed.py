@@ -93,30 +93,44 @@ class MixedModelResult:
     messages: list[str] = field(default_factory=list)
     blups: pd.DataFrame | None = None
     seconds_fit: float = float("nan")
+    #: denominator degrees of freedom per fixed effect (None: normal approximation)
+    df: np.ndarray | None = None
+    df_method: str = "normal"
 
     # ------------------------------------------------------------------ inference
     def coef_table(self, alpha: float = 0.05) -> pd.DataFrame:
-        """Fixed effects with Wald z statistics, two-sided p-values and ``1 - alpha`` CIs.
+        """Fixed effects with Wald statistics, two-sided p-values and ``1 - alpha`` CIs.
 
-        The degrees-of-freedom method is ``"normal"`` (large-sample Wald); it is recorded in
-        the ``df_method`` column so that every reported p-value says how it was obtained.
+        With Satterthwaite df (``fit_mixed(..., df_method="satterthwaite")``) the statistics
+        are t with those df, else large-sample normal; the ``df_method`` column says which, so
+        that every reported p-value says how it was obtained.
         """
-        z = stats.norm.ppf(1 - alpha / 2)
         tab = self.fixed.copy()
-        tab["z"] = tab["estimate"] / tab["se"]
-        tab["p_value"] = 2 * stats.norm.sf(np.abs(tab["z"]))
-        tab["ci_low"] = tab["estimate"] - z * tab["se"]
-        tab["ci_high"] = tab["estimate"] + z * tab["se"]
-        tab["df_method"] = "normal"
+        stat = tab["estimate"] / tab["se"]
+        if self.df is not None:
+            df = np.asarray(self.df, dtype=float)
+            tab["df"] = df
+            tab["t"] = stat
+            tab["p_value"] = 2 * stats.t.sf(np.abs(stat), df)
+            crit = stats.t.ppf(1 - alpha / 2, df)
+        else:
+            tab["z"] = stat
+            tab["p_value"] = 2 * stats.norm.sf(np.abs(stat))
+            crit = stats.norm.ppf(1 - alpha / 2)
+        tab["ci_low"] = tab["estimate"] - crit * tab["se"]
+        tab["ci_high"] = tab["estimate"] + crit * tab["se"]
+        tab["df_method"] = self.df_method
         return tab
 
     def to_dict(self) -> dict[str, Any]:
         """The result as plain JSON types (the ``ketastats fit --json`` format)."""
+        df = [None] * len(self.fixed) if self.df is None else [_num(v) for v in self.df]
         return {
             "fixed": {
-                str(t): {"estimate": _num(e), "se": _num(s)}
-                for t, e, s in zip(self.fixed["term"], self.fixed["estimate"], self.fixed["se"])
+                str(t): {"estimate": _num(e), "se": _num(s), "df": d, "df_method": self.df_method}
+                for t, e, s, d in zip(self.fixed["term"], self.fixed["estimate"], self.fixed["se"], df)
             },
+            "df_method": self.df_method,
             "random": {
                 "group": self.group,
                 "names": list(self.random_names),
@@ -224,6 +238,7 @@ def fit_mixed(
     reml: bool = True,
     engine: str = "auto",
     references: Mapping[str, str] | None = None,
+    df_method: str = "normal",
 ) -> MixedModelResult:
     """Fit a linear mixed model with random effects for one grouping factor.
 
@@ -246,6 +261,11 @@ def fit_mixed(
     references : mapping, optional
         Reference level per categorical column (``{"treatment": "TAU"}``), so that patsy
         names the contrasts ``treatment[T.BtheB]``.
+    df_method : {"normal", "satterthwaite"}
+        Degrees of freedom of the fixed-effect tests: ``"satterthwaite"`` computes them as
+        lmerTest does (:func:`ketastats.models.satterthwaite`); where the variance parameters'
+        Hessian is not positive definite they are unavailable and the result says
+        ``"normal"`` with a message.
 
     Returns
     -------
@@ -269,6 +289,8 @@ def fit_mixed(
     """
     if engine not in ENGINES:
         raise ModelError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
+    if df_method not in ("normal", "satterthwaite"):
+        raise ModelError(f"unknown df method {df_method!r}; choose normal or satterthwaite")
     data = _apply_references(data, references or {})
     y, X, Z, groups, xnames, znames, used = design_matrices(data, formula, group, re_formula)
     chosen = engine
@@ -281,6 +303,17 @@ def fit_mixed(
         res = _fit_statsmodels(used, formula, group, re_formula, y, X, Z, groups, xnames, znames, reml)
     res.seconds_fit = time.perf_counter() - t0
     res.formula, res.group, res.re_formula = formula, group, re_formula
+    if df_method == "satterthwaite":
+        from .inference import satterthwaite
+
+        sat = satterthwaite(y, X, Z, groups, res.re_cov, res.residual_variance, reml=reml)
+        if sat.hessian_pd:
+            res.df, res.df_method = sat.df, "satterthwaite"
+        else:
+            res.messages.append(
+                "Satterthwaite df unavailable (the Hessian of the log-likelihood in the variance "
+                "parameters is not positive definite): normal approximation"
+            )
     if not res.converged:
         warnings.warn(
             f"mixed model {formula!r} (random {re_formula or '~1'} | {group}) did not converge "

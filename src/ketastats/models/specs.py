@@ -165,7 +165,7 @@ KIND_DEFAULTS: dict[str, dict[str, Any]] = {
     "glmm_binary": {
         "outcome": "score_response",
         "fixed": ["progress", "progress_log", "score_baseline", "ill_within", "ill_between", "ill_lag1"],
-        "n_agq": 10,
+        "n_agq": "auto",
         "df_method": "normal",
         "min_events": 10,
     },
@@ -175,6 +175,7 @@ KIND_DEFAULTS: dict[str, dict[str, Any]] = {
         "random": [],
         "sessions": "all",
         "censoring": "tobit",
+        "n_agq": "auto",
         "max_censored_fraction": 0.8,
         "flag_censored_fraction": 0.3,
         "min_draws": 20,
