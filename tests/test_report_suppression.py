@@ -404,20 +404,26 @@ def test_the_workflow_release_survives_the_attacker(demo_run):
 @pytest.mark.workflow
 def test_changing_the_disclosure_settings_reruns_the_report(demo_run, tmp_path):
     """The threshold and the disclosure level are inputs of rule report (params): a change
-    schedules the report again, and nothing upstream of it."""
+    schedules the report again, and nothing upstream of it. (A threshold below 10 without
+    'internal' is refused by the config check, which the Snakefile runs before any job:
+    test_public_threshold_below_ten_is_refused_and_internal_allows_it.)"""
     work = tmp_path / "p"
     shutil.copytree(demo_run, work, symlinks=True)
     cfg_path = work / "config/config.yaml"
     cfg = yaml.safe_load(cfg_path.read_text())
-    for change in ({"small_cell_threshold": 20}, {"small_cell_threshold": 5, "disclosure": "internal"}):
-        cfg_path.write_text(yaml.safe_dump({**cfg, "report": {**cfg["report"], **change}}, sort_keys=False))
-        dry = run_snakemake(work, "--dry-run", "reports/demo/report.html")
-        text = dry.stdout + dry.stderr
-        assert dry.returncode == 0, text[-3000:]
-        assert "rule report:" in text and "Params have changed" in text, (change, text[-3000:])
-        assert "rule fit_model:" not in text and "rule prepare" not in text
-    # (a threshold below 10 without 'internal' is refused by the config check, which the
-    # Snakefile runs before any job: test_public_threshold_below_ten_is_refused_and_internal_allows_it)
+    assert cfg["report"]["small_cell_threshold"] == 10 and cfg["report"]["disclosure"] == "public"
+    cfg["report"].update(small_cell_threshold=20, disclosure="internal")
+    cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    dry = run_snakemake(work, "--dry-run", "reports/demo/report.html")
+    text = dry.stdout + dry.stderr
+    assert dry.returncode == 0, text[-3000:]
+    reasons = [line for line in text.splitlines() if "Params have changed" in line]
+    assert reasons, text[-3000:]
+    # both settings are params: Snakemake lists the old and the new value of each (in either order)
+    before, now = reasons[0].split("before:")[1].split("now:")
+    assert set(before.strip().split(",")) == {"10", "'public'"}, reasons[0]
+    assert set(now.strip().split(",")) == {"20", "'internal'"}, reasons[0]
+    assert "rule report:" in text and "rule fit_model:" not in text and "rule prepare" not in text
 
 
 def test_an_internal_report_says_so_at_the_top_and_in_its_provenance():
