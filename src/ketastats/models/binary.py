@@ -91,6 +91,17 @@ def binary_rows(data: pd.DataFrame, spec: Mapping[str, Any], estimands: Mapping[
     return df, formula, record, events, non
 
 
+def _odds(log_odds: float | None) -> float | None:
+    """exp of a log odds (ratio), None when the estimate is missing (a fit without that estimate).
+
+    Examples
+    --------
+    >>> _odds(None) is None, _odds(0.0)
+    (True, 1.0)
+    """
+    return None if log_odds is None else num(np.exp(log_odds))
+
+
 def _identification(
     df: pd.DataFrame, y_df: pd.DataFrame, x_df: pd.DataFrame, beta: np.ndarray, spec, sigma2: float = 0.0
 ) -> list[str]:
@@ -197,13 +208,13 @@ def fit_gee_kind(data: pd.DataFrame, spec: Mapping[str, Any], estimands: Mapping
     r = out.result
     coefs = coefficient_rows(list(x_df.columns), np.asarray(r.params), np.asarray(r.bse), alpha=alpha)
     for c in coefs:
-        c["odds_ratio"] = num(np.exp(c["estimate"]))
-        c["or_ci_low"] = num(np.exp(c["ci_low"]))
-        c["or_ci_high"] = num(np.exp(c["ci_high"]))
+        c["odds_ratio"] = _odds(c["estimate"])
+        c["or_ci_low"] = _odds(c["ci_low"])
+        c["or_ci_high"] = _odds(c["ci_high"])
     dep = r.model.cov_struct.dep_params if corr == "exchangeable" else 0.0
     eff = illness_effect(coefs, spec["illness_term"], scale="log odds ratio")
     if eff is not None:
-        eff["odds_ratio"] = num(np.exp(eff["estimate"]))
+        eff["odds_ratio"] = _odds(eff["estimate"])
         eff["outcome"] = spec["outcome"]
     return {
         "converged": bool(out.converged),
@@ -247,10 +258,10 @@ def fit_glmm_kind(data: pd.DataFrame, spec: Mapping[str, Any], estimands: Mappin
     )
     coefs = coefficient_rows(list(x_df.columns), r.beta, r.se, alpha=alpha)
     for c in coefs:
-        c["odds_ratio"] = num(np.exp(c["estimate"]))
+        c["odds_ratio"] = _odds(c["estimate"])
     eff = illness_effect(coefs, spec["illness_term"], scale="log odds ratio")
     if eff is not None:
-        eff["odds_ratio"] = num(np.exp(eff["estimate"]))
+        eff["odds_ratio"] = _odds(eff["estimate"])
         eff["outcome"] = spec["outcome"]
     return {
         "converged": bool(r.converged),
