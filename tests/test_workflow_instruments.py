@@ -48,6 +48,9 @@ def test_the_report_says_first_that_there_is_no_illness_data(hamd_run):
     assert "ill" in missing and "illness effect" in missing["ill"]
     assert any("il6_pg_ml" in k for k in missing)
     assert "Columns this cohort does not have, and what each would add" in html
+    needs = [line for line in res["summary"] if line.startswith("Not estimated, as they need illness data: ")]
+    assert len(needs) == 1 and "Response per session (GEE, exchangeable)" in needs[0]
+    assert "needs column" not in needs[0]  # labels only, not one reason each
 
 
 def test_words_thresholds_and_models_follow_the_instrument(hamd_run):

@@ -745,6 +745,14 @@ def _missing_columns(sessions: pd.DataFrame) -> list[dict[str, str]]:
     return out
 
 
+def _without_label(m: Mapping[str, Any]) -> str:
+    """A model's reason without the label it usually starts with (the summary names it already)."""
+    reason, label = str(m.get("reason") or "no reason recorded"), str(m.get("label") or "")
+    if label and reason.startswith(label):
+        reason = reason[len(label) :].lstrip(" :") or reason
+    return reason
+
+
 def summary_sentences(results: Mapping[str, Any]) -> list[str]:
     """Plain sentences with numbers, generated from the (suppressed) results themselves."""
     out = []
@@ -843,12 +851,17 @@ def summary_sentences(results: Mapping[str, Any]) -> list[str]:
             + "."
         )
     bad = [m for m in results["models"].values() if m["status"] not in ("ok", "unreliable")]
+    if not settings.get("illness_data", True):  # one line for what needs illness data, not one reason each
+        needs_ill = [m for m in bad if re.search(r"\bill(_\w+)?\b|illness flag", str(m.get("reason") or ""))]
+        if needs_ill:
+            out.append(
+                "Not estimated, as they need illness data: " + "; ".join(m["label"] for m in needs_ill) + "."
+            )
+        bad = [m for m in bad if m not in needs_ill]
     if bad:
         out.append(
             "Not estimated: "
-            + "; ".join(
-                f"{m['label']} ({m['status']}: {m.get('reason') or 'no reason recorded'})" for m in bad
-            )
+            + "; ".join(f"{m['label']} ({m['status']}: {_without_label(m)})" for m in bad)
             + "."
         )
     if results["suppression"]["applied"]:
