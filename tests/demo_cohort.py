@@ -82,3 +82,18 @@ def spec_for(name: str) -> dict:
     if spec["kind"] in ("lmm_mi", "tipping_point"):
         spec = {**spec, **MI_OVERRIDE}
     return spec
+
+
+@functools.lru_cache(maxsize=1)
+def recorded() -> tuple[list[dict], dict]:
+    """Every model of :data:`MODELS` run on the demo, with the rows its fitters received.
+
+    ``tests/data/demo_rows.py``'s recorder (cached: the reference and quadrature tests share it).
+    Treat the result as read-only.
+    """
+    import sys
+
+    sys.path.insert(0, str(DATA))
+    import demo_rows
+
+    return demo_rows.record_all()

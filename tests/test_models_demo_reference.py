@@ -15,25 +15,19 @@ censored model 1e-6 (both sides are exact likelihood maximisations); glmer at th
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 import pandas as pd
 import pytest
-from demo_cohort import DATA, shipped_models, shipped_spec, spec_for
+from demo_cohort import DATA, MODELS, recorded, shipped_models, shipped_spec, spec_for
 
 from ketastats.models import binary, censored, glmm
 from ketastats.models.agq import central_hessian
-
-sys.path.insert(0, str(DATA))
-import demo_rows  # noqa: E402  (tests/data/demo_rows.py: the recorder)
 
 
 @pytest.fixture(scope="module")
 def demo():
     """Each referenced model run on the demo (its JSON) and the rows its fitters received."""
-    fits, outputs = demo_rows.record_all()
-    return fits, outputs
+    return recorded()
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +122,7 @@ def test_every_kind_of_the_shipped_config_has_a_reference(demo, ref):
             "tipping_point",
         }
     )
-    assert set(ref.model) == set(demo_rows.MODELS)
+    assert set(ref.model) == set(MODELS)
 
 
 # ----------------------------------------------------------------------------------- LMM kinds

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from demo_cohort import demo_sessions, shipped_estimands, shipped_spec
+from demo_cohort import recorded, shipped_spec
 from scipy import special, stats
 
-from ketastats.models import censored, glmm, run_model
+from ketastats.models import censored, glmm
 from ketastats.models.agq import central_hessian, richardson_hessian
 
 
@@ -90,21 +90,11 @@ def _independent_loglik(row_logf, groups, tau):
 @pytest.fixture(scope="module")
 def tobit_demo():
     """The cytokine_illness model of the shipped config on the demo, with the rows of each marker."""
-    rows = {}
-    original = censored.fit_tobit_lmm
-
-    def capture(y, cens, X, g, **kw):
-        rows[len(rows)] = (y, cens, X, g)
-        return original(y, cens, X, g, **kw)
-
-    spec = shipped_spec("cytokine_illness")
-    censored.fit_tobit_lmm = capture
-    try:
-        out = run_model("cytokine_illness", spec, demo_sessions(), shipped_estimands())
-    finally:
-        censored.fit_tobit_lmm = original
-    assert out["status"] == "ok" and list(out["fits"]) == spec["markers"]
-    return out, dict(zip(spec["markers"], rows.values()))
+    fits, outputs = recorded()
+    out = outputs["cytokine_illness"]
+    assert out["status"] == "ok" and list(out["fits"]) == shipped_spec("cytokine_illness")["markers"]
+    rows = [f for f in fits if f["model"] == "cytokine_illness"]
+    return out, {m: (f["y"], f["cens"].astype(bool), f["X"], f["group"]) for m, f in zip(out["fits"], rows)}
 
 
 def test_tobit_nodes_are_chosen_by_accuracy_and_recorded(tobit_demo):
@@ -143,20 +133,10 @@ def test_tobit_loglik_equals_an_independent_integration_on_every_demo_marker(tob
 def test_mixed_logistic_demo_loglik_equals_an_independent_integration():
     """The demo's response model: a wide random intercept (SD about 4.5) and 80 of 194 patients
     who never or always respond make skewed integrands; 10 nodes were off by 0.08."""
-    rows = {}
-    original = glmm.fit_logistic_glmm
-
-    def capture(y, X, g, **kw):
-        rows["data"] = (y, X, g)
-        return original(y, X, g, **kw)
-
-    from ketastats.models import binary
-
-    binary.fit_logistic_glmm = capture
-    try:
-        out = run_model("response_glmm", shipped_spec("response_glmm"), demo_sessions(), shipped_estimands())
-    finally:
-        binary.fit_logistic_glmm = original
+    fits, outputs = recorded()
+    out = outputs["response_glmm"]
+    f = next(f for f in fits if f["model"] == "response_glmm")
+    rows = {"data": (f["y"], f["X"], f["group"])}
     assert out["status"] == "ok"
     q = out["quadrature"]
     assert q["rule"] == "accuracy" and q["accurate"] and q["max_points"] > 100
