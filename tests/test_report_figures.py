@@ -107,3 +107,21 @@ def test_cytokine_without_a_known_detection_limit_is_drawn():
     assert ax.get_legend() is None  # no detection-limit line to explain
     assert len(ax.lines) == 4  # the density and its three quartile lines
     assert "below limit: 0 sessions (0%)" in texts(fig)
+
+
+def test_a_cohort_without_illness_data_is_drawn_as_one_group_in_its_own_score_and_unit():
+    df = sessions().drop(columns=["ill", "ever_ill"], errors="ignore")
+    df = df.rename(columns={"madrs": "hamd17"})
+    summary = [{"ever_ill": 0, "session": 1, "n": 80, "mean": 24.0, "ci_low": 23.0, "ci_high": 25.0},
+               {"ever_ill": 0, "session": 2, "n": 78, "mean": 20.0, "ci_low": 19.0, "ci_high": 21.0}]
+    fig = trajectory_figure(
+        df.assign(ever_ill=0), summary, group_n={"never_ill": 80, "ever_ill": 0, "overall": 80},
+        score="hamd17", score_label="HAM-D 17", unit="week",
+    )
+    left, right = fig.axes[0], fig.axes[1]
+    assert {mcolors.to_hex(line.get_color()) for line in left.lines} == {mcolors.to_hex("0.4")}
+    assert left.get_title() == "Individual patients" and left.get_ylabel() == "HAM-D 17 total"
+    assert left.get_xlabel() == "Session (week number)"
+    assert right.get_title().endswith("all patients (no illness data)")
+    assert [t.get_text() for t in right.get_legend().get_texts()] == ["all patients"]
+    assert "never ill" not in texts(fig)

@@ -126,7 +126,10 @@ def trajectory_figure(
     if df.empty:
         return message_figure(f"No {score_label or score.upper()} ratings to plot.")
     group_n = group_n or {}
-    colour_groups = not any(isinstance(group_n.get(k), str) for k in ("never_ill", "ever_ill"))
+    # a cohort without illness data has one group, all patients: no illness colours or split
+    illness = "ill" in sessions.columns and sessions["ill"].notna().any()
+    labels = _GROUP_LABELS if illness else {0: "all patients", 1: "ever ill"}
+    colour_groups = illness and not any(isinstance(group_n.get(k), str) for k in ("never_ill", "ever_ill"))
     fig, axes = _new(1, 2, figsize=(10, 4.2), sharey=True)
     if isinstance(group_n.get("overall"), str):
         axes[0].text(
@@ -154,7 +157,7 @@ def trajectory_figure(
         if sub.empty:
             continue
         x = sub[by].astype(float) + (day_bin / 2 if by == "day" else 0) + offset[flag]
-        axes[1].plot(x, sub["mean"], marker="o", ms=3.5, color=_COLORS[flag], label=_GROUP_LABELS[flag])
+        axes[1].plot(x, sub["mean"], marker="o", ms=3.5, color=_COLORS[flag], label=labels[flag])
         axes[1].fill_between(
             x, sub["ci_low"].astype(float), sub["ci_high"].astype(float), color=_COLORS[flag], alpha=0.18
         )
@@ -169,7 +172,7 @@ def trajectory_figure(
             axes[1].text(
                 0,
                 y,
-                f"n {_GROUP_LABELS[flag]}",
+                f"n {labels[flag]}",
                 transform=axes[1].transAxes,
                 ha="right",
                 fontsize=7,
@@ -199,7 +202,10 @@ def trajectory_figure(
         axes[1].text(
             0.5, 0.5, "no mean shown: too few patients per point", transform=axes[1].transAxes, ha="center"
         )
-    axes[1].set_title(f"Mean with {round(100 * level)}% CI, by illness during the course")
+    axes[1].set_title(
+        f"Mean with {round(100 * level)}% CI, "
+        + ("by illness during the course" if illness else "all patients (no illness data)")
+    )
     axes[1].set_xlabel(xlabel if by == "session" else f"Study day ({day_bin}-day bins)")
     if axes[1].lines:
         axes[1].legend(frameon=False)
