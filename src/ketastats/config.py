@@ -27,7 +27,7 @@ from typing import Any
 import yaml
 
 from .exceptions import ConfigError
-from .safeyaml import load_yaml, load_yaml_file
+from .safeyaml import load_yaml_file
 
 __all__ = [
     "load_config",
@@ -232,13 +232,7 @@ def load_config(path: str | Path = "config/config.yaml") -> dict[str, Any]:
         (``__use_yte__``), or fails :func:`check_config`.
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"config file {str(path)!r} not found; pass --config PATH") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read the config file {str(path)!r} as UTF-8 text ({exc}).") from None
-    raw = load_yaml(text, source=str(path))
+    raw = load_yaml_file(path, missing_hint="pass --config PATH")
     if not isinstance(raw, dict):
         raise ConfigError(f"{path} must hold a mapping with at least 'cohorts' and 'models'")
     return check_config(raw, source=str(path))

@@ -181,13 +181,16 @@ def _where(mark) -> str:
     return "" if mark is None else f", line {mark.line + 1}"
 
 
-def load_yaml_file(path: str | os.PathLike, *, max_nodes: int = MAX_EXPANDED_NODES) -> Any:
-    """:func:`load_yaml` of a UTF-8 file (a missing or unreadable file is a ConfigError)."""
+def load_yaml_file(
+    path: str | os.PathLike, *, max_nodes: int = MAX_EXPANDED_NODES, missing_hint: str = "check the path"
+) -> Any:
+    """:func:`load_yaml` of a UTF-8 file (a missing or unreadable file is a ConfigError whose
+    message ends with ``missing_hint``)."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"config file {str(p)!r} not found; check the path") from None
+        raise ConfigError(f"config file {str(p)!r} not found; {missing_hint}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read the config file {str(p)!r} as UTF-8 text ({exc}).") from None
     return load_yaml(text, source=str(p), max_nodes=max_nodes)

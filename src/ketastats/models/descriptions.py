@@ -20,7 +20,7 @@ Examples
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from markupsafe import escape
@@ -277,14 +277,8 @@ def _lmm_mi(m: Mapping[str, Any]) -> MethodDescription:
 
 
 def _tipping_point(m: Mapping[str, Any]) -> MethodDescription:
-    base = _lmm_mi(m)
-    return MethodDescription(
-        model=base.model,
-        formula=base.formula,
-        random=base.random,
-        estimation=base.estimation,
-        se_method=base.se_method,
-        inference=base.inference,
+    return replace(
+        _lmm_mi(m),
         extra=(
             "Delta adjustment [permutt2016]: every imputed rating at an ill session was shifted by delta "
             "points of the outcome scale (ratings missed during illness worse, or better, than MAR predicts) "
