@@ -5,11 +5,11 @@
 # Reads decision_points.csv (the eligible decision points of a simulated cohort, written by
 # ketastats' own steps) and, for each decision (postpone; reduced_dose among given infusions)
 # and outcome (next MADRS; response at the next rating), computes from scratch in R:
-#   - the propensity by glm(binomial) on the confounders;
+#   - the propensity by logistic regression (glm.fit) on the confounders;
 #   - stabilized weights P(A = a) / P(A = a | X), truncated at their 1st and 99th percentiles
 #     (quantile type 7, numpy's default), and the IPW estimate and its sandwich SE as the A
 #     coefficient of geeglm(y ~ A, weights = w, id = patient, corstr = "independence");
-#   - the outcome regression in each arm (lm, or glm(binomial) for response), the AIPW
+#   - the outcome regression in each arm (glm.fit, gaussian or binomial for response), the AIPW
 #     pseudo-outcomes m1 - m0 + A (y - m1) / e - (1 - A) (y - m0) / (1 - e) with the untruncated
 #     propensity, and their mean and sandwich SE from geeglm(phi ~ 1, id = patient);
 #   - the g-formula point estimate mean(m1 - m0) (its SE is checked in Python by another route);
@@ -36,9 +36,21 @@ analyse <- function(decision, outcome, binary) {
   d$y <- d[[outcome]]
   d$id <- as.integer(factor(d$patient_id))
   d <- droplevels(d)
-  ps <- glm(as.formula(paste("A ~", rhs)), family = binomial(), data = d,
-            control = glm.control(epsilon = 1e-12, maxit = 100))
-  e <- fitted(ps)
+  # the confounders' design; aliased columns (febrile next to the illness types, a level absent
+  # in an arm) are found by R's QR (lm's tolerance, 1e-7) and left out before the glm fits, whose
+  # own rank check is too tight at the convergence tolerance used here
+  X <- model.matrix(as.formula(paste("~", rhs)), d)
+  fit_on <- function(rows, y, fam) {
+    Xr <- X[rows, , drop = FALSE]
+    q <- qr(Xr)
+    keep <- sort(q$pivot[seq_len(q$rank)])
+    fit <- glm.fit(Xr[, keep, drop = FALSE], y[rows], family = fam,
+                   control = glm.control(epsilon = 1e-12, maxit = 100))
+    b <- numeric(ncol(X))
+    b[keep] <- coef(fit)
+    fam$linkinv(drop(X %*% b))
+  }
+  e <- fit_on(rep(TRUE, nrow(d)), d$A, binomial())
   p1 <- mean(d$A)
   sw <- ifelse(d$A == 1, p1 / e, (1 - p1) / (1 - e))
   q <- quantile(sw, c(0.01, 0.99), type = 7)
@@ -46,12 +58,11 @@ analyse <- function(decision, outcome, binary) {
   ipw <- geeglm(y ~ A, weights = w, id = id, corstr = "independence", data = d)
   ipw_glm <- glm(y ~ A, weights = w, data = d)
   ipw_cl <- sqrt(vcovCL(ipw_glm, cluster = ~id, type = "HC0", cadjust = FALSE)["A", "A"])
+  # outcome regression in each arm, predicted for every point: a column without variation in an
+  # arm (a level seen only in the other arm) is aliased there and contributes nothing
   fam <- if (binary) binomial() else gaussian()
-  f <- as.formula(paste("y ~", rhs))
-  m1fit <- glm(f, family = fam, data = d[d$A == 1, ], control = glm.control(epsilon = 1e-12, maxit = 100))
-  m0fit <- glm(f, family = fam, data = d[d$A == 0, ], control = glm.control(epsilon = 1e-12, maxit = 100))
-  m1 <- suppressWarnings(predict(m1fit, newdata = d, type = "response"))
-  m0 <- suppressWarnings(predict(m0fit, newdata = d, type = "response"))
+  m1 <- fit_on(d$A == 1, d$y, fam)
+  m0 <- fit_on(d$A == 0, d$y, fam)
   d$phi <- m1 - m0 + d$A * (d$y - m1) / e - (1 - d$A) * (d$y - m0) / (1 - e)
   aipw <- geeglm(phi ~ 1, id = id, corstr = "independence", data = d)
   data.frame(

@@ -3,7 +3,7 @@
 
     PYTHONPATH=src python tests/data/decision_rows.py     # then: cd tests/data && Rscript decision_reference.R
 
-A cohort of the ``decisions`` scenario (600 patients, seed 17) is simulated, typed and prepared by
+A cohort of the ``decisions`` scenario (1500 patients, seed 17) is simulated, typed and prepared by
 the package's own steps, and its eligible decision points (:func:`ketastats.decisions.decision_points`)
 are written to ``decision_points.csv``: the patient, the two decisions, the outcomes and the
 confounders. ``decision_reference.R`` fits the propensity and outcome models itself (glm, lm),
@@ -32,7 +32,7 @@ COLUMNS = [
 
 
 def points():
-    cohort = simulate_cohort(600, seed=17, scenario="decisions")
+    cohort = simulate_cohort(1500, seed=17, scenario="decisions")
     data = prepare_sessions(coerce_sessions(cohort.sessions))
     table, _ = decision_points(data)
     return table[COLUMNS]

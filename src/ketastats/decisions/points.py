@@ -18,7 +18,9 @@ Decisions (0/1)
     the infusion was postponed (1) or given on its planned day (0); every eligible point.
 ``reduced_dose``
     among points at which the infusion was given on its planned day: a dose below the patient's
-    usual dose (the dose of the previous infusion) (1) or the usual dose (0).
+    usual dose (1) or not (0). The usual dose is that of the latest earlier infusion given while
+    the patient was not ill (the largest earlier dose if every earlier one was given ill), so a
+    reduction for an illness is not taken for the usual dose at the next ill infusion.
 
 Confounders (:data:`CONFOUNDERS`)
 ---------------------------------
@@ -106,6 +108,18 @@ def _text(s: pd.Series) -> pd.Series:
     return s.astype("object").where(s.notna(), None)
 
 
+def _usual_dose(df: pd.DataFrame, pid: pd.Series, ill: pd.Series) -> np.ndarray:
+    """Per row, the patient's usual dose: that of the latest earlier infusion given while not ill
+    (the largest earlier dose when every earlier one was given ill)."""
+    if "dose_mg_kg" not in df.columns:
+        return np.full(len(df), np.nan)
+    dose = _num(df["dose_mg_kg"])
+    well = dose.where(ill.fillna(0.0) != 1)
+    previous_well = well.groupby(pid).shift(1).groupby(pid).ffill()
+    earlier_max = dose.groupby(pid).shift(1).groupby(pid).cummax()
+    return previous_well.fillna(earlier_max).to_numpy()
+
+
 def missing_columns(data: pd.DataFrame, decision: str) -> list[str]:
     """Columns a decision needs that the cohort does not have (or has only empty)."""
 
@@ -179,7 +193,6 @@ def decision_points(
     scores = pd.Series(_num(df[score]).to_numpy(), index=key) if score in df.columns else None
     resp_col = f"{score}_response"
     responses = pd.Series(_num(df[resp_col]).to_numpy(), index=key) if resp_col in df.columns else None
-    doses = pd.Series(_num(df["dose_mg_kg"]).to_numpy(), index=key) if "dose_mg_kg" in df.columns else None
 
     def at(series: pd.Series | None, sessions: pd.Series) -> np.ndarray:
         if series is None:
@@ -193,7 +206,7 @@ def decision_points(
     p = post[eligible].to_numpy()
     out["postpone"] = p.astype(float)
     dose = _num(rows["dose_mg_kg"]).to_numpy() if "dose_mg_kg" in rows.columns else np.full(len(rows), np.nan)
-    usual = at(doses, s - 1)
+    usual = _usual_dose(df, pid, ill)[eligible]
     reduced = np.where(np.isfinite(dose) & np.isfinite(usual), (dose < usual - 1e-9).astype(float), np.nan)
     out["dose"] = dose
     out["usual_dose"] = usual

@@ -515,7 +515,7 @@ def _simulate(n: int, p: dict, rng: dict) -> dict:
                 rprob = np.where(sick0, decision_probability(dc, "reduce", ep, e0, previous), 0.0)
             postponed[:, v] = sick0 & (u_post[:, v] < pprob)
             delay[:, v] = np.where(postponed[:, v], post_len[:, v], 0)
-            if logistic:
+            if logistic and v > 0:  # the first infusion has no usual dose to reduce from
                 reduced[:, v] = sick0 & ~postponed[:, v] & (u_reduce[:, v] < rprob)
         day[:, v] = t_plan + delay[:, v]
         t = day[:, v].astype(float)
