@@ -197,7 +197,7 @@ def read_long(path: Path):
 
 def cmd_fit(a: argparse.Namespace) -> int:
     from .models import fit_mixed
-    from .pipeline import write_json
+    from .outputs import write_json
 
     t0 = time.perf_counter()
     data = read_long(a.data)

@@ -20,7 +20,7 @@ import pandas as pd
 
 from ..exceptions import KetastatsError
 from .cohort import CohortView
-from .sessions import _ill
+from .sessions import ill_flags
 
 __all__ = [
     "ILLNESS_TERMS",
@@ -391,7 +391,7 @@ def predict_trajectories(
             "observed": pd.to_numeric(used[outcome], errors="coerce").to_numpy()
             if outcome in used
             else np.nan,
-            "ill": _ill(used).to_numpy(),
+            "ill": ill_flags(used).to_numpy(),
             "fitted_population": pop,
             "fitted_patient": pop + dev,
         }
@@ -407,7 +407,7 @@ def example_patients(view: CohortView, n: int = 6, *, seed: int = 0) -> list[str
     s = view.sessions
     counts = s.groupby("patient_id").size()
     eligible = counts[counts >= 3].index.astype(str)
-    ever = (_ill(s) == 1).groupby(s["patient_id"].astype(str)).any()
+    ever = (ill_flags(s) == 1).groupby(s["patient_id"].astype(str)).any()
     rng = np.random.default_rng(seed)
     ill_ids = sorted(p for p in eligible if ever.get(p, False))
     well_ids = sorted(p for p in eligible if not ever.get(p, False))

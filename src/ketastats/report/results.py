@@ -52,7 +52,6 @@ from .tables import table_one
 
 __all__ = [
     "ILLNESS_TERMS",
-    "MADRS_MCID",
     "instrument_settings",
     "CYTOKINES",
     "build_results",
@@ -61,10 +60,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-#: minimal clinically important difference on the MADRS (points); see domain.md 1.6
-MADRS_MCID = 2.0
-
 
 def instrument_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
     """The cohort's instrument (config ``cohorts.<name>.outcome``) as the report shows it:
