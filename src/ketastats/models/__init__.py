@@ -47,6 +47,10 @@ _LAZY = {
     "SkipModel": "retries",
     "fit_with_retries": "retries",
     "run_model": "run",
+    "fit_model": "run",
+    "ModelResult": "result",
+    "Coefficient": "result",
+    "Design": "result",
     "mixture_lrt_pvalue": "kinds.illness_slopes",
 }
 
@@ -56,6 +60,10 @@ __all__ = [
     "design_matrices",
     "fit_mixed",
     "run_model",
+    "fit_model",
+    "ModelResult",
+    "Coefficient",
+    "Design",
     "resolve_spec",
     "resolve_estimands",
     "KINDS",

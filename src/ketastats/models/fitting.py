@@ -26,9 +26,10 @@ from .common import (
 )
 from .engines.lmm import MixedModelResult, apply_references, design_matrices, fit_mixed
 from .engines.satterthwaite import SatterthwaiteResult, satterthwaite
+from .result import Design, design_of
 from .retries import Diagnosis, RetryOutcome, fit_with_retries
 
-__all__ = ["LMMFit", "fit_lmm_robust", "fit_spec_lmm", "lmm_block", "formulas_for"]
+__all__ = ["LMMFit", "fit_lmm_robust", "fit_spec_lmm", "lmm_block", "lmm_design", "formulas_for"]
 
 log = logging.getLogger(__name__)
 
@@ -195,3 +196,15 @@ def lmm_block(fit: LMMFit) -> dict[str, Any]:
     }
 
 
+def lmm_design(rows: pd.DataFrame, fit: LMMFit, spec: Mapping[str, Any]) -> Design:
+    """The :class:`~ketastats.models.result.Design` of an LMM fitted to ``rows`` (the rows as analysed)."""
+    res = fit.result
+    return design_of(
+        rows,
+        res.formula,
+        res.re_formula,
+        res.group,
+        [str(t) for t in res.fixed["term"]],
+        [str(n) for n in res.random_names],
+        centre=spec.get("centre") or (),
+    )

@@ -35,10 +35,11 @@ from ..exceptions import KetastatsError
 from .counted import remember
 from .identification import fit_reasons
 from .registry import REGISTRY
+from .result import Design, ModelResult
 from .retries import SkipModel
 from .specs import without_illness
 
-__all__ = ["run_model", "empty_result"]
+__all__ = ["fit_model", "run_model", "empty_result"]
 
 log = logging.getLogger(__name__)
 
@@ -74,15 +75,15 @@ def empty_result(name: str, spec: Mapping[str, Any], estimands: Mapping[str, str
     }
 
 
-def run_model(
+def fit_model(
     name: str,
     spec: Mapping[str, Any],
     data: pd.DataFrame,
     estimands: Mapping[str, str],
     *,
     alpha: float = 0.05,
-) -> dict[str, Any]:
-    """Fit model ``name`` as specified and return its JSON-ready dictionary.
+) -> ModelResult:
+    """Fit model ``name`` as specified: its :class:`~ketastats.models.result.ModelResult`.
 
     Parameters
     ----------
@@ -102,6 +103,34 @@ def run_model(
     KetastatsError
         Only when the spec says ``required: true`` and the model failed or was skipped.
     """
+    out = _fields(name, spec, data, estimands, alpha=alpha)
+    design = out.pop("design", None)
+    result = ModelResult.from_json(out)
+    result.design = design if isinstance(design, Design) or design is None else Design.from_json(design)
+    return result
+
+
+def run_model(
+    name: str,
+    spec: Mapping[str, Any],
+    data: pd.DataFrame,
+    estimands: Mapping[str, str],
+    *,
+    alpha: float = 0.05,
+) -> dict[str, Any]:
+    """:func:`fit_model`'s result as the model JSON (:meth:`ModelResult.to_json`), as the workflow writes it."""
+    return fit_model(name, spec, data, estimands, alpha=alpha).to_json()
+
+
+def _fields(
+    name: str,
+    spec: Mapping[str, Any],
+    data: pd.DataFrame,
+    estimands: Mapping[str, str],
+    *,
+    alpha: float = 0.05,
+) -> dict[str, Any]:
+    """The model's fields: the envelope, the kind's fields and the status."""
     out = empty_result(name, spec, estimands)
     if not spec.get("enabled", True):
         out.update(status="skipped", reason="switched off in config (enabled: false)")

@@ -150,6 +150,64 @@ class MixedModelResult:
             "messages": list(self.messages),
         }
 
+    def as_model_result(
+        self, name: str, rows: pd.DataFrame, *, alpha: float = 0.05, spec: Mapping[str, Any] | None = None
+    ):
+        """This fit as a :class:`~ketastats.models.result.ModelResult` (the schema the workflow
+        writes), with ``rows`` (the data that entered the fit, ``design_matrices``' ``used``) as
+        its design."""
+        from ..result import Coefficient, ModelResult, design_of
+
+        tab = self.coef_table(alpha)
+        coefs = [
+            Coefficient(
+                term=str(r["term"]),
+                estimate=_num(r["estimate"]),
+                se=_num(r["se"]),
+                df=_num(r["df"]) if "df" in tab else None,
+                ci_low=_num(r["ci_low"]),
+                ci_high=_num(r["ci_high"]),
+                p_value=_num(r["p_value"]),
+                df_method=self.df_method,
+            )
+            for _, r in tab.iterrows()
+        ]
+        d = self.to_dict()
+        blups = None
+        if self.blups is not None:
+            b = self.blups.sort_values("group", key=lambda s: s.astype(str), kind="stable")
+            blups = {"group": [str(g) for g in b["group"]], **{str(c): [_num(v) for v in b[c]] for c in self.random_names}}
+        random = dict(d["random"])
+        random["sd"] = [_num(v) for v in np.sqrt(np.clip(np.diag(np.atleast_2d(self.re_cov)), 0, None))]
+        return ModelResult(
+            name=name,
+            kind="lmm",
+            label=name,
+            spec=dict(spec or {"formula": self.formula, "re_formula": self.re_formula, "group": self.group}),
+            status="ok" if self.converged else "unreliable",
+            reason=None if self.converged else "the fit did not converge",
+            converged=bool(self.converged),
+            singular=bool(self.singular),
+            engine=self.engine,
+            optimizer=self.optimizer,
+            method=self.method,
+            nobs=int(self.nobs),
+            ngroups=int(self.ngroups),
+            df_method=self.df_method,
+            coefficients=coefs,
+            fixed=d["fixed"],
+            random=random,
+            residual_variance=_num(self.residual_variance),
+            loglik=_num(self.loglik),
+            blups=blups,
+            messages=list(self.messages),
+            design=design_of(
+                rows, self.formula, self.re_formula, self.group,
+                [str(t) for t in self.fixed["term"]], [str(n) for n in self.random_names],
+            ),
+            extra={"formula": self.formula, "re_formula": self.re_formula},
+        )
+
 
 def _num(x: float) -> float | None:
     x = float(x)

@@ -55,6 +55,7 @@ from statsmodels.genmod import cov_struct, families
 from statsmodels.genmod.generalized_estimating_equations import GEE
 
 from ..common import coefficient_rows, illness_effect, mcid_for, num, require_illness
+from ..result import design_of
 from ..retries import SkipModel
 from ..rows import model_rows
 
@@ -177,6 +178,7 @@ def fit(
         "analysis_role": "MMRM analogue: one mean per session, unstructured correlation across sessions, "
         "robust SEs; valid under MCAR dropout (the mixed model under MAR)",
         "messages": msgs,
+        "design": design_of(rows, formula, None, group, list(x_df.columns), centre=spec.get("centre") or ()),
     }
     if df.attrs.get("row_filters"):
         out["row_filters"] = df.attrs["row_filters"]

@@ -40,6 +40,7 @@ import patsy
 
 from ..common import coefficient_rows, illness_effect, num, odds
 from ..identification import binary_identification
+from ..result import design_of
 from ..retries import Diagnosis, fit_with_retries, hessian_is_pd
 from ..rows import binary_rows
 
@@ -167,6 +168,10 @@ def fit(data: pd.DataFrame, spec: Mapping[str, Any], estimands: Mapping[str, str
         "analysis_role": "primary analysis of the binary outcomes: the question is population-averaged and the "
         "robust SEs stay valid if the working correlation is wrong (assumes MCAR dropout)",
         "messages": [out.chosen.message] if out.chosen.message else [],
+        "design": design_of(
+            df.loc[y_df.index], formula, None, spec["group"], list(x_df.columns),
+            centre=spec.get("centre") or (), link="logit",
+        ),
     }
 
 

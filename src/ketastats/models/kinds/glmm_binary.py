@@ -26,6 +26,7 @@ from ..common import coefficient_rows, illness_effect, num, odds
 from ..engines.agq import quadrature_words
 from ..engines.logistic_glmm import fit_logistic_glmm
 from ..identification import binary_identification
+from ..result import design_of
 from ..retries import SkipModel
 from ..rows import binary_rows
 
@@ -84,4 +85,8 @@ def fit(data: pd.DataFrame, spec: Mapping[str, Any], estimands: Mapping[str, str
         "analysis_role": "sensitivity analysis of the binary outcomes: a subject-specific odds ratio (larger in "
         "magnitude than the GEE's), likelihood-based and so valid under MAR dropout",
         "messages": list(r.messages),
+        "design": design_of(
+            df.loc[y_df.index], formula, None, spec["group"], list(x_df.columns), ["Intercept"],
+            centre=spec.get("centre") or (), link="logit",
+        ),
     }

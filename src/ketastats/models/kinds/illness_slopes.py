@@ -28,7 +28,7 @@ from scipy import stats
 
 from ..common import as_float, illness_effect, mcid_for, num, require_illness
 from ..counted import escape
-from ..fitting import fit_lmm_robust, formulas_for, lmm_block
+from ..fitting import fit_lmm_robust, formulas_for, lmm_block, lmm_design
 from ..retries import SkipModel
 from ..rows import model_rows
 
@@ -82,6 +82,7 @@ def fit(data: pd.DataFrame, spec: Mapping[str, Any], estimands: Mapping[str, str
     re_reduced = ("~" + " + ".join(reduced_random)) if reduced_random else None
     reduced = fit_lmm_robust(df, formula, spec["group"], re_reduced, **common)
     out = lmm_block(full)
+    out["design"] = lmm_design(df, full, spec)
     out["estimands"] = record
     eff = illness_effect(full.coefficients, ill, scale="points", mcid=mcid_for(spec["outcome"]))
     out["illness_effect"] = eff

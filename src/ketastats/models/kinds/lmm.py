@@ -24,7 +24,7 @@ from typing import Any
 import pandas as pd
 
 from ..common import illness_effect, mcid_for, require_illness
-from ..fitting import fit_spec_lmm, formulas_for, lmm_block
+from ..fitting import fit_spec_lmm, formulas_for, lmm_block, lmm_design
 from ..rows import model_rows
 
 __all__ = ["fit"]
@@ -41,6 +41,7 @@ def fit(data: pd.DataFrame, spec: Mapping[str, Any], estimands: Mapping[str, str
         require_illness(df, spec["label"])
     fit = fit_spec_lmm(df, formula, re_formula, spec, alpha)
     out = lmm_block(fit)
+    out["design"] = lmm_design(df, fit, spec)
     out["estimands"] = record
     if df.attrs.get("row_filters"):
         out["row_filters"] = df.attrs["row_filters"]
