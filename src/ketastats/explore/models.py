@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ..exceptions import KetastatsError
+from ..models.result import ModelResult
 from .cohort import CohortView
 from .sessions import ill_flags
 
@@ -39,13 +40,19 @@ ILLNESS_TERMS: tuple[str, ...] = ("ill", "ill_within", "ill[T.1]", "ill[T.1.0]",
 
 
 # ------------------------------------------------------------------ models
+def _result(m: Mapping[str, Any]) -> ModelResult:
+    """A model JSON (as the workflow wrote it) read through the one result type."""
+    return m if isinstance(m, ModelResult) else ModelResult.from_json(m)
+
+
 def _coefficients(m: Mapping[str, Any]) -> pd.DataFrame:
     cols = ["term", "estimate", "se", "ci_low", "ci_high", "p_value"]
-    if isinstance(m.get("coefficients"), list) and m["coefficients"]:
-        df = pd.DataFrame(m["coefficients"])
-    elif isinstance(m.get("fixed"), Mapping):
+    r = _result(m)
+    if r.coefficients:
+        df = r.coefficient_table()
+    elif r.fixed:
         df = pd.DataFrame(
-            [{"term": t, **(v if isinstance(v, Mapping) else {"estimate": v})} for t, v in m["fixed"].items()]
+            [{"term": t, **(v if isinstance(v, Mapping) else {"estimate": v})} for t, v in r.fixed.items()]
         )
     else:
         return pd.DataFrame(columns=cols)
@@ -57,11 +64,11 @@ def _coefficients(m: Mapping[str, Any]) -> pd.DataFrame:
 
 
 def _outcome(m: Mapping[str, Any]) -> str | None:
-    spec = m.get("spec") if isinstance(m.get("spec"), Mapping) else {}
-    formula = m.get("formula") or spec.get("formula")
+    r = _result(m)
+    formula = r.extra.get("formula") or r.spec.get("formula") or (r.design.formula if r.design else None)
     if isinstance(formula, str) and "~" in formula:
         return formula.split("~", 1)[0].strip() or None
-    return spec.get("outcome") or m.get("outcome")
+    return r.spec.get("outcome") or r.extra.get("outcome")
 
 
 def _status(m: Mapping[str, Any]) -> str:
@@ -342,11 +349,9 @@ def predict_trajectories(
         ``patient_id``, ``session``, ``observed``, ``ill``, ``fitted_population``,
         ``fitted_patient``, sorted by patient and session.
     """
-    from ..models.result import ModelResult
-
     model = model or default_mixed_model(view)
     blup_table(view, model)  # refuses a model without BLUPs
-    res = ModelResult.from_json(_model(view, model))
+    res = _result(_model(view, model))
     if res.design is None:
         raise KetastatsError(
             f"model {model!r} of cohort {view.cohort!r} has no design in its result (written before ketastats "
