@@ -9,9 +9,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import report_cohort as rc
+from report_cohort import conceals
 
+from ketastats.pipeline import step_fit
+from ketastats.prepare import prepare_sessions
 from ketastats.report import FIGURES, TABLES, build_results
-from ketastats.report.suppression import SUPPRESSED, is_small
+from ketastats.report.suppression import is_small
 
 SECTIONS = [
     "summary",
@@ -285,7 +288,9 @@ def test_model_counts_that_differ_by_a_small_number_are_suppressed():
         prov,
         {"small_cell_threshold": 10, "confidence_level": 0.95},
     )
-    assert SUPPRESSED in (res["models"]["primary"]["nobs"], res["models"]["sens"]["nobs"])
+    assert conceals(res["models"]["primary"]["nobs"], primary["nobs"]) or conceals(
+        res["models"]["sens"]["nobs"], sens["nobs"]
+    )
     assert any(e["where"] == "Data flow and model counts" for e in res["suppression"]["entries"])
 
 
@@ -482,3 +487,40 @@ def test_minimal_data_and_a_failed_primary_still_render(tmp_path):
     assert "The primary model was failed: no diagnostics." in html
     assert "t-based 90% confidence intervals" in html
     assert len(list((tmp_path / "f").glob("*.png"))) == len(FIGURES)
+
+
+def test_results_json_releases_no_model_rows_or_patient_values(rep):
+    """A model result keeps the rows it analysed (its design) and per-patient BLUPs for the
+    diagnostics; none of it is released: results.json holds no design, no BLUPs and no patient id."""
+    res = rep["results"]
+    text = json.dumps(res) + (rep["dir"] / "report.html").read_text()
+    models = rc.built()["models"]
+    assert any(json.loads(Path(p).read_text()).get("design") for p in models.values())  # the model files have rows
+    for m in res["models"].values():
+        assert "design" not in m and "blups" not in m
+    ids = set(pd.read_parquet(rc.built()["sessions"])["patient_id"].astype(str))
+    assert ids and not [i for i in ids if f'"{i}"' in text or f">{i}<" in text]
+
+
+def test_the_headline_n_is_shown_as_a_range_never_suppressed(tmp_path):
+    """When 1 to 10 patients have no analysed rating, their number is hidden and the number
+    analysed is shown as the range a reader can derive anyway (200 - 1..10 = 190-199 for 200
+    patients), never as "suppressed": a study's N is never withheld."""
+    raw = rc.make_sessions(120, seed=5)
+    gone = sorted(raw["patient_id"].unique())[:3]  # three patients rated at baseline only
+    raw = raw[~(raw["patient_id"].isin(gone) & (raw["session"] > 1))]
+    prepared = prepare_sessions(raw)
+    model = tmp_path / "primary.json"
+    step_fit(prepared, {**rc.MODELS["primary"], "sessions": "post_baseline"}, model)
+    info = {"file": "x.csv", "sha256": "0" * 64, "records": int(len(raw)), "patients": 120, "warnings": 0}
+    prov = {"input": {"file": "x.csv", "sha256": "0" * 64}, "packages": {}, "git_commit": "x", "config_yaml": ""}
+    res = build_results(
+        "synth", prepared, info, {"primary": json.loads(model.read_text())}, prov,
+        {"small_cell_threshold": 10, "confidence_level": 0.95},
+    )
+    flow = res["data_flow"]
+    assert flow["patients_excluded"] == "<11"
+    assert flow["patients_analysed"] == "110-119" and conceals(flow["patients_analysed"], 117)
+    first = res["summary"][0]
+    assert first.startswith("110 to 119 patients with ") and "suppressed" not in first
+    assert "suppressed" not in json.dumps(flow)

@@ -196,8 +196,9 @@ def read_long(path: Path):
 
 
 def cmd_fit(a: argparse.Namespace) -> int:
-    from .models import fit_mixed
-    from .pipeline import write_json
+    from .models import design_matrices, fit_mixed
+    from .models.engines.lmm import apply_references
+    from .outputs import write_json
 
     t0 = time.perf_counter()
     data = read_long(a.data)
@@ -215,8 +216,18 @@ def cmd_fit(a: argparse.Namespace) -> int:
         )
     except KetastatsError as exc:
         raise KetastatsError(f"{a.data}: {exc}") from exc
-    out = res.to_dict()
-    out["seconds"] = {"read": t_read, "fit": res.seconds_fit}
+    refs = _parse_refs(a.reference)
+    used = design_matrices(apply_references(data, refs), a.formula, a.group, a.re_formula)[-1]
+    result = res.as_model_result(
+        Path(a.json_out).stem,
+        used,
+        spec={
+            "formula": a.formula, "re_formula": a.re_formula, "group": a.group, "method": "ML" if a.ml else "REML",
+            "engine": a.engine, "df_method": a.df_method, "references": refs,
+        },
+    )
+    result.extra["seconds"] = {"read": t_read, "fit": res.seconds_fit}
+    out = result.to_json()
     write_json(a.json_out, out)
     log.info(
         "%s fit (%s engine): %d observations, %d groups, loglik %.4f, converged=%s -> %s",
