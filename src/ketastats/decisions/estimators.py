@@ -381,14 +381,15 @@ def check_positivity(
     propensity_range: Sequence[float],
     max_share_outside: float,
     labels: Mapping[int, str],
+    setting: str = "min_per_arm",
 ) -> None:
     """Raise :class:`NotEstimable` when an arm is too small or most propensities are extreme."""
     for a in (1, 0):
         n = int(np.sum(A == a))
         if n < min_per_arm:
             raise NotEstimable(
-                f"positivity: {{n}} decision point(s) {labels[a]}, fewer than the {min_per_arm} "
-                "needed (min_per_arm); no effect is estimated",
+                f"positivity: {{n}} decision point(s) in the arm '{labels[a]}', fewer than the {min_per_arm} "
+                f"needed ({setting}); no effect is estimated",
                 n=n,
             )
     if e is not None:

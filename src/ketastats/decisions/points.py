@@ -90,9 +90,8 @@ _SOURCES = {
 RECORD = {
     "postponed": "whether each infusion was postponed from its planned day (postponed, 0/1)",
     "delay_days": "the days of postponement (delay_days)",
-    "planned_ill": "for a postponed infusion, whether the patient was ill on the planned day (planned_ill)",
-    "planned_illness_severity": "for a postponed infusion, the severity of the illness on the planned day "
-    "(planned_illness_severity)",
+    "planned_ill": "whether the patient was ill on the planned day of a postponed infusion (planned_ill)",
+    "planned_illness_severity": "the severity of that illness (planned_illness_severity)",
     "dose_mg_kg": "the dose of each infusion in mg/kg (dose_mg_kg)",
     "ill": "whether the patient was acutely ill at each session (ill, 0/1)",
     "illness_severity": "the severity of the illness (illness_severity)",
