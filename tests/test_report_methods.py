@@ -26,6 +26,7 @@ EXPECTED = {
     "lmm_mi": ("Rubin's rules", ("sandwich",)),
     "tipping_point": ("Rubin's rules", ("sandwich",)),
     "decision": ("sandwich", ("random intercept", "σ²(X'V⁻¹X)⁻¹")),
+    "illness_by": ("σ²(X'V⁻¹X)⁻¹", ("sandwich",)),
 }
 
 

@@ -3,9 +3,9 @@
 What a reviewer of a target-trial emulation checks before reading an effect (Austin & Stuart
 2015):
 
-- **overlap**: the distribution of the propensity ``P(A = 1 | X)`` in each arm (histogram on
-  [0, 1], the overlap figure), its range per arm and the share of points outside the
-  configured ``propensity_range``;
+- **overlap**: the distribution of the propensity ``P(A = 1 | X)`` in each arm (a histogram on
+  [0, 1] for the analysts, a smoothed density and quantiles for the report's overlap figure),
+  its range per arm and the number of points outside the configured ``propensity_range``;
 - **balance**: per confounder (each indicator of a category separately) the standardized mean
   difference ``(mean_1 - mean_0) / sqrt((var_1 + var_0) / 2)`` before and after weighting,
   with the *unweighted* variances in the denominator both times, so that the two are on one
@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["BALANCE_THRESHOLD", "balance_table", "effective_sample_size", "largest_weights", "overlap"]
+__all__ = ["BALANCE_THRESHOLD", "balance_table", "density", "effective_sample_size", "largest_weights", "overlap"]
 
 #: |SMD| below this is "balanced" (Austin & Stuart 2015)
 BALANCE_THRESHOLD = 0.1
@@ -96,5 +96,26 @@ def overlap(e: np.ndarray, A: np.ndarray, propensity_range, bins: int = 20) -> d
             "max": float(ee.max()) if ee.size else None,
             "mean": float(ee.mean()) if ee.size else None,
         }
-    out["share_outside_range"] = float(np.mean((e < lo) | (e > hi))) if e.size else None
+    out["points_outside_range"] = int(np.sum((e < lo) | (e > hi)))
+    out["quantiles"] = {
+        name: [float(q) for q in np.quantile(e[A == a], (0.1, 0.25, 0.5, 0.75, 0.9))] if np.any(A == a) else None
+        for a, name in ((1, "treated"), (0, "control"))
+    }
+    out["density"] = density(e, A)
+    return out
+
+
+def density(e: np.ndarray, A: np.ndarray, points: int = 101) -> dict[str, Any]:
+    """Smoothed density of the propensity per arm on [0, 1] (Gaussian kernel, Scott's bandwidth):
+    the overlap figure, without counts of points."""
+    from scipy.stats import gaussian_kde
+
+    grid = np.linspace(0.0, 1.0, points)
+    out: dict[str, Any] = {"grid": grid.tolist()}
+    for a, name in ((1, "treated"), (0, "control")):
+        ee = e[A == a]
+        if ee.size < 2 or np.ptp(ee) == 0:
+            out[name] = None
+            continue
+        out[name] = [float(v) for v in gaussian_kde(ee)(grid)]
     return out

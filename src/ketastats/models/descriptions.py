@@ -336,6 +336,23 @@ def _decision(m: Mapping[str, Any]) -> MethodDescription:
     )
 
 
+def _illness_by(m: Mapping[str, Any]) -> MethodDescription:
+    spec = m.get("spec") or {}
+    by = ", ".join(_e(b).replace("_", " ") for b in spec.get("by") or [])
+    return MethodDescription(
+        model=(
+            "the primary linear mixed model [laird1982] refitted once per grouping (" + by + ") with the "
+            "within-person illness term split into one person-mean-centred indicator per level [curran2011]"
+        ),
+        formula=_formula(m),
+        random=_random(m),
+        estimation=f"{_reml(m)} with {_engine(m)}",
+        se_method=_MODEL_BASED_SE + "; the global test that every level's effect is equal is a Wald "
+        "chi-squared test from the fixed effects' covariance",
+        inference=_df(m),
+    )
+
+
 #: kind -> function(model JSON) -> MethodDescription
 DESCRIBERS: dict[str, Callable[[Mapping[str, Any]], MethodDescription]] = {
     "lmm": _lmm,
@@ -349,6 +366,7 @@ DESCRIBERS: dict[str, Callable[[Mapping[str, Any]], MethodDescription]] = {
     "lmm_mi": _lmm_mi,
     "tipping_point": _tipping_point,
     "decision": _decision,
+    "illness_by": _illness_by,
 }
 
 

@@ -337,6 +337,20 @@ _KINDS = (
         checks=(_decision_fields,),
         needs_outcome=False,
     ),
+    Kind(
+        "illness_by",
+        "The primary model with the within-person illness term split by illness type, severity and febrile "
+        "status (one refit per grouping), with a global test of equal effects.",
+        {
+            "outcome": "score",
+            "fixed": list(_PRIMARY_FIXED),
+            "random": ["progress"],
+            "by": ["illness_type", "illness_severity", "febrile"],
+            "split_term": "ill_within",
+            "min_sessions": 20,
+            "illness_term": None,
+        },
+    ),
 )
 
 #: every kind of model, by its config name

@@ -274,6 +274,7 @@ def _analyse_decision(
         prefix = escape(f"{treated} versus {control}: ")
         return _skip(block, out, CountedText(prefix + exc.template, exc.counts))
     w, winfo = stabilized_weights(A, ps.e, spec.get("truncate"))
+    raw_w, _ = stabilized_weights(A, ps.e, None)
     block["diagnostics"] = {
         "outcome": primary,
         "propensity_converged": ps.converged,
@@ -281,8 +282,8 @@ def _analyse_decision(
         "balance": diag.balance_table(X, A, w),
         "balance_threshold": diag.BALANCE_THRESHOLD,
         "effective_sample_size": diag.effective_sample_size(w, A),
-        "largest_weights": diag.largest_weights(w, A, k=5),
-        "weights": {**winfo, "max": float(w.max()), "mean": float(w.mean())},
+        "largest_weights": diag.largest_weights(raw_w, A, k=5),
+        "weights": {**winfo, "max_untruncated": float(raw_w.max()), "max": float(w.max()), "mean": float(w.mean())},
     }
     block["converged"] = ps.converged
     results: dict[str, Any] = {}
