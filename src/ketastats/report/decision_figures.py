@@ -49,7 +49,7 @@ def overlap_figure(section: Mapping[str, Any] | None):
     if not ok:
         return message_figure(_why_not(section))
     fig, axes = _new(1, len(ok), (4.8 * len(ok), 3.2))
-    for ax, (decision, e) in zip(axes, ok, strict=True):
+    for ax, (_decision, e) in zip(axes, ok, strict=True):
         ov = e["diagnostics"]["overlap"]
         dens = ov.get("density") or {}
         grid = np.asarray(dens.get("grid") or [])
@@ -76,7 +76,7 @@ def love_figure(section: Mapping[str, Any] | None):
         return message_figure(_why_not(section))
     rows = max(len(e["diagnostics"]["balance"]) for _, e in ok)
     fig, axes = _new(1, len(ok), (4.8 * len(ok), 1.2 + 0.28 * rows))
-    for ax, (decision, e) in zip(axes, ok, strict=True):
+    for ax, (_decision, e) in zip(axes, ok, strict=True):
         bal = e["diagnostics"]["balance"]
         thr = e["diagnostics"].get("balance_threshold") or 0.1
         shown = [r for r in bal if isinstance(r.get("smd_before"), int | float) and isinstance(r.get("smd_after"), int | float)]
