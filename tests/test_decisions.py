@@ -281,3 +281,20 @@ def test_design_matrix_drops_aliased_columns():
     assert list(X.columns) == ["const", "illness_type[influenza_like]", "illness_type[other_febrile]", "progress"]
     ps = fit_propensity(np.array([0.0, 1, 1, 0]), X[["const", "progress"]])
     assert ps.e.shape == (4,)
+
+
+def test_recovery_replicate_scores_every_variant_against_the_truth():
+    from ketastats.decisions.recovery import VARIANTS, run_decision_replicate, summarize
+    from ketastats.models import resolve_spec
+
+    spec = resolve_spec("decision", {"kind": "decision"})
+    rows = run_decision_replicate("decisions", 1500, 3, 0, spec) + run_decision_replicate("decisions", 1500, 3, 1, spec)
+    table = pd.DataFrame(rows)
+    assert set(table["variant"]) == set(VARIANTS) and set(table["decision"]) == {"postpone", "reduced_dose"}
+    assert (table.groupby(["replicate", "decision"])["truth"].nunique() == 1).all()
+    s = summarize(table).set_index(["decision", "variant"])
+    assert s.loc[("postpone", "naive"), "bias"] > 2  # confounded
+    assert abs(s.loc[("postpone", "aipw_wrong_propensity"), "bias"]) < 1
+    assert list(s["replicates"].unique()) == [2]
+    with pytest.raises(Exception, match="no decision truth"):
+        run_decision_replicate("sickness", 100, 3, 0, spec)
