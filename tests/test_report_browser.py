@@ -208,3 +208,27 @@ def test_layout_of_the_demo_report_holds(demo_run, tmp_path):
     assert_layout_holds(html, "demo")
     pdf = render_pdf(html, tmp_path / "report.pdf")
     assert assert_pdf_pages_inside_margins(pdf, tmp_path) >= 8
+
+
+def test_an_internal_report_says_so_on_every_printed_page(tmp_path):
+    """``report.disclosure: internal`` (exact counts) prints its banner on every PDF page."""
+    import subprocess
+
+    b = rc.built()
+    out = tmp_path / "internal"
+    from ketastats.pipeline import step_report
+
+    cfg = {**rc.CONFIG, "report": {"small_cell_threshold": 0, "disclosure": "internal", "confidence_level": 0.95}}
+    out.mkdir()
+    step_report("synth", cfg, sessions=b["sessions"], input_json=b["input"], model_jsons=b["models"],
+                out_results=out / "results.json", out_html=out / "report.html", root=b["root"], command="pytest",
+                figures_dir=out / "figures", tables_dir=out / "tables", out_pdf=out / "report.pdf",
+                run_date="2026-01-01 00:00 UTC")
+    text = subprocess.run(["pdftotext", "-layout", str(out / "report.pdf"), "-"], capture_output=True, text=True,
+                          check=True).stdout
+    pages = [pg for pg in text.split("\f") if pg.strip()]
+    assert len(pages) >= 5
+    assert all("INTERNAL REPORT: NOT FOR RELEASE" in pg for pg in pages)
+    public = subprocess.run(["pdftotext", str(render_pdf(rc.rendered()["dir"] / "report.html", tmp_path / "p.pdf")),
+                             "-"], capture_output=True, text=True, check=True).stdout
+    assert "NOT FOR RELEASE" not in public

@@ -317,6 +317,13 @@ def _local_only(route) -> None:
         route.abort()
 
 
+#: the page header of an internal report's PDF (Chromium's header template: inline style only)
+INTERNAL_HEADER = (
+    '<div style="width:100%;text-align:center;font-size:9px;font-weight:700;color:#b00020;'
+    'font-family:sans-serif">INTERNAL REPORT: NOT FOR RELEASE. Must not leave the study team.</div>'
+)
+
+
 def _opened(text: str) -> str:
     """The page with every ``<details>`` open, for print.
 
@@ -376,11 +383,16 @@ def render_pdf(html: str | Path, out_pdf: str | Path, *, chromium: str | None = 
                     page = browser.new_page(java_script_enabled=False)
                     page.route("**/*", _local_only)
                     page.goto(printed.as_uri(), wait_until="load")
+                    internal = 'class="every-page"' in text
                     page.pdf(
                         path=str(tmp),
                         format="A4",
                         print_background=True,
-                        margin={"top": "12mm", "bottom": "12mm", "left": "10mm", "right": "10mm"},
+                        margin={"top": "14mm" if internal else "12mm", "bottom": "12mm", "left": "10mm", "right": "10mm"},
+                        # an internal report's banner in the top margin of every page
+                        display_header_footer=internal,
+                        header_template=INTERNAL_HEADER if internal else "<span></span>",
+                        footer_template="<span></span>",
                     )
                 finally:
                     browser.close()
