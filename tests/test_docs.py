@@ -48,7 +48,10 @@ def _scanned() -> list[Path]:
     files = [ROOT / name for name in SCANNED_FILES if (ROOT / name).is_file()]
     for top in SCANNED_DIRS:
         for path in sorted((ROOT / top).rglob("*")):
-            if path.is_file() and not SKIPPED_DIRS.intersection(path.relative_to(ROOT).parts):
+            parts = path.relative_to(ROOT).parts
+            if path.is_file() and not SKIPPED_DIRS.intersection(parts) and not any(
+                q.endswith(".egg-info") for q in parts  # pip's build metadata (a copy of the README)
+            ):
                 files.append(path)
     return files
 
