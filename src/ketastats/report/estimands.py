@@ -25,7 +25,9 @@ Examples
 ...        "description": "every rating as observed", "rows_removed": 0, "rows_changed": 0}}}}}
 >>> row = estimand_table(res)[0]
 >>> row["summary_measure"]
-'within-patient difference in mean MADRS (points), sessions during acute illness vs sessions without'
+'Within-patient difference in mean MADRS (points), sessions during acute illness vs sessions without.'
+>>> row["population"]
+'Post-baseline sessions (from session 2) with a MADRS rating, of patients on an IV ketamine course (cohort demo): 227 sessions of 37-39 patients.'
 >>> row["intercurrent_events"][0]["strategy"]
 'treatment_policy'
 """
@@ -50,20 +52,19 @@ ATTRIBUTES = {
 
 #: intercurrent event (the model JSON's key) -> what it is
 EVENTS = {
-    "postponement": "a session postponed",
-    "dose_change": "a change of the ketamine dose",
-    "discontinuation": "the course stopped before the planned last session",
-    "illness_medication": "illness medication (antipyretic, NSAID, steroid, antibiotic) around a cytokine draw",
+    "postponement": "Session postponed",
+    "dose_change": "Ketamine dose changed",
+    "discontinuation": "Course stopped before the planned last session",
+    "illness_medication": "Illness medication (antipyretic, NSAID, steroid, antibiotic) at a cytokine draw",
 }
 
 _MARKERS = {"il6_pg_ml": "IL-6", "tnfa_pg_ml": "TNF-α", "il1b_pg_ml": "IL-1β", "crp_mg_l": "CRP"}
 
 #: the exposure a model's illness term stands for
 _EXPOSURES = {
-    "ill_within": "acute illness at the session, within patient (ill_within: the session's illness flag "
-    "minus the patient's share of ill sessions)",
-    "ill": "acute illness at the session (ill vs not ill)",
-    "ever_ill": "acute illness at any session of the course (ever vs never ill)",
+    "ill_within": "acute illness at the session, within patient (ill_within)",
+    "ill": "acute illness at the session (ill)",
+    "ever_ill": "acute illness at any session of the course (ever_ill)",
 }
 
 
@@ -98,7 +99,6 @@ def _population(cohort: str, m: Mapping[str, Any], ins: Mapping[str, Any]) -> st
     spec = m.get("spec") or {}
     kind = m.get("kind") or "lmm"
     short = ins.get("short") or "MADRS"
-    who = f"Patients receiving an IV ketamine course (cohort {cohort})"
     if kind == "cytokine_illness":
         rows = (
             "sessions with a cytokine draw (draws below the detection limit kept, as censored or substituted)"
@@ -123,16 +123,17 @@ def _population(cohort: str, m: Mapping[str, Any], ins: Mapping[str, Any]) -> st
             f"ill sessions within {spec['exclude_onset_within_days']} days of the illness onset "
             "(or with an unknown onset) left out"
         )
-    text = f"{who}; analysed: {rows}" + "".join(f"; {e}" for e in extra)
+    text = f"{rows[:1].upper()}{rows[1:]}, of patients on an IV ketamine course (cohort {cohort})"
+    text += "".join(f"; {e}" for e in extra)
     nobs, ngroups = m.get("nobs"), m.get("ngroups")
     if ngroups is not None:
         unit = (
             "observations" if kind in ("cytokine_illness", "cytokine_moderation", "mediation") else "sessions"
         )
         if _end_level(m) or nobs is None:
-            text += f" ({say_count(ngroups)} patients)"
+            text += f": {say_count(ngroups)} patients"
         else:
-            text += f" ({say_count(nobs)} {unit} of {say_count(ngroups)} patients)"
+            text += f": {say_count(nobs)} {unit} of {say_count(ngroups)} patients"
     return text + "."
 
 
@@ -144,8 +145,8 @@ def _treatment(m: Mapping[str, Any], ins: Mapping[str, Any]) -> str:
         term, f"{term} (the model's illness term)" if term else "none named by the model"
     )
     text = (
-        f"The IV ketamine course as delivered (sessions numbered by {ins.get('unit') or 'infusion'}); "
-        f"exposure of interest: {exposure}"
+        f"IV ketamine course as delivered (sessions numbered by {ins.get('unit') or 'infusion'}); "
+        f"exposure compared: {exposure}"
     )
     if kind == "cytokine_moderation":
         mods = spec.get("moderators") or list((m.get("fits") or {}).keys())
