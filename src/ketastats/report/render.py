@@ -41,6 +41,7 @@ from .figures import (
     save_figure,
     trajectory_figure,
 )
+from .flow import flow_figure
 from .labels import term_label
 from .suppression import say_count
 from .tables import table_one_frame
@@ -196,6 +197,7 @@ def _figures(
     if "ever_ill" not in sessions.columns:
         sessions = sessions.assign(ever_ill=0)
     figs: dict[str, Any] = {
+        "flow": lambda: flow_figure(results["data_flow"]),
         "trajectories_session": lambda: trajectory_figure(
             sessions, traj["by_session"], by="session", level=level, group_n=group_n,
             score=ins["name"], score_label=ins["short"], unit=ins["unit"],

@@ -45,8 +45,10 @@ from scipy import stats
 from ..identifiers import redact_provenance
 from ..models.counted import fill, mask_numbers
 from ..models.result import ModelResult
+from .estimands import estimand_table
 from .methods import methods_section
 from .sensitivity import sensitivity_section
+from .strobe import strobe_checklist
 from .suppression import SUPPRESSED, Disclosure, disclosure_settings, is_small, is_suppressed
 from .suppression import say_count as _say
 from .tables import table_one
@@ -1093,4 +1095,5 @@ def build_results(
     results["methods"] = methods_section(results)
     results["summary"] = summary_sentences(results)
     results["answer"] = answer_sentences(results)
+    results["estimand_table"], results["strobe"] = estimand_table(results), strobe_checklist(results)
     return results
