@@ -30,6 +30,7 @@ sys.path.insert(0, str(HERE.parent))  # tests/, for demo_cohort
 from demo_cohort import MODELS, demo_sessions, shipped_estimands, spec_for  # noqa: E402
 
 from ketastats.models import binary, censored, imputation, lmm, marginal, run_model  # noqa: E402
+from ketastats.models.kinds import mmrm as mmrm_kind  # noqa: E402
 from ketastats.models.mixed import design_matrices  # noqa: E402
 
 
@@ -64,6 +65,7 @@ class Recorder:
             "gee_logistic": binary.gee_logistic,
             "GEE": marginal.GEE,
             "fit_one": imputation._fit_one,
+            "fit_mmrm": mmrm_kind.fit_mmrm,
         }
         self.orig = orig
         seen: set = set()
@@ -111,6 +113,23 @@ class Recorder:
             )
             return orig["fit_one"](design, spec, prep, shift)
 
+        def fit_mmrm(y, X, subject, visit, *, covariance="us", visit_levels=None, reml=True, names=None, **kw):
+            levels = list(visit_levels)
+            rec.add(
+                "gls",
+                y,
+                X,
+                subject,
+                names,
+                reml=reml,
+                wave=np.array([levels.index(v) + 1 for v in visit]),
+                correlation=covariance,
+            )
+            return orig["fit_mmrm"](
+                y, X, subject, visit, covariance=covariance, visit_levels=visit_levels, reml=reml, names=names, **kw
+            )
+
+        mmrm_kind.fit_mmrm = fit_mmrm
         lmm.fit_mixed = fit_mixed
         censored.fit_tobit_lmm = tobit
         binary.fit_logistic_glmm = glmm
@@ -125,6 +144,7 @@ class Recorder:
         binary.gee_logistic = self.orig["gee_logistic"]
         marginal.GEE = self.orig["GEE"]
         imputation._fit_one = self.orig["fit_one"]
+        mmrm_kind.fit_mmrm = self.orig["fit_mmrm"]
 
     def xnames(self):
         """Design names of a binary model (the kind builds its design with patsy from binary_rows)."""

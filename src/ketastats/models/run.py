@@ -56,6 +56,7 @@ KIND_MODULES: dict[str, tuple[str, str]] = {
     "illness_slopes": ("slopes", "fit_illness_slopes_kind"),
     "lmm_mi": ("imputation", "fit_lmm_mi_kind"),
     "tipping_point": ("tipping", "fit_tipping_point_kind"),
+    "mmrm": ("kinds.mmrm", "fit"),
 }
 
 

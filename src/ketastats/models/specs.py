@@ -13,7 +13,12 @@ Kinds
     Linear mixed model of a score (the primary model, and sensitivity variants).
 ``gee``
     Linear GEE of a score with one mean per session and an unstructured working correlation
-    across sessions, robust SEs: the MMRM analogue (sensitivity analysis).
+    across sessions, robust SEs: the marginal model (valid under MCAR dropout).
+``mmrm``
+    Mixed model for repeated measures by REML (SAS PROC MIXED's REPEATED statement): one mean per
+    session, a covariance across the sessions of a patient (unstructured by default, falling back
+    along ``covariance_fallback``), Satterthwaite or Kenward-Roger df; valid under MAR dropout.
+    :mod:`ketastats.models.kinds.mmrm`.
 ``gee_binary``
     Logistic GEE with an exchangeable working correlation (response/remission per session,
     or at the end of the course with one row per patient).
@@ -75,6 +80,7 @@ KINDS = (
     "illness_slopes",
     "lmm_mi",
     "tipping_point",
+    "mmrm",
 )
 
 #: intercurrent events (ICH E9(R1)) and the strategies that may be chosen for each
@@ -215,6 +221,16 @@ KIND_DEFAULTS: dict[str, dict[str, Any]] = {
         "random": ["progress"],
         "df_method": "barnard_rubin",
         **_MI_DEFAULTS,
+    },
+    "mmrm": {
+        "outcome": "score",
+        "fixed": ["C(session)", "days_since_prev", "score_baseline", "ill_within", "ill_between", "ill_lag1"],
+        "visit": "session",
+        "covariance": "us",
+        "covariance_fallback": ["us", "toeph", "ar1h"],
+        "covariance_group": None,
+        "max_visits": 12,
+        "se": "model",
     },
     "tipping_point": {
         "outcome": "score",
@@ -363,7 +379,7 @@ def spec_problems(where: str, spec: Mapping[str, Any]) -> list[str]:
         problems.append(
             f"{where}: formula/re_formula are only for kind lmm; use outcome, fixed and random for {kind}."
         )
-    if kind in ("lmm", "gee", "gee_binary", "glmm_binary", "illness_slopes", "lmm_mi", "tipping_point") and (
+    if kind in ("lmm", "gee", "gee_binary", "glmm_binary", "illness_slopes", "lmm_mi", "tipping_point", "mmrm") and (
         formula is None
     ):
         if not spec.get("outcome"):
@@ -394,10 +410,19 @@ def spec_problems(where: str, spec: Mapping[str, Any]) -> list[str]:
             f"{where}.correlation: kind gee_binary supports exchangeable or independence; "
             "unstructured and ar1 are for kind gee."
         )
-    if spec.get("complete_case") and kind not in ("lmm", "gee"):
-        problems.append(f"{where}.complete_case: supported for kinds lmm and gee.")
-    if spec.get("exclude_onset_within_days") is not None and kind not in ("lmm", "gee"):
-        problems.append(f"{where}.exclude_onset_within_days: supported for kinds lmm and gee.")
+    if spec.get("complete_case") and kind not in ("lmm", "gee", "mmrm"):
+        problems.append(f"{where}.complete_case: supported for kinds lmm, gee and mmrm.")
+    if spec.get("exclude_onset_within_days") is not None and kind not in ("lmm", "gee", "mmrm"):
+        problems.append(f"{where}.exclude_onset_within_days: supported for kinds lmm, gee and mmrm.")
+    if spec.get("df_method") == "kenward_roger" and kind != "mmrm":
+        problems.append(f"{where}.df_method: kenward_roger is for kind mmrm; use satterthwaite or normal.")
+    se = spec.get("se")
+    if kind == "mmrm" and se not in (None, "model", "empirical"):
+        problems.append(f"{where}.se: kind mmrm has model-based (model) or sandwich (empirical) SEs.")
+    if kind == "gee" and se not in (None, "robust", "bias_reduced"):
+        problems.append(f"{where}.se: kind gee has robust or bias_reduced SEs.")
+    if kind == "mmrm" and spec.get("df_method") == "kenward_roger" and se == "empirical":
+        problems.append(f"{where}.se: Kenward-Roger adjusts the model-based covariance; use se: model with it.")
     if kind in ("lmm_mi", "tipping_point"):
         if spec.get("df_method") not in ("barnard_rubin", None):
             problems.append(

@@ -404,6 +404,64 @@ class MMRMResult:
     def n_theta(self) -> int:
         return self.theta.size
 
+    def to_dict(self, *, df_method: str = "satterthwaite", se: str = "model", formula: str | None = None) -> dict:
+        """The fit as plain JSON types, in the shape of ``ketastats fit --json`` for the LMMs, plus the
+        covariance matrix and its parameters. ``df_method``: satterthwaite | kenward_roger | normal;
+        ``se``: model | empirical."""
+        p = self.beta.size
+        if df_method == "kenward_roger":
+            vcov, dfs = self.kenward_roger("expected")["vcov"], self.kenward_roger_df("expected")
+        elif se == "empirical":
+            vcov, dfs = self.empirical_vcov(), np.full(p, float(self.n_subjects - p))
+        else:
+            vcov, dfs = self.vcov, self.df
+        method = df_method if se != "empirical" or df_method == "normal" else "residual"
+        if df_method == "normal":
+            dfs = np.full(p, np.nan)
+
+        def num(x):
+            x = float(x)
+            return x if math.isfinite(x) else None
+
+        sd = {g: np.sqrt(np.diag(S)) for g, S in self.sigma.items()}
+        return {
+            "fixed": {
+                n: {"estimate": num(b), "se": num(math.sqrt(vcov[j, j])), "df": num(dfs[j]), "df_method": method}
+                for j, (n, b) in enumerate(zip(self.names, self.beta, strict=True))
+            },
+            "df_method": method,
+            "se_type": se,
+            "random": None,
+            "residual_variance": None,
+            "covariance": {
+                "structure": self.structure,
+                "visits": self.visits,
+                "groups": self.groups,
+                "parameters": [
+                    {"group": g, "label": lab, "estimate": num(v)}
+                    for g, lab, v in zip(self.theta_groups, self.theta_labels, self.theta, strict=True)
+                ],
+                "matrix": {g: [[num(v) for v in row] for row in S] for g, S in self.sigma.items()},
+                "correlation": {
+                    g: [[num(v) for v in row] for row in S / np.outer(sd[g], sd[g])] for g, S in self.sigma.items()
+                },
+            },
+            "loglik": num(self.loglik),
+            "m2loglik": num(self.m2loglik),
+            "aic": num(self.aic()),
+            "nobs": int(self.n_obs),
+            "ngroups": int(self.n_subjects),
+            "method": "REML" if self.reml else "ML",
+            "converged": bool(self.converged),
+            "singular": not self.hessian_pd,
+            "engine": "ketastats mmrm",
+            "optimizer": f"Newton ({self.iterations} iterations)",
+            "formula": formula,
+            "re_formula": None,
+            "aliased": list(self.aliased),
+            "messages": [] if self.converged else [self.message],
+        }
+
     def aic(self) -> float:
         """SAS's AIC: -2 l + 2 (covariance parameters) under REML, + fixed effects too under ML."""
         k = self.n_theta + (0 if self.reml else self.beta.size)
@@ -757,16 +815,34 @@ def fit_mmrm(
     return res
 
 
-def mmrm_design(data, formula: str, *, subject: str, visit: str, group: str | None = None, visit_levels=None):
+def mmrm_design(
+    data, formula: str, *, subject: str, visit: str, group: str | None = None, visit_levels=None, references=None
+):
     """Rows with a response and every model variable, and the patsy design of ``formula``.
 
+    ``references`` maps a categorical column to its reference level (treatment coding).
     Returns ``(y, X, names, subject values, visit values, group values or None)``.
     """
     import pandas as pd
     import patsy
 
     df = pd.DataFrame(data)
-    y_df, X_df = patsy.dmatrices(formula, df, return_type="dataframe", NA_action="drop")
+    for col, level in (references or {}).items():
+        if col not in df.columns:
+            raise ModelError(f"reference column {col!r} is not in the data")
+        levels = [v for v in pd.unique(df[col].dropna())]
+        match = [v for v in levels if str(v) == str(level)]
+        if not match:
+            raise ModelError(f"{col}: reference level {level!r} not found (levels: {', '.join(map(str, levels))})")
+        rest = sorted((v for v in levels if v is not match[0]), key=str)
+        df[col] = pd.Categorical(df[col], categories=[match[0], *rest])
+    missing = [c for c in [subject, visit] + ([group] if group else []) if c not in df.columns]
+    if missing:
+        raise ModelError(f"column {missing[0]!r} is not in the data; columns are: {', '.join(map(str, df.columns))}")
+    try:
+        y_df, X_df = patsy.dmatrices(formula, df, return_type="dataframe", NA_action="drop")
+    except patsy.PatsyError as exc:
+        raise ModelError(f"formula {formula!r}: {str(exc).splitlines()[0]}") from None
     rows = y_df.index
     sub = df.loc[rows]
     need = [subject, visit] + ([group] if group else [])
