@@ -7,7 +7,7 @@ For each size (patients x 7 sessions) the script simulates one cohort with a fix
 to a CSV in a temporary folder, and times, each engine in its own subprocess (so that peak memory
 is per engine):
 
-- ``fast``: ketastats.models.fast.fit_lmm_fast, as "fit" (the call alone) and "read+fit" (CSV read
+- ``fast``: ketastats.models.engines.fast_lmm.fit_lmm_fast, as "fit" (the call alone) and "read+fit" (CSV read
   with pandas, design built, fit);
 - ``statsmodels``: MixedLM(...).fit(reml=True) with its default optimizers, fit alone; skipped
   where it would take more than ~60 s (extrapolated from the previous size) unless ``--all``;
@@ -110,7 +110,7 @@ def worker_fast(csv: str, model: str, repeats: int) -> None:
 
     import pandas as pd
 
-    from ketastats.models.fast import fit_lmm_fast
+    from ketastats.models.engines.fast_lmm import fit_lmm_fast
 
     q = 1 if model == "RI" else 2
     df = pd.read_csv(csv)

@@ -1,4 +1,4 @@
-"""Tests of the fast mixed-model engine (ketastats.models.fast, issue 10).
+"""Tests of the fast mixed-model engine (ketastats.models.engines.fast_lmm, issue 10).
 
 Three independent yardsticks:
 - lme4's fits of real data (tests/data/*_reference.csv), at the tolerances those references support
@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
 from ketastats.exceptions import ModelError
-from ketastats.models.fast import MAX_Q, FastLMMResult, fit_lmm_fast
+from ketastats.models.engines.fast_lmm import MAX_Q, FastLMMResult, fit_lmm_fast
 
 DATA = Path(__file__).parent / "data"
 pd = pytest.importorskip("pandas")
@@ -357,7 +357,7 @@ def designs(draw, max_groups=12, max_size=6, qs=(1, 2, 3)):
 )
 @given(designs(), st.booleans())
 def test_criterion_and_gradient_equal_dense(design, reml):
-    from ketastats.models import fast
+    from ketastats.models.engines import fast_lmm as fast
 
     y, X, Z, g, theta = design
     q = Z.shape[1]
@@ -632,7 +632,7 @@ def test_result_fields_and_start_theta():
 
 def test_logs_at_debug(caplog):
     y, X, g = _sleepstudy()
-    with caplog.at_level(logging.DEBUG, logger="ketastats.models.fast"):
+    with caplog.at_level(logging.DEBUG, logger="ketastats.models.engines.fast_lmm"):
         fit_lmm_fast(y, X, X[:, :1], g)
     assert any("fast LMM" in r.getMessage() for r in caplog.records)
 

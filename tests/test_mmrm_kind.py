@@ -135,12 +135,13 @@ def test_cli_fit_mmrm_equals_the_engine(tmp_path):
     ref = fit("un_reml")
     assert res["m2loglik"] == pytest.approx(ref.m2loglik, abs=1e-6)
     assert res["nobs"] == 537 and res["method"] == "REML" and res["df_method"] == "satterthwaite"
-    trt = res["fixed"]["ARMCD[T.TRT]"]
+    coefs = {c["term"]: c for c in res["coefficients"]}
+    trt = coefs["ARMCD[T.TRT]"]
     j = ref.names.index("ARMCD[T.TRT]")
     assert trt["estimate"] == pytest.approx(ref.beta[j], rel=1e-6)
     assert trt["se"] == pytest.approx(ref.se[j], rel=1e-6)
-    assert trt["df"] == pytest.approx(ref.df[j], rel=1e-6)
-    assert "SEX[T.Female]" in res["fixed"]
+    assert trt["df"] == pytest.approx(ref.df[j], rel=1e-6) and trt["df_method"] == "satterthwaite"
+    assert "SEX[T.Female]" in coefs and res["kind"] == "mmrm" and res["random"] is None
     assert len(res["covariance"]["parameters"]) == 10
     # Kenward-Roger and ML
     assert main([*argv[:-2], "--df", "kenward_roger", "--ml", "--json", str(out)]) == 0

@@ -8,7 +8,7 @@ import pytest
 from models_sim import prepared_cohort
 
 from ketastats.models import design_matrices, fit_mixed, resolve_estimands, resolve_spec, run_model
-from ketastats.models.censored import fit_tobit_lmm
+from ketastats.models.engines.tobit import fit_tobit_lmm
 
 
 def test_without_censoring_it_is_the_ml_mixed_model(data_dir):

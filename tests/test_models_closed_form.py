@@ -18,7 +18,7 @@ from ketastats.models import (
     resolve_spec,
     run_model,
 )
-from ketastats.models.glmm import _Data, marginal_loglik
+from ketastats.models.engines.logistic_glmm import _Data, marginal_loglik
 
 BH_1995 = [0.0001, 0.0004, 0.0019, 0.0095, 0.0201, 0.0278, 0.0298, 0.0344, 0.0459, 0.3240, 0.4262]
 BH_1995 += [0.5719, 0.6528, 0.7590, 1.000]

@@ -105,20 +105,26 @@ def test_every_model_key_in_the_config_is_commented(project_root):
 
 
 def test_every_kind_has_its_code_and_only_that_kind_is_imported():
-    """A config ``kind:`` leads to one module and function; fitting one kind imports no other."""
+    """A config ``kind:`` leads in one step to ``models/kinds/<kind>.py`` and its ``fit``;
+    fitting one kind imports no other."""
     import subprocess
     import sys
+    from pathlib import Path
 
-    from ketastats.models.run import KIND_MODULES, kind_runner
+    import ketastats.models.kinds as kinds_pkg
+    from ketastats.models.registry import REGISTRY
     from ketastats.models.specs import KINDS
 
-    assert set(KIND_MODULES) == set(KINDS)
-    for kind in KINDS:
-        assert callable(kind_runner(kind)), kind
+    assert set(REGISTRY) == set(KINDS)
+    files = {p.stem for p in Path(kinds_pkg.__file__).parent.glob("*.py")} - {"__init__"}
+    assert files == set(KINDS), files ^ set(KINDS)  # one file per kind, named as the kind
+    for name, kind in REGISTRY.items():
+        assert callable(kind.fit), name
+        assert kind.fit.__module__ == f"ketastats.models.kinds.{name}"
     code = (
-        "import sys; from ketastats.models.run import kind_runner; kind_runner('lmm'); "
+        "import sys; from ketastats.models.registry import REGISTRY; REGISTRY['lmm'].fit; "
         "print(sorted(m for m in sys.modules if m.startswith(('ketastats.models.', 'statsmodels.api'))))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    for other in ("binary", "marginal", "imputation", "tipping", "mediation", "statsmodels.api"):
+    for other in ("gee", "glmm_binary", "mice", "tipping_point", "mediation", "statsmodels.api"):
         assert other not in out, (other, out)

@@ -20,8 +20,10 @@ import pandas as pd
 import pytest
 from demo_cohort import DATA, MODELS, recorded, shipped_models, shipped_spec, spec_for
 
-from ketastats.models import binary, censored, glmm
-from ketastats.models.agq import central_hessian
+from ketastats.models.engines import logistic_glmm as glmm
+from ketastats.models.engines import tobit as censored
+from ketastats.models.engines.derivatives import central_hessian
+from ketastats.models.kinds import gee_binary as binary
 
 
 @pytest.fixture(scope="module")

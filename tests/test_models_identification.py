@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 from models_sim import prepared_cohort
 
-from ketastats.models import resolve_estimands, resolve_spec, run_model
-from ketastats.models import run as run_module
+from ketastats.models import registry, resolve_estimands, resolve_spec, run_model
 from ketastats.models.identification import MAX_LOG_ODDS, fit_reasons, runaway_reasons, separation_reasons
 
 EST = resolve_estimands(None)
@@ -73,7 +72,7 @@ def test_every_attempt_failing_its_hessian_check(monkeypatch, kind, expected):
         {"label": "b", "ok": False, "converged": True, "singular": False, "hessian_pd": False, "loglik": -3.1},
     ]
     monkeypatch.setitem(
-        run_module.KIND_RUNNERS, kind, _fake_kind({"attempts": attempts, "converged": True, "coefficients": []})
+        registry._FITS, kind, _fake_kind({"attempts": attempts, "converged": True, "coefficients": []})
     )
     df, _ = prepared_cohort(20, seed=1)
     out = run_model("m", resolve_spec("m", {"kind": kind}), df, EST)
@@ -99,7 +98,7 @@ def test_an_unexpected_error_is_failed_with_words_not_a_python_exception(monkeyp
     def boom(data, spec, estimands, alpha):
         return None + 1  # a TypeError, as a bug would raise
 
-    monkeypatch.setitem(run_module.KIND_RUNNERS, "gee", boom)
+    monkeypatch.setitem(registry._FITS, "gee", boom)
     df, _ = prepared_cohort(20, seed=1)
     out = run_model("mmrm", resolve_spec("mmrm", {"kind": "gee"}), df, EST)
     assert out["status"] == "failed"

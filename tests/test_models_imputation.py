@@ -16,8 +16,8 @@ from scipy import stats
 
 from ketastats.config import load_config, model_spec
 from ketastats.models import resolve_estimands, resolve_spec, run_model
-from ketastats.models.imputation import build_wide, complete_long, mice_pmm, pool_rubin
-from ketastats.models.tipping import conclusion_of
+from ketastats.models.engines.mice import build_wide, complete_long, mice_pmm, pool_rubin
+from ketastats.models.kinds.tipping_point import conclusion_of
 from ketastats.prepare import prepare_sessions
 
 DEFAULT_EST = resolve_estimands(None)

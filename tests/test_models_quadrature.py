@@ -1,4 +1,4 @@
-"""Adaptive Gauss-Hermite quadrature (ketastats.models.agq): exact derivatives, nodes chosen by
+"""Adaptive Gauss-Hermite quadrature (ketastats.models.engines.agq): exact derivatives, nodes chosen by
 accuracy, and the censored and logistic mixed models of the demo against an independent
 likelihood (each patient's integral by the trapezoidal rule on a fine grid)."""
 
@@ -9,8 +9,9 @@ import pytest
 from demo_cohort import recorded, shipped_spec
 from scipy import special, stats
 
-from ketastats.models import censored, glmm
-from ketastats.models.agq import central_hessian, richardson_hessian
+from ketastats.models.engines import logistic_glmm as glmm
+from ketastats.models.engines import tobit as censored
+from ketastats.models.engines.derivatives import central_hessian, richardson_hessian
 
 
 def _logistic_problem(seed=1, m=40, k=6):

@@ -15,9 +15,9 @@ import patsy
 import pytest
 
 from ketastats.models import design_matrices, fit_logistic_glmm, fit_mixed, lmm_loglik, satterthwaite
-from ketastats.models.binary import gee_logistic
-from ketastats.models.inference import LMMCrossProducts
-from ketastats.models.mixed import _apply_references
+from ketastats.models.engines.lmm import apply_references
+from ketastats.models.engines.satterthwaite import LMMCrossProducts
+from ketastats.models.kinds.gee_binary import gee_logistic
 
 BTHEB_REFS = {"treatment": "TAU", "drug": "No", "length": "<6m"}
 BTHEB_FORMULA = "bdi ~ bdi_pre + time + treatment + drug + length"
@@ -41,7 +41,7 @@ def ref(data_dir):
 def btheb(data_dir):
     bt = pd.read_csv(data_dir / "btheb_long.csv").dropna(subset=["bdi"])
     bt["remit"] = (bt["bdi"] <= 10).astype(float)
-    return _apply_references(bt, BTHEB_REFS).sort_values("id", kind="stable")
+    return apply_references(bt, BTHEB_REFS).sort_values("id", kind="stable")
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +83,7 @@ def test_satterthwaite_derivatives_are_exact(case, reml, btheb, data_dir):
     """The analytic Hessian of the (RE)ML log-likelihood in (vech G, sigma^2) and the analytic
     d Var(beta)/d theta equal Richardson-extrapolated differences of lmm_loglik and of the GLS
     covariance (steps 1e-2 and 1e-3 relative)."""
-    from ketastats.models.inference import _gls, _unvech, _vech
+    from ketastats.models.engines.satterthwaite import _gls, _unvech, _vech
 
     data_name, formula, group, re_f = LMM_CASES[case]
     data = btheb if data_name == "btheb" else pd.read_csv(data_dir / "sleepstudy.csv")

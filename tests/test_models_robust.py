@@ -8,7 +8,7 @@ import pytest
 
 from ketastats.exceptions import ModelError
 from ketastats.models import fit_with_retries, resolve_estimands, resolve_spec, run_model
-from ketastats.models.robust import Diagnosis, hessian_is_pd
+from ketastats.models.retries import Diagnosis, hessian_is_pd
 
 
 def test_retries_until_a_good_fit_and_records_each_attempt():

@@ -14,7 +14,7 @@ import pytest
 from models_sim import prepared_cohort
 
 from ketastats.models import fit_mixed, resolve_estimands, resolve_spec, run_model
-from ketastats.models.censored import fit_tobit_lmm
+from ketastats.models.engines.tobit import fit_tobit_lmm
 
 EST = resolve_estimands(None)
 

@@ -482,3 +482,16 @@ def test_minimal_data_and_a_failed_primary_still_render(tmp_path):
     assert "The primary model was failed: no diagnostics." in html
     assert "t-based 90% confidence intervals" in html
     assert len(list((tmp_path / "f").glob("*.png"))) == len(FIGURES)
+
+
+def test_results_json_releases_no_model_rows_or_patient_values(rep):
+    """A model result keeps the rows it analysed (its design) and per-patient BLUPs for the
+    diagnostics; none of it is released: results.json holds no design, no BLUPs and no patient id."""
+    res = rep["results"]
+    text = json.dumps(res) + (rep["dir"] / "report.html").read_text()
+    models = rc.built()["models"]
+    assert any(json.loads(Path(p).read_text()).get("design") for p in models.values())  # the model files have rows
+    for m in res["models"].values():
+        assert "design" not in m and "blups" not in m
+    ids = set(pd.read_parquet(rc.built()["sessions"])["patient_id"].astype(str))
+    assert ids and not [i for i in ids if f'"{i}"' in text or f">{i}<" in text]

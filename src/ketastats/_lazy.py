@@ -21,7 +21,7 @@ def attach(package: str, names: Mapping[str, str]) -> tuple[Callable[[str], Any]
 
     Examples
     --------
-    >>> getattr_, dir_ = attach("ketastats.models", {"fit_mixed": "mixed"})
+    >>> getattr_, dir_ = attach("ketastats.models", {"fit_mixed": "engines.lmm"})
     >>> getattr_("fit_mixed").__name__
     'fit_mixed'
     """

@@ -218,23 +218,40 @@ def read_long(path: Path):
 
 def _fit_mmrm_cli(a: argparse.Namespace, data, t_read: float) -> int:
     from .models.engines.mmrm import fit_mmrm, mmrm_design
-    from .pipeline import write_json
+    from .models.kinds.mmrm import result_fields
+    from .models.result import ModelResult
+    from .outputs import write_json
 
     if a.re_formula is not None:
         raise KetastatsError("--mmrm models the covariance across visits; it takes no random effects (--re)")
     if a.df_method == "kenward_roger" and a.se == "empirical":
         raise KetastatsError("--df kenward_roger adjusts the model-based covariance; use it without --se empirical")
     t0 = time.perf_counter()
+    refs = _parse_refs(a.reference)
     try:
-        y, X, names, subj, visit, grp = mmrm_design(
-            data, a.formula, subject=a.group, visit=a.mmrm, group=a.covariance_group,
-            references=_parse_refs(a.reference),
+        y, X, names, subj, visit, grp, rows = mmrm_design(
+            data, a.formula, subject=a.group, visit=a.mmrm, group=a.covariance_group, references=refs,
+            return_rows=True,
         )
         res = fit_mmrm(y, X, subj, visit, covariance=a.covariance, group=grp, reml=not a.ml, names=names)
+        fields = result_fields(res, formula=a.formula, rows=rows, group=a.group, df_method=a.df_method, se_type=a.se)
     except KetastatsError as exc:
         raise KetastatsError(f"{a.data}: {exc}") from exc
-    out = res.to_dict(df_method=a.df_method, se=a.se, formula=a.formula)
-    out["seconds"] = {"read": t_read, "fit": time.perf_counter() - t0}
+    design = fields.pop("design")
+    name = Path(a.json_out).stem
+    spec = {
+        "kind": "mmrm", "formula": a.formula, "group": a.group, "visit": a.mmrm, "covariance": a.covariance,
+        "covariance_group": a.covariance_group, "method": "ML" if a.ml else "REML", "df_method": a.df_method,
+        "se": a.se, "references": refs,
+    }
+    result = ModelResult.from_json(
+        {"name": name, "kind": "mmrm", "label": name, "spec": spec,
+         "status": "ok" if res.converged else "unreliable",
+         "reason": None if res.converged else "the fit did not converge", **fields}
+    )
+    result.design = design
+    result.extra["seconds"] = {"read": t_read, "fit": time.perf_counter() - t0}
+    out = result.to_json()
     write_json(a.json_out, out)
     log.info(
         "MMRM %s (%s covariance): %d observations, %d patients, -2 log L %.4f, converged=%s -> %s",
@@ -244,8 +261,9 @@ def _fit_mmrm_cli(a: argparse.Namespace, data, t_read: float) -> int:
 
 
 def cmd_fit(a: argparse.Namespace) -> int:
-    from .models import fit_mixed
-    from .pipeline import write_json
+    from .models import design_matrices, fit_mixed
+    from .models.engines.lmm import apply_references
+    from .outputs import write_json
 
     t0 = time.perf_counter()
     data = read_long(a.data)
@@ -267,8 +285,18 @@ def cmd_fit(a: argparse.Namespace) -> int:
         )
     except KetastatsError as exc:
         raise KetastatsError(f"{a.data}: {exc}") from exc
-    out = res.to_dict()
-    out["seconds"] = {"read": t_read, "fit": res.seconds_fit}
+    refs = _parse_refs(a.reference)
+    used = design_matrices(apply_references(data, refs), a.formula, a.group, a.re_formula)[-1]
+    result = res.as_model_result(
+        Path(a.json_out).stem,
+        used,
+        spec={
+            "formula": a.formula, "re_formula": a.re_formula, "group": a.group, "method": "ML" if a.ml else "REML",
+            "engine": a.engine, "df_method": a.df_method, "references": refs,
+        },
+    )
+    result.extra["seconds"] = {"read": t_read, "fit": res.seconds_fit}
+    out = result.to_json()
     write_json(a.json_out, out)
     log.info(
         "%s fit (%s engine): %d observations, %d groups, loglik %.4f, converged=%s -> %s",

@@ -209,15 +209,9 @@ def check_config(config: Mapping[str, Any], *, source: str = "config") -> dict[s
 
 
 def _format_from_suffix(path: str) -> str | None:
-    suffix = Path(path).suffix.lower()
-    return {
-        ".csv": "csv",
-        ".tsv": "tsv",
-        ".txt": "tsv",
-        ".parquet": "parquet",
-        ".pq": "parquet",
-        ".xlsx": "excel",
-    }.get(suffix)
+    from .contract import INPUT_EXTENSIONS
+
+    return INPUT_EXTENSIONS.get(Path(path).suffix.lower())
 
 
 def load_config(path: str | Path = "config/config.yaml") -> dict[str, Any]:

@@ -38,6 +38,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 __all__ = [
+    "INPUT_FORMATS",
+    "INPUT_EXTENSIONS",
     "AGE_TOP_CODE",
     "BASELINE_COLUMNS",
     "CENSORED_SUFFIX",
@@ -57,6 +59,22 @@ __all__ = [
     "ColumnSpec",
     "Instrument",
 ]
+
+#: the input formats a cohort may declare (``cohorts.<name>.format``)
+INPUT_FORMATS: tuple[str, ...] = ("csv", "tsv", "parquet", "excel", "redcap")
+
+#: file extension -> input format, when a cohort does not declare its format (the one table
+#: the config check and the readers both use)
+INPUT_EXTENSIONS: dict[str, str] = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".tab": "tsv",
+    ".txt": "tsv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".xlsx": "excel",
+    ".xlsm": "excel",
+}
 
 #: The only accepted spelling of a top-coded age (HIPAA Safe Harbor: ages over 89).
 AGE_TOP_CODE = "90+"

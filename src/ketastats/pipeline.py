@@ -8,9 +8,7 @@ and the ``ketastats`` command are thin wrappers around these functions.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
-import math
 import os
 import platform
 import subprocess
@@ -19,14 +17,14 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import yaml
 
-from ._atomic import atomic_path, write_text_atomic
+from ._atomic import atomic_path
 from .exceptions import DataValidationError, KetastatsError
 from .identifiers import redact_provenance
 from .io import sha256_file
+from .outputs import plain_json, read_json, write_json, write_parquet  # noqa: F401 (re-exported)
 
 __all__ = [
     "log_to",
@@ -84,38 +82,6 @@ def log_to(path: str | os.PathLike) -> Iterator[None]:
     finally:
         root.removeHandler(handler)
         handler.close()
-
-
-def _clean(obj: Any) -> Any:
-    """Plain JSON types; NaN and infinities become null."""
-    if isinstance(obj, Mapping):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _clean(obj.tolist())
-    if isinstance(obj, (np.bool_, bool)):
-        return bool(obj)
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if math.isfinite(obj) else None
-    return obj
-
-
-def write_json(path: str | os.PathLike, obj: Any) -> None:
-    """Write ``obj`` as indented JSON, atomically and deterministically."""
-    write_text_atomic(path, json.dumps(_clean(obj), indent=2, allow_nan=False) + "\n")
-
-
-def read_json(path: str | os.PathLike) -> Any:
-    return json.loads(Path(path).read_text(encoding="utf-8"))
-
-
-def write_parquet(df: pd.DataFrame, path: str | os.PathLike) -> None:
-    """Write a data frame as Parquet atomically (byte-identical for identical frames)."""
-    with atomic_path(path) as tmp:
-        df.to_parquet(tmp, index=False, engine="pyarrow", compression="zstd")
 
 
 # --------------------------------------------------------------------- steps
@@ -261,7 +227,7 @@ def provenance(config: Mapping[str, Any], input_info: Mapping[str, Any], root: P
         "input": {"file": input_info["file"], "sha256": input_info["sha256"]},
         "git_commit": _git_commit(root),
         "packages": packages,
-        "config_yaml": yaml.safe_dump(_clean(config), sort_keys=False),
+        "config_yaml": yaml.safe_dump(plain_json(config), sort_keys=False),
     })
 
 

@@ -118,7 +118,7 @@ def power_figure(table: pd.DataFrame, alpha: float = 0.05):
 def write_power(table: pd.DataFrame, out_dir: str | Path, alpha: float = 0.05) -> dict[str, Path]:
     """Write ``power.csv``, ``summary.json`` and ``power.png``/``power.svg`` (atomically)."""
     from ._atomic import atomic_path
-    from .pipeline import write_json
+    from .outputs import write_json
     from .tablecsv import write_csv
 
     out = Path(out_dir)

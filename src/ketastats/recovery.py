@@ -180,7 +180,7 @@ def run_recovery(
 
 def write_recovery(table: pd.DataFrame, summary: Mapping[str, Any], out_dir: str | Path) -> dict[str, Path]:
     """Write ``replicates.csv``, ``summary.json`` and ``summary.csv`` (atomically)."""
-    from .pipeline import write_json
+    from .outputs import write_json
     from .tablecsv import write_csv
 
     out = Path(out_dir)

@@ -29,9 +29,12 @@ sys.path.insert(0, str(HERE.parent))  # tests/, for demo_cohort
 
 from demo_cohort import MODELS, demo_sessions, shipped_estimands, spec_for  # noqa: E402
 
-from ketastats.models import binary, censored, imputation, lmm, marginal, run_model  # noqa: E402
+from ketastats.models import fitting, run_model  # noqa: E402
+from ketastats.models.engines import mice  # noqa: E402
+from ketastats.models.engines.lmm import design_matrices  # noqa: E402
+from ketastats.models.kinds import cytokine_illness, gee, gee_binary, glmm_binary  # noqa: E402
 from ketastats.models.kinds import mmrm as mmrm_kind  # noqa: E402
-from ketastats.models.mixed import design_matrices  # noqa: E402
+from ketastats.models.rows import binary_rows  # noqa: E402
 
 
 class Recorder:
@@ -59,12 +62,12 @@ class Recorder:
     def install(self):
         rec = self
         orig = {
-            "fit_mixed": lmm.fit_mixed,
-            "tobit": censored.fit_tobit_lmm,
-            "glmm": binary.fit_logistic_glmm,
-            "gee_logistic": binary.gee_logistic,
-            "GEE": marginal.GEE,
-            "fit_one": imputation._fit_one,
+            "fit_mixed": fitting.fit_mixed,
+            "tobit": cytokine_illness.fit_tobit_lmm,
+            "glmm": glmm_binary.fit_logistic_glmm,
+            "gee_logistic": gee_binary.gee_logistic,
+            "GEE": gee.GEE,
+            "fit_one": mice._fit_one,
             "fit_mmrm": mmrm_kind.fit_mmrm,
         }
         self.orig = orig
@@ -130,27 +133,27 @@ class Recorder:
             )
 
         mmrm_kind.fit_mmrm = fit_mmrm
-        lmm.fit_mixed = fit_mixed
-        censored.fit_tobit_lmm = tobit
-        binary.fit_logistic_glmm = glmm
-        binary.gee_logistic = gee_logistic
-        marginal.GEE = GEE
-        imputation._fit_one = fit_one
+        fitting.fit_mixed = fit_mixed
+        cytokine_illness.fit_tobit_lmm = tobit
+        glmm_binary.fit_logistic_glmm = glmm
+        gee_binary.gee_logistic = gee_logistic
+        gee.GEE = GEE
+        mice._fit_one = fit_one
 
     def uninstall(self):
-        lmm.fit_mixed = self.orig["fit_mixed"]
-        censored.fit_tobit_lmm = self.orig["tobit"]
-        binary.fit_logistic_glmm = self.orig["glmm"]
-        binary.gee_logistic = self.orig["gee_logistic"]
-        marginal.GEE = self.orig["GEE"]
-        imputation._fit_one = self.orig["fit_one"]
+        fitting.fit_mixed = self.orig["fit_mixed"]
+        cytokine_illness.fit_tobit_lmm = self.orig["tobit"]
+        glmm_binary.fit_logistic_glmm = self.orig["glmm"]
+        gee_binary.gee_logistic = self.orig["gee_logistic"]
+        gee.GEE = self.orig["GEE"]
+        mice._fit_one = self.orig["fit_one"]
         mmrm_kind.fit_mmrm = self.orig["fit_mmrm"]
 
     def xnames(self):
         """Design names of a binary model (the kind builds its design with patsy from binary_rows)."""
         import patsy
 
-        df, formula, *_ = binary.binary_rows(self.data, self.spec, self.estimands, self.spec["label"])
+        df, formula, *_ = binary_rows(self.data, self.spec, self.estimands, self.spec["label"])
         return list(patsy.dmatrices(formula, df, return_type="dataframe")[1].columns)
 
 

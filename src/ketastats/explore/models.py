@@ -19,8 +19,9 @@ import numpy as np
 import pandas as pd
 
 from ..exceptions import KetastatsError
+from ..models.result import ModelResult
 from .cohort import CohortView
-from .sessions import _ill
+from .sessions import ill_flags
 
 __all__ = [
     "ILLNESS_TERMS",
@@ -39,13 +40,19 @@ ILLNESS_TERMS: tuple[str, ...] = ("ill", "ill_within", "ill[T.1]", "ill[T.1.0]",
 
 
 # ------------------------------------------------------------------ models
+def _result(m: Mapping[str, Any]) -> ModelResult:
+    """A model JSON (as the workflow wrote it) read through the one result type."""
+    return m if isinstance(m, ModelResult) else ModelResult.from_json(m)
+
+
 def _coefficients(m: Mapping[str, Any]) -> pd.DataFrame:
     cols = ["term", "estimate", "se", "ci_low", "ci_high", "p_value"]
-    if isinstance(m.get("coefficients"), list) and m["coefficients"]:
-        df = pd.DataFrame(m["coefficients"])
-    elif isinstance(m.get("fixed"), Mapping):
+    r = _result(m)
+    if r.coefficients:
+        df = r.coefficient_table()
+    elif r.fixed:
         df = pd.DataFrame(
-            [{"term": t, **(v if isinstance(v, Mapping) else {"estimate": v})} for t, v in m["fixed"].items()]
+            [{"term": t, **(v if isinstance(v, Mapping) else {"estimate": v})} for t, v in r.fixed.items()]
         )
     else:
         return pd.DataFrame(columns=cols)
@@ -57,11 +64,11 @@ def _coefficients(m: Mapping[str, Any]) -> pd.DataFrame:
 
 
 def _outcome(m: Mapping[str, Any]) -> str | None:
-    spec = m.get("spec") if isinstance(m.get("spec"), Mapping) else {}
-    formula = m.get("formula") or spec.get("formula")
+    r = _result(m)
+    formula = r.extra.get("formula") or r.spec.get("formula") or (r.design.formula if r.design else None)
     if isinstance(formula, str) and "~" in formula:
         return formula.split("~", 1)[0].strip() or None
-    return spec.get("outcome") or m.get("outcome")
+    return r.spec.get("outcome") or r.extra.get("outcome")
 
 
 def _status(m: Mapping[str, Any]) -> str:
@@ -315,11 +322,6 @@ def blup_table(view: CohortView, model: str | None = None) -> pd.DataFrame:
     return df
 
 
-def _group_column(m: Mapping[str, Any]) -> str:
-    spec = m.get("spec") if isinstance(m.get("spec"), Mapping) else {}
-    random = m.get("random") if isinstance(m.get("random"), Mapping) else {}
-    return spec.get("group") or random.get("group") or "patient_id"
-
 
 def predict_trajectories(
     view: CohortView, model: str | None = None, patients: Iterable[str] | None = None
@@ -327,15 +329,16 @@ def predict_trajectories(
     """Observed scores next to a linear mixed model's fitted values, per patient and session.
 
     ``fitted_population`` is ``X beta`` (the average patient); ``fitted_patient`` adds the
-    patient's BLUPs, ``X beta + Z b_i``. Both are rebuilt from the model JSON and the
-    processed table (the model is not refitted).
+    patient's BLUPs, ``X beta + Z b_i``. Both are the model's own
+    (:meth:`ketastats.models.ModelResult.fitted`): on the rows it analysed, as it analysed
+    them (a post-baseline model has no fitted value at the baseline session). The model is
+    not refitted and its design is not rebuilt from the session table.
 
     Parameters
     ----------
     view : CohortView
     model : str, optional
-        A linear mixed model with ``fixed``, ``blups`` and a ``formula`` (in ``spec`` or
-        top level); ``re_formula`` absent means a random intercept. Default:
+        A linear mixed model with BLUPs and a design in its result. Default:
         :func:`default_mixed_model`.
     patients : iterable of str, optional
         Restrict to these patients (default: all).
@@ -344,58 +347,30 @@ def predict_trajectories(
     -------
     pandas.DataFrame
         ``patient_id``, ``session``, ``observed``, ``ill``, ``fitted_population``,
-        ``fitted_patient``; rows with a missing predictor are dropped.
+        ``fitted_patient``, sorted by patient and session.
     """
-    import patsy
-
     model = model or default_mixed_model(view)
-    m = _model(view, model)
-    blups = blup_table(view, model)
-    spec = m.get("spec") if isinstance(m.get("spec"), Mapping) else {}
-    formula = m.get("formula") or spec.get("formula")
-    if not formula or "~" not in formula:
-        raise KetastatsError(f"model {model!r} has no formula; cannot rebuild its fitted values")
-    re_formula = m.get("re_formula") or spec.get("re_formula") or "1"
-    group = _group_column(m)
-    data = view.sessions.copy()
-    data[group] = data[group].astype(str)
-    if patients is not None:
-        wanted = [str(p) for p in patients]
-        data = data[data[group].isin(wanted)]
-    outcome, rhs = (s.strip() for s in formula.split("~", 1))
-    X = patsy.dmatrix(rhs, data, return_type="dataframe", NA_action="drop")
-    Z = patsy.dmatrix(re_formula.lstrip("~").strip() or "1", data.loc[X.index], return_type="dataframe")
-    fixed = m.get("fixed", {})
-    beta = pd.Series(
-        {t: (v["estimate"] if isinstance(v, Mapping) else v) for t, v in fixed.items()}, dtype=float
-    )
-    missing = [c for c in X.columns if c not in beta.index]
-    if missing:
+    blup_table(view, model)  # refuses a model without BLUPs
+    res = _result(_model(view, model))
+    if res.design is None:
         raise KetastatsError(
-            f"model {model!r}: design columns {missing} have no estimate in its JSON "
-            f"(estimates: {', '.join(beta.index)}); was it fitted to this table?"
+            f"model {model!r} of cohort {view.cohort!r} has no design in its result (written before ketastats "
+            "kept one); run the workflow again to refit it"
         )
-    b = blups.set_index("patient_id").reindex(data.loc[X.index, group])
-    zcols = [c for c in Z.columns if c in b.columns]
-    if len(zcols) != Z.shape[1]:
-        raise KetastatsError(
-            f"model {model!r}: BLUP columns {list(b.columns)} do not match {list(Z.columns)}"
-        )
-    pop = X.to_numpy(float) @ beta[X.columns].to_numpy(float)
-    dev = (Z[zcols].to_numpy(float) * b[zcols].to_numpy(float)).sum(axis=1)
-    used = data.loc[X.index]
+    fit = res.fitted()
+    rows = res.design.rows
     out = pd.DataFrame(
         {
-            "patient_id": used[group].to_numpy(),
-            "session": used["session"].to_numpy(),
-            "observed": pd.to_numeric(used[outcome], errors="coerce").to_numpy()
-            if outcome in used
-            else np.nan,
-            "ill": _ill(used).to_numpy(),
-            "fitted_population": pop,
-            "fitted_patient": pop + dev,
+            "patient_id": rows[res.design.group].astype(str).to_numpy(),
+            "session": rows["session"].to_numpy() if "session" in rows else np.nan,
+            "observed": fit["observed"].to_numpy(),
+            "ill": ill_flags(rows).to_numpy(),
+            "fitted_population": fit["fitted_marginal"].to_numpy(),
+            "fitted_patient": fit["fitted"].to_numpy(),
         }
     )
+    if patients is not None:
+        out = out[out["patient_id"].isin([str(p) for p in patients])]
     return out.sort_values(["patient_id", "session"], kind="stable").reset_index(drop=True)
 
 
@@ -407,7 +382,7 @@ def example_patients(view: CohortView, n: int = 6, *, seed: int = 0) -> list[str
     s = view.sessions
     counts = s.groupby("patient_id").size()
     eligible = counts[counts >= 3].index.astype(str)
-    ever = (_ill(s) == 1).groupby(s["patient_id"].astype(str)).any()
+    ever = (ill_flags(s) == 1).groupby(s["patient_id"].astype(str)).any()
     rng = np.random.default_rng(seed)
     ill_ids = sorted(p for p in eligible if ever.get(p, False))
     well_ids = sorted(p for p in eligible if not ever.get(p, False))

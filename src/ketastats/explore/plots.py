@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from .sessions import _ill, cytokine_markers, cytokine_summary, missingness_table, score_by_session
+from .sessions import cytokine_markers, cytokine_summary, ill_flags, missingness_table, score_by_session
 
 __all__ = [
     "plot_score_distributions",
@@ -63,7 +63,7 @@ def plot_missingness(sessions: pd.DataFrame, top: int = 20) -> Figure:
 
 def plot_illness_timeline(sessions: pd.DataFrame) -> Figure:
     """When illness happens: ill sessions by session number and by illness type."""
-    ill = _ill(sessions) == 1
+    ill = ill_flags(sessions) == 1
     fig, axes = _figure(1, 2, width=11)
     ax = axes[0, 0]
     by_session = ill.groupby(sessions["session"]).mean() * 100
@@ -100,7 +100,7 @@ def plot_cytokines(sessions: pd.DataFrame) -> Figure:
     """
     markers = list(cytokine_markers(sessions))
     fig, axes = _figure(1, max(1, len(markers)), width=3.2 * max(1, len(markers)))
-    ill = _ill(sessions)
+    ill = ill_flags(sessions)
     units = cytokine_markers(sessions)
     for ax, marker in zip(axes[0], markers):
         ax.set_ylabel(f"detected values ({units[marker]})")

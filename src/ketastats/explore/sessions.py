@@ -29,7 +29,8 @@ _CYTOKINE_UNITS_FALLBACK = {
 
 
 # -------------------------------------------------------------- the sessions
-def _ill(sessions: pd.DataFrame) -> pd.Series:
+def ill_flags(sessions: pd.DataFrame) -> pd.Series:
+    """The sessions' illness flag as numbers (NaN where unknown, or for a cohort without illness data)."""
     if "ill" not in sessions.columns:
         return pd.Series(np.nan, index=sessions.index)
     return pd.to_numeric(sessions["ill"], errors="coerce")
@@ -44,7 +45,7 @@ def cohort_overview(sessions: pd.DataFrame) -> pd.DataFrame:
         Columns ``quantity`` and ``value``, one row per count.
     """
     per_patient = sessions.groupby("patient_id", sort=True).size()
-    ill = _ill(sessions)
+    ill = ill_flags(sessions)
     episodes = illness_episodes(sessions)
     ever = ill.groupby(sessions["patient_id"]).max()
     rows = [
@@ -101,7 +102,7 @@ def score_by_session(sessions: pd.DataFrame, score: str = "madrs") -> pd.DataFra
     """
     if score not in sessions.columns:
         raise KetastatsError(f"score {score!r} is not a column of the session table")
-    df = sessions[["session", score]].assign(ill=_ill(sessions)).dropna(subset=[score])
+    df = sessions[["session", score]].assign(ill=ill_flags(sessions)).dropna(subset=[score])
     g = df.groupby("session")[score]
     out = pd.DataFrame({"n": g.size(), "mean": g.mean(), "sd": g.std()})
     out["mean_well"] = df[df["ill"] == 0].groupby("session")[score].mean()
@@ -138,13 +139,13 @@ def illness_episodes(sessions: pd.DataFrame) -> pd.DataFrame:
     ]
     if "ill" not in sessions.columns or sessions.empty:
         return pd.DataFrame(columns=cols)
-    df = sessions.assign(_ill=_ill(sessions).fillna(0) == 1).sort_values(
+    df = sessions.assign(ill_flags=ill_flags(sessions).fillna(0) == 1).sort_values(
         ["patient_id", "session"], kind="stable"
     )
     new_patient = df["patient_id"] != df["patient_id"].shift()
-    starts = df["_ill"] & (new_patient | ~df["_ill"].shift(fill_value=False))
+    starts = df["ill_flags"] & (new_patient | ~df["ill_flags"].shift(fill_value=False))
     df["_episode"] = starts.groupby(df["patient_id"]).cumsum()
-    ill = df[df["_ill"]]
+    ill = df[df["ill_flags"]]
     if ill.empty:
         return pd.DataFrame(columns=cols)
     severities = ["mild", "moderate", "severe"]
@@ -267,7 +268,7 @@ def cytokine_by_illness(sessions: pd.DataFrame) -> pd.DataFrame:
         One row per marker and illness status (``well``/``ill``): ``marker``, ``status``,
         ``n_measured``, ``pct_censored``, ``median``, ``q1``, ``q3``.
     """
-    ill = _ill(sessions)
+    ill = ill_flags(sessions)
     rows = []
     for marker in cytokine_markers(sessions):
         value = pd.to_numeric(sessions[marker], errors="coerce")

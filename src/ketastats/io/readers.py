@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..contract import INPUT_EXTENSIONS, INPUT_FORMATS
 from ..exceptions import DataValidationError
 from .excel import read_excel
 
@@ -29,18 +30,7 @@ __all__ = ["FORMATS", "detect_format", "input_checksum", "read_table", "sha256_f
 log = logging.getLogger(__name__)
 
 #: Supported ``format`` values.
-FORMATS: tuple[str, ...] = ("csv", "tsv", "parquet", "excel", "redcap")
-
-_EXTENSIONS = {
-    ".csv": "csv",
-    ".tsv": "tsv",
-    ".tab": "tsv",
-    ".txt": "tsv",
-    ".parquet": "parquet",
-    ".pq": "parquet",
-    ".xlsx": "excel",
-    ".xlsm": "excel",
-}
+FORMATS: tuple[str, ...] = INPUT_FORMATS
 
 #: Cell strings read as missing in text formats (besides the empty string).
 NA_STRINGS: list[str] = ["", "NA", "N/A", "n/a", "NaN", "nan", "NULL", "null", "None"]
@@ -161,10 +151,10 @@ def detect_format(path: str | os.PathLike, format: str | None = None) -> str:
     if suffix == ".xls":
         raise _fail(path, "old binary Excel (.xls) files are not supported; open the file in "
                     "Excel or LibreOffice and save it as .xlsx or .csv.")
-    if suffix not in _EXTENSIONS:
+    if suffix not in INPUT_EXTENSIONS:
         raise _fail(path, f"cannot tell the format from the extension {suffix!r}; set "
                     f"'format' in the cohort config to one of {', '.join(FORMATS)}.")
-    return _EXTENSIONS[suffix]
+    return INPUT_EXTENSIONS[suffix]
 
 
 def _sniff_separator(path: Path, default: str, encoding: str) -> str:

@@ -1,8 +1,10 @@
 """Statistical models of ketastats.
 
 :func:`run_model` fits one model specification (a ``kind`` from config) to a cohort's
-prepared table and returns its JSON-ready result; the kinds are described in
-:mod:`ketastats.models.specs`. The building blocks are public too: :func:`fit_mixed` (linear
+prepared table and returns its JSON-ready result. Each kind's code is
+``ketastats/models/kinds/<kind>.py`` (declared, with its defaults and checks, in
+:mod:`ketastats.models.registry`); the numerical engines they share are in
+``ketastats/models/engines/``. The building blocks are public too: :func:`fit_mixed` (linear
 mixed models behind one interface), :func:`satterthwaite` (lmerTest-style df),
 :func:`fit_logistic_glmm` (ML random-intercept logistic model), :func:`bh_adjust`,
 :func:`monte_carlo_indirect`, :func:`fit_with_retries`, :func:`apply_estimands`.
@@ -20,7 +22,6 @@ from .specs import (
     ESTIMAND_EVENTS,
     KIND_DEFAULTS,
     KINDS,
-    MCID,
     STRATEGIES,
     resolve_estimands,
     resolve_spec,
@@ -28,25 +29,29 @@ from .specs import (
 
 _LAZY = {
     "apply_estimands": "estimands",
-    "GLMMResult": "glmm",
-    "fit_logistic_glmm": "glmm",
-    "SatterthwaiteResult": "inference",
-    "lmm_loglik": "inference",
-    "satterthwaite": "inference",
-    "monte_carlo_indirect": "mediation",
-    "ENGINES": "mixed",
-    "MixedModelResult": "mixed",
-    "design_matrices": "mixed",
-    "fit_mixed": "mixed",
+    "GLMMResult": "engines.logistic_glmm",
+    "fit_logistic_glmm": "engines.logistic_glmm",
+    "SatterthwaiteResult": "engines.satterthwaite",
+    "lmm_loglik": "engines.satterthwaite",
+    "satterthwaite": "engines.satterthwaite",
+    "monte_carlo_indirect": "kinds.mediation",
+    "ENGINES": "engines.lmm",
+    "MixedModelResult": "engines.lmm",
+    "design_matrices": "engines.lmm",
+    "fit_mixed": "engines.lmm",
     "adjust_families": "multiplicity",
     "adjust_tests": "multiplicity",
     "bh_adjust": "multiplicity",
-    "Attempt": "robust",
-    "RetryOutcome": "robust",
-    "SkipModel": "robust",
-    "fit_with_retries": "robust",
+    "Attempt": "retries",
+    "RetryOutcome": "retries",
+    "SkipModel": "retries",
+    "fit_with_retries": "retries",
     "run_model": "run",
-    "mixture_lrt_pvalue": "slopes",
+    "fit_model": "run",
+    "ModelResult": "result",
+    "Coefficient": "result",
+    "Design": "result",
+    "mixture_lrt_pvalue": "kinds.illness_slopes",
 }
 
 __all__ = [
@@ -55,6 +60,10 @@ __all__ = [
     "design_matrices",
     "fit_mixed",
     "run_model",
+    "fit_model",
+    "ModelResult",
+    "Coefficient",
+    "Design",
     "resolve_spec",
     "resolve_estimands",
     "KINDS",
@@ -62,7 +71,6 @@ __all__ = [
     "ESTIMAND_EVENTS",
     "STRATEGIES",
     "DEFAULT_ESTIMANDS",
-    "MCID",
     "apply_estimands",
     "satterthwaite",
     "SatterthwaiteResult",

@@ -17,16 +17,12 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from ..contract import INSTRUMENTS
 from .counted import escape
-from .robust import SkipModel
-from .specs import MCID
+from .retries import SkipModel
 
 __all__ = [
     "as_float",
-    "select_sessions",
-    "exclude_recent_onset",
-    "completers_only",
-    "centre_within",
     "term_columns",
     "require_columns",
     "require_illness",
@@ -34,6 +30,7 @@ __all__ = [
     "illness_effect",
     "mcid_for",
     "num",
+    "odds",
 ]
 
 _STRING = re.compile(r"'[^']*'|\"[^\"]*\"")
@@ -79,135 +76,6 @@ def as_float(values: pd.Series) -> pd.Series:
     if not (pd.api.types.is_bool_dtype(s.dtype) or pd.api.types.is_numeric_dtype(s.dtype)):
         s = pd.to_numeric(s, errors="coerce")
     return pd.Series(s.to_numpy(dtype=float, na_value=np.nan), index=s.index)
-
-
-def select_sessions(data: pd.DataFrame, which: str, group: str = "patient_id") -> pd.DataFrame:
-    """``"post_baseline"``: sessions after the first (the baseline rating is a covariate)."""
-    if which == "all":
-        return data
-    if which == "post_baseline":
-        first = data.groupby(group)["session"].transform("min")
-        return data.loc[data["session"] > first]
-    raise SkipModel(f"unknown session selection {which!r} (use all or post_baseline)")
-
-
-def exclude_recent_onset(
-    data: pd.DataFrame, days: int, what: str = "model"
-) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Leave out ill sessions held within ``days`` days of the illness onset.
-
-    A sensitivity analysis of the illness effect: the acute phase (fever, malaise,
-    poor sleep) inflates sickness-sensitive ratings; without it, is there still an effect?
-    An ill session whose onset is unknown (``days_since_onset`` missing) is left out too,
-    because it cannot be shown to be past the acute phase.
-
-    Returns
-    -------
-    data, record
-        The remaining rows and ``{"days", "sessions_removed", "onset_unknown_removed",
-        "ill_sessions_kept"}``.
-
-    Examples
-    --------
-    >>> df = pd.DataFrame({"patient_id": ["a"] * 3, "ill": [0, 1, 1],
-    ...                    "days_since_onset": [None, 2, 6]})
-    >>> kept, rec = exclude_recent_onset(df, 3)
-    >>> kept.index.tolist(), rec["sessions_removed"]
-    ([0, 2], 1)
-    """
-    if "ill" not in data.columns:
-        raise SkipModel(f"{what}: excluding sessions near an illness onset needs the illness flag 'ill'")
-    if "days_since_onset" not in data.columns:
-        raise SkipModel(
-            f"{what}: excluding sessions within {days} days of an illness onset needs the column "
-            "'days_since_onset' (days from onset to the session, on ill sessions), which the data do not have"
-        )
-    ill = as_float(data["ill"]) > 0
-    onset = as_float(data["days_since_onset"])
-    recent = ill & (onset <= days)
-    unknown = ill & onset.isna()
-    drop = recent | unknown
-    record = {
-        "days": int(days),
-        "sessions_removed": int(recent.sum()),
-        "onset_unknown_removed": int(unknown.sum()),
-        "ill_sessions_kept": int((ill & ~drop).sum()),
-        "rule": f"ill sessions with days_since_onset <= {days} (or unknown) left out",
-    }
-    return data.loc[~drop], record
-
-
-def completers_only(
-    data: pd.DataFrame,
-    columns: Sequence[str],
-    group: str = "patient_id",
-    what: str = "model",
-    *,
-    last_session: int | None = None,
-) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Complete-case analysis: only patients with every planned session and every variable.
-
-    The planned sessions are the session numbers present among the rows (after the model's
-    session selection) up to ``last_session``, by default the most common last session of
-    the patients (the usual course length); a patient is a completer when each of them is
-    present with all ``columns`` observed (later, extra sessions are kept, not required). Complete-case analysis is valid only when missingness
-    is completely at random (it is biased under MAR dropout); it is a sensitivity analysis,
-    never the primary one (domain.md 4.4; Little & Rubin 2019).
-
-    Returns
-    -------
-    data, record
-        The completers' rows and ``{"planned_sessions", "patients_kept",
-        "patients_removed", "sessions_removed"}``.
-
-    Examples
-    --------
-    >>> df = pd.DataFrame({"patient_id": ["a", "a", "b", "b"], "session": [2, 3, 2, 3],
-    ...                    "madrs": [20.0, 15.0, 25.0, None]})
-    >>> kept, rec = completers_only(df, ["madrs"])
-    >>> kept["patient_id"].unique().tolist(), rec["patients_removed"]
-    (['a'], 1)
-    """
-    if last_session is None:  # the usual course length: the most common last session
-        last = data.groupby(group)["session"].max()
-        last_session = int(last.mode().max()) if len(last) else 0
-    planned = sorted(s for s in pd.unique(data["session"]) if s <= last_session)
-    complete = data[list(columns)].notna().all(axis=1) & data["session"].isin(planned)
-    patients = pd.Index(pd.unique(data[group]))
-    sessions_per = data.loc[complete].groupby(group)["session"].nunique()
-    ok = sessions_per.reindex(patients).fillna(0) >= len(planned)
-    keep_ids = set(ok.index[ok])
-    keep = data[group].isin(keep_ids)
-    record = {
-        "planned_sessions": [int(s) for s in planned],
-        "patients_kept": int(len(keep_ids)),
-        "patients_removed": int(data[group].nunique() - len(keep_ids)),
-        "sessions_removed": int((~keep).sum()),
-        "rule": "patients with every planned session rated and every model variable observed",
-    }
-    if not keep_ids:
-        raise SkipModel(f"{what}: no patient has every planned session with every variable (complete case)")
-    return data.loc[keep], record
-
-
-def centre_within(data: pd.DataFrame, columns: Iterable[str], group: str = "patient_id") -> pd.DataFrame:
-    """Add ``<col>_within`` (person-mean centred) and ``<col>_between`` (person mean) per column.
-
-    Examples
-    --------
-    >>> df = pd.DataFrame({"patient_id": ["a", "a", "b"], "ill": [1.0, 0.0, 0.0]})
-    >>> centre_within(df, ["ill"])[["ill_within", "ill_between"]].to_numpy().tolist()
-    [[0.5, 0.5], [-0.5, 0.5], [0.0, 0.0]]
-    """
-    df = data.copy()
-    for col in columns:
-        if col not in df.columns:
-            continue
-        x = as_float(df[col])
-        mean = x.groupby(df[group]).transform("mean")
-        df[f"{col}_between"] = mean
-        df[f"{col}_within"] = x - mean
-    return df
 
 
 def term_columns(terms: Iterable[str], centre: Sequence[str] = ()) -> list[str]:
@@ -302,18 +170,16 @@ def coefficient_rows(
 
 
 def mcid_for(outcome: str) -> float | None:
-    """The instrument's minimal clinically important difference (contract first, then MCID)."""
-    base = outcome.removesuffix("_change")
-    try:
-        from ..contract import INSTRUMENTS  # type: ignore[attr-defined]
-    except ImportError:
-        INSTRUMENTS = {}
-    spec = INSTRUMENTS.get(base) if isinstance(INSTRUMENTS, Mapping) else None
-    if spec is not None:
-        val = spec.get("mcid") if isinstance(spec, Mapping) else getattr(spec, "mcid", None)
-        if val is not None:
-            return float(val)
-    return MCID.get(base)
+    """The instrument's minimal clinically important difference (:data:`ketastats.contract.INSTRUMENTS`,
+    the one source of MCIDs), None for a column that is not an instrument or has none.
+
+    Examples
+    --------
+    >>> mcid_for("madrs"), mcid_for("madrs_change"), mcid_for("il6_pg_ml")
+    (2.0, 2.0, None)
+    """
+    spec = INSTRUMENTS.get(outcome.removesuffix("_change"))
+    return None if spec is None or spec.mcid is None else float(spec.mcid)
 
 
 def illness_effect(
@@ -336,3 +202,14 @@ def illness_effect(
             verdict = "the CI includes effects as large as the MCID"
         out["versus_mcid"] = verdict
     return out
+
+
+def odds(log_odds: float | None) -> float | None:
+    """exp of a log odds (ratio), None when the estimate is missing (a fit without that estimate).
+
+    Examples
+    --------
+    >>> odds(None) is None, odds(0.0)
+    (True, 1.0)
+    """
+    return None if log_odds is None else num(np.exp(log_odds))

@@ -54,7 +54,8 @@ import numpy as np
 import pandas as pd
 
 from .common import as_float
-from .robust import SkipModel
+from .markers import censored
+from .retries import SkipModel
 
 __all__ = ["apply_estimands", "ILLNESS_MEDICATION_COLUMNS", "discontinued_patients"]
 
@@ -183,7 +184,7 @@ def apply_estimands(
             for m in cytokine_columns:
                 if m not in df.columns:
                     continue
-                hit = drop & (df[m].notna() | _censored(df, m))
+                hit = drop & (df[m].notna() | censored(df, m))
                 n += int(hit.sum())
                 df.loc[drop, m] = np.nan
                 if f"{m}_censored" in df.columns:
@@ -228,10 +229,3 @@ def apply_estimands(
             entry["rows_removed"] = int(affected.sum())
             df = df.loc[~affected]
     return df, record
-
-
-def _censored(df: pd.DataFrame, marker: str) -> pd.Series:
-    col = f"{marker}_censored"
-    if col not in df.columns:
-        return pd.Series(False, index=df.index)
-    return df[col].fillna(False).astype(bool)

@@ -47,8 +47,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
-__all__ = ["MAX_LOG_ODDS", "separation_reasons", "runaway_reasons", "fit_reasons"]
+from .common import as_float
+
+__all__ = ["MAX_LOG_ODDS", "separation_reasons", "runaway_reasons", "fit_reasons", "binary_identification"]
 
 #: |predicted log odds| beyond which a fitted probability is numerically 0 or 1: R's
 #: ``glm.fit`` criterion (mu within 10 * machine epsilon of 0 or 1), about 33.7
@@ -164,3 +167,23 @@ def fit_reasons(result: Mapping[str, Any], *, hessian_se: bool = True) -> list[s
         if se is not None and not math.isfinite(se):
             out.append(f"the standard error of {c.get('term')} is not finite")
     return out
+
+
+def binary_identification(
+    df: pd.DataFrame, y_df: pd.DataFrame, x_df: pd.DataFrame, beta: np.ndarray, spec, sigma2: float = 0.0
+) -> list[str]:
+    """Separation checks of a binary model (:mod:`ketastats.models.identification`): its
+    binary regressors and, behind a centred illness term, the session's illness indicator.
+
+    A mixed model's subject-specific log odds are larger than population-averaged ones by
+    about sqrt(1 + 0.346 sigma^2) (Zeger, Liang & Albert 1988); its predicted log odds are
+    divided by that factor before the runaway check, so that a large random-intercept
+    variance is not taken for separation.
+    """
+    unit = "patients" if spec.get("level", "session") == "end" else "sessions"
+    regressors = {c: x_df[c].to_numpy() for c in x_df.columns if c != "Intercept"}
+    if "ill" in df.columns and unit == "sessions" and any(c.startswith("ill") for c in x_df.columns):
+        regressors.setdefault("ill", as_float(df.loc[y_df.index, "ill"]).to_numpy())
+    y = y_df.iloc[:, 0].to_numpy()
+    eta = (x_df.to_numpy() @ beta) / np.sqrt(1.0 + 0.346 * sigma2)
+    return separation_reasons(y, regressors, unit) + runaway_reasons(eta, unit)

@@ -1,6 +1,7 @@
 """Run one model specification on a cohort's prepared table: the model JSON.
 
-:func:`run_model` dispatches on the spec's ``kind`` and wraps the result in the envelope
+:func:`run_model` dispatches on the spec's ``kind`` (its code is
+``ketastats/models/kinds/<kind>.py``, declared in :mod:`ketastats.models.registry`) and wraps the result in the envelope
 every model JSON shares (``data/processed/<cohort>/models/<name>.json``)::
 
     {"name", "kind", "label", "role", "spec", "estimands", "status": "ok"|"unreliable"|"skipped"|"failed",
@@ -23,10 +24,9 @@ and the workflow stops.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import pandas as pd
@@ -34,46 +34,14 @@ import pandas as pd
 from ..exceptions import KetastatsError
 from .counted import remember
 from .identification import fit_reasons
-from .robust import SkipModel
+from .registry import REGISTRY
+from .result import Design, ModelResult
+from .retries import SkipModel
 from .specs import without_illness
 
-__all__ = ["run_model", "empty_result", "kind_runner", "KIND_MODULES", "KIND_RUNNERS"]
+__all__ = ["fit_model", "run_model", "empty_result"]
 
 log = logging.getLogger(__name__)
-
-
-#: kind -> (module of ketastats.models, function): where each config ``kind:`` is fitted.
-#: Only the kind being fitted is imported: a workflow job fits one model, and importing
-#: every kind (statsmodels.api with it) cost each job about a second of CPU.
-KIND_MODULES: dict[str, tuple[str, str]] = {
-    "lmm": ("lmm", "fit_lmm_kind"),
-    "gee": ("marginal", "fit_gee_kind_continuous"),
-    "gee_binary": ("binary", "fit_gee_kind"),
-    "glmm_binary": ("binary", "fit_glmm_kind"),
-    "cytokine_illness": ("cytokines", "fit_cytokine_illness_kind"),
-    "cytokine_moderation": ("cytokines", "fit_moderation_kind"),
-    "mediation": ("mediation", "fit_mediation_kind"),
-    "illness_slopes": ("slopes", "fit_illness_slopes_kind"),
-    "lmm_mi": ("imputation", "fit_lmm_mi_kind"),
-    "tipping_point": ("tipping", "fit_tipping_point_kind"),
-    "mmrm": ("kinds.mmrm", "fit"),
-}
-
-
-def kind_runner(kind: str) -> Callable[..., dict[str, Any]]:
-    """The function that fits ``kind`` (imported on first use, then kept in KIND_RUNNERS)."""
-    if kind not in KIND_RUNNERS:
-        module, function = KIND_MODULES[kind]
-        KIND_RUNNERS[kind] = getattr(importlib.import_module(f".{module}", __package__), function)
-    return KIND_RUNNERS[kind]
-
-
-#: kinds whose standard errors come from the Hessian (or robust covariance) that each
-#: fitting attempt checks: a failed check in every attempt makes the fit ``unreliable``
-HESSIAN_SE_KINDS = frozenset({"glmm_binary", "gee", "gee_binary"})
-
-#: kind -> function(data, spec, estimands, alpha) -> model JSON fields (resolved lazily)
-KIND_RUNNERS: dict[str, Callable[..., dict[str, Any]]] = {}
 
 
 def empty_result(name: str, spec: Mapping[str, Any], estimands: Mapping[str, str]) -> dict[str, Any]:
@@ -107,15 +75,15 @@ def empty_result(name: str, spec: Mapping[str, Any], estimands: Mapping[str, str
     }
 
 
-def run_model(
+def fit_model(
     name: str,
     spec: Mapping[str, Any],
     data: pd.DataFrame,
     estimands: Mapping[str, str],
     *,
     alpha: float = 0.05,
-) -> dict[str, Any]:
-    """Fit model ``name`` as specified and return its JSON-ready dictionary.
+) -> ModelResult:
+    """Fit model ``name`` as specified: its :class:`~ketastats.models.result.ModelResult`.
 
     Parameters
     ----------
@@ -135,6 +103,34 @@ def run_model(
     KetastatsError
         Only when the spec says ``required: true`` and the model failed or was skipped.
     """
+    out = _fields(name, spec, data, estimands, alpha=alpha)
+    design = out.pop("design", None)
+    result = ModelResult.from_json(out)
+    result.design = design if isinstance(design, Design) or design is None else Design.from_json(design)
+    return result
+
+
+def run_model(
+    name: str,
+    spec: Mapping[str, Any],
+    data: pd.DataFrame,
+    estimands: Mapping[str, str],
+    *,
+    alpha: float = 0.05,
+) -> dict[str, Any]:
+    """:func:`fit_model`'s result as the model JSON (:meth:`ModelResult.to_json`), as the workflow writes it."""
+    return fit_model(name, spec, data, estimands, alpha=alpha).to_json()
+
+
+def _fields(
+    name: str,
+    spec: Mapping[str, Any],
+    data: pd.DataFrame,
+    estimands: Mapping[str, str],
+    *,
+    alpha: float = 0.05,
+) -> dict[str, Any]:
+    """The model's fields: the envelope, the kind's fields and the status."""
     out = empty_result(name, spec, estimands)
     if not spec.get("enabled", True):
         out.update(status="skipped", reason="switched off in config (enabled: false)")
@@ -148,7 +144,7 @@ def run_model(
         log.info("model %s: no illness data; fitted without illness terms", name)
     t0 = time.perf_counter()
     try:
-        fields = kind_runner(spec["kind"])(data.copy(), spec, estimands, alpha)
+        fields = REGISTRY[spec["kind"]].fit(data.copy(), spec, estimands, alpha)
     except SkipModel as exc:
         if spec.get("required"):
             raise KetastatsError(f"model {name!r} is required but cannot be fitted: {exc}") from exc
@@ -180,7 +176,7 @@ def run_model(
             *out.get("messages", []),
         ]
     log.info("model %s fitted in %.1f s", name, time.perf_counter() - t0)
-    hessian_se = spec["kind"] in HESSIAN_SE_KINDS or (
+    hessian_se = REGISTRY[spec["kind"]].hessian_se or (
         spec["kind"] == "cytokine_illness" and out.get("censoring") == "tobit"
     )
     reasons = [*(out.get("identification") or []), *fit_reasons(out, hessian_se=hessian_se)]

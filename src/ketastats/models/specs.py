@@ -7,42 +7,8 @@ of a named specification, or switch it off, under ``cohorts.<name>.models.<model
 :func:`resolve_spec` applies project defaults, then the project's spec, then the cohort's
 overrides, so that the Snakemake workflow and the command line see the same model.
 
-Kinds
------
-``lmm``
-    Linear mixed model of a score (the primary model, and sensitivity variants).
-``gee``
-    Linear GEE of a score with one mean per session and an unstructured working correlation
-    across sessions, robust SEs: the marginal model (valid under MCAR dropout).
-``mmrm``
-    Mixed model for repeated measures by REML (SAS PROC MIXED's REPEATED statement): one mean per
-    session, a covariance across the sessions of a patient (unstructured by default, falling back
-    along ``covariance_fallback``), Satterthwaite or Kenward-Roger df; valid under MAR dropout.
-    :mod:`ketastats.models.kinds.mmrm`.
-``gee_binary``
-    Logistic GEE with an exchangeable working correlation (response/remission per session,
-    or at the end of the course with one row per patient).
-``glmm_binary``
-    Random-intercept logistic model by maximum likelihood (adaptive Gauss-Hermite).
-``cytokine_illness``
-    Effect of illness on each cytokine marker, log scale, one mixed model per marker.
-``cytokine_moderation``
-    Illness x baseline log marker (grand-mean centred) on the score, with a random slope
-    for illness.
-``mediation``
-    Within-person 1-1-1 mediation illness -> log marker -> score, Monte Carlo CI of the
-    indirect effect.
-``illness_slopes``
-    Spread of patient-level illness effects (random slope on within-person illness) with
-    the patients' BLUPs.
-``lmm_mi``
-    The ``lmm`` model on ``imputations`` data sets completed by chained equations (wide format,
-    predictive mean matching), pooled by Rubin's rules with Barnard-Rubin df; sessions after
-    dropout are imputed (hypothetical strategy under MAR). :mod:`ketastats.models.imputation`.
-``tipping_point``
-    Delta-adjusted multiple imputation: imputed ratings at ill sessions shifted by each
-    ``deltas`` value (MNAR), refitted and pooled; the delta at which the conclusion about the
-    illness effect changes. :mod:`ketastats.models.tipping`.
+The kinds, their defaults, checks and code are declared together in
+:mod:`ketastats.models.registry` (one file per kind in ``ketastats/models/kinds/``).
 """
 
 from __future__ import annotations
@@ -54,6 +20,7 @@ from typing import Any
 
 from ..contract import INSTRUMENTS
 from ..exceptions import ConfigError
+from .registry import REGISTRY
 
 __all__ = [
     "KINDS",
@@ -62,26 +29,13 @@ __all__ = [
     "ESTIMAND_EVENTS",
     "STRATEGIES",
     "DEFAULT_ESTIMANDS",
-    "MCID",
     "resolve_spec",
     "resolve_estimands",
     "spec_problems",
 ]
 
-#: every kind of model the statistics module can fit
-KINDS = (
-    "lmm",
-    "gee",
-    "gee_binary",
-    "glmm_binary",
-    "cytokine_illness",
-    "cytokine_moderation",
-    "mediation",
-    "illness_slopes",
-    "lmm_mi",
-    "tipping_point",
-    "mmrm",
-)
+#: every kind of model the statistics module can fit (:data:`ketastats.models.registry.REGISTRY`)
+KINDS = tuple(REGISTRY)
 
 #: intercurrent events (ICH E9(R1)) and the strategies that may be chosen for each
 ESTIMAND_EVENTS = ("postponement", "dose_change", "discontinuation", "illness_medication")
@@ -94,33 +48,6 @@ DEFAULT_ESTIMANDS = {
     "dose_change": "treatment_policy",
     "discontinuation": "treatment_policy",
     "illness_medication": "while_on_treatment",
-}
-
-#: minimal clinically important differences, points (used when ketastats.contract has none;
-#: none is established for the MADRS subscale without items 4-8, so it has none here).
-#: MADRS: distribution-based MCID 1.6-1.9, "about 2 points" (Duru & Fantino 2008, Curr Med
-#: Res Opin 24:1329-35; domain.md 1.6); anchor-based MID 3-6 (Hengartner & Ploderl 2021).
-MCID = {"madrs": 2.0}
-
-_PRIMARY_FIXED = [
-    "progress",
-    "progress_log",
-    "days_since_prev",
-    "score_baseline",
-    "ill_within",
-    "ill_between",
-    "ill_lag1",
-]
-
-#: multiple-imputation fields of kinds lmm_mi and tipping_point (same fields -> same imputations)
-_MI_DEFAULTS: dict[str, Any] = {
-    "imputations": 20,
-    "iterations": 10,
-    "donors": 5,
-    "seed": 20261125,
-    "auxiliary": ["qids_sr16", "phq9"],
-    "auxiliary_patient": ["age", "sex", "bmi", "il6_pg_ml", "tnfa_pg_ml", "il1b_pg_ml", "crp_mg_l"],
-    "planned_sessions": None,
 }
 
 #: fields every kind accepts, with their defaults
@@ -137,110 +64,14 @@ COMMON_DEFAULTS: dict[str, Any] = {
     "df_method": "satterthwaite",
     "illness_term": "ill_within",
     "min_patients": 10,
-    # row filters for sensitivity analyses (ketastats.models.common)
+    # row filters for sensitivity analyses (ketastats.models.rows)
     "complete_case": False,
     "exclude_onset_within_days": None,
     "planned_sessions": None,
 }
 
-#: defaults per kind (on top of COMMON_DEFAULTS)
-KIND_DEFAULTS: dict[str, dict[str, Any]] = {
-    "lmm": {
-        "outcome": "score",
-        "fixed": list(_PRIMARY_FIXED),
-        "random": ["progress"],
-        "formula": None,
-        "re_formula": None,
-    },
-    "gee": {
-        "outcome": "score",
-        "fixed": ["C(session)", "days_since_prev", "score_baseline", "ill_within", "ill_between", "ill_lag1"],
-        "correlation": "unstructured",
-        "se": "robust",
-        "max_times": 12,
-        "df_method": "normal",
-    },
-    "gee_binary": {
-        "outcome": "score_response",
-        "fixed": ["progress", "progress_log", "score_baseline", "ill_within", "ill_between", "ill_lag1"],
-        "level": "session",
-        "correlation": "exchangeable",
-        "df_method": "normal",
-        "min_events": 10,
-    },
-    "glmm_binary": {
-        "outcome": "score_response",
-        "fixed": ["progress", "progress_log", "score_baseline", "ill_within", "ill_between", "ill_lag1"],
-        "n_agq": "auto",
-        "df_method": "normal",
-        "min_events": 10,
-    },
-    "cytokine_illness": {
-        "markers": ["il6_pg_ml", "tnfa_pg_ml", "il1b_pg_ml", "crp_mg_l"],
-        "fixed": ["ill_within", "ill_between", "progress"],
-        "random": [],
-        "sessions": "all",
-        "censoring": "tobit",
-        "n_agq": "auto",
-        "max_censored_fraction": 0.8,
-        "flag_censored_fraction": 0.3,
-        "min_draws": 20,
-        "family": "cytokine",
-    },
-    "cytokine_moderation": {
-        "outcome": "score",
-        "moderators": ["il6_pg_ml", "crp_mg_l"],
-        "fixed": list(_PRIMARY_FIXED),
-        "random": ["progress", "ill_within"],
-        "censoring": "lod_sqrt2",
-        "max_censored_fraction": 0.3,
-        "flag_censored_fraction": 0.3,
-        "family": "cytokine",
-    },
-    "mediation": {
-        "outcome": "score",
-        "mediator": "il6_pg_ml",
-        "fixed": ["progress", "progress_log", "days_since_prev", "score_baseline", "ill_between"],
-        "random": [],
-        "censoring": "lod_sqrt2",
-        "max_censored_fraction": 0.3,
-        "flag_censored_fraction": 0.3,
-        "min_draws": 20,
-        "n_draws": 100000,
-        "seed": 20261125,
-        "family": "cytokine",
-    },
-    "illness_slopes": {
-        "outcome": "score",
-        "fixed": list(_PRIMARY_FIXED),
-        "random": ["progress", "ill_within"],
-    },
-    "lmm_mi": {
-        "outcome": "score",
-        "fixed": list(_PRIMARY_FIXED),
-        "random": ["progress"],
-        "df_method": "barnard_rubin",
-        **_MI_DEFAULTS,
-    },
-    "mmrm": {
-        "outcome": "score",
-        "fixed": ["C(session)", "days_since_prev", "score_baseline", "ill_within", "ill_between", "ill_lag1"],
-        "visit": "session",
-        "covariance": "us",
-        "covariance_fallback": ["us", "toeph", "ar1h"],
-        "covariance_group": None,
-        "max_visits": 12,
-        "se": "model",
-    },
-    "tipping_point": {
-        "outcome": "score",
-        "fixed": list(_PRIMARY_FIXED),
-        "random": ["progress"],
-        "df_method": "barnard_rubin",
-        **_MI_DEFAULTS,
-        "deltas": [-12, -10, -8, -6, -4, -2, 0, 2, 4, 6, 8, 10, 12],
-    },
-}
+#: defaults per kind (on top of COMMON_DEFAULTS), as the registry declares them
+KIND_DEFAULTS: dict[str, dict[str, Any]] = {name: dict(k.defaults) for name, k in REGISTRY.items()}
 
 
 #: the placeholder for the cohort's primary instrument in model specs: ``score``,
@@ -366,75 +197,35 @@ def resolve_estimands(
 
 
 def spec_problems(where: str, spec: Mapping[str, Any]) -> list[str]:
-    """Cross-field problems of a resolved spec that the JSON schema cannot express."""
+    """Cross-field problems of a resolved spec that the JSON schema cannot express: those of
+    every kind, then the kind's own (:attr:`ketastats.models.registry.Kind.checks`)."""
     problems = []
-    kind = spec["kind"]
+    kind = REGISTRY[spec["kind"]]
     formula = spec.get("formula")
     if formula is not None and "~" not in str(formula):
         problems.append(f"{where}.formula: {formula!r} has no '~'; write it as 'outcome ~ term + term'.")
     re_f = spec.get("re_formula")
     if re_f is not None and not str(re_f).strip().startswith("~"):
         problems.append(f"{where}.re_formula: {re_f!r} must start with '~' (e.g. '~session').")
-    if kind != "lmm" and (formula is not None or re_f is not None):
+    if kind.name != "lmm" and (formula is not None or re_f is not None):
         problems.append(
-            f"{where}: formula/re_formula are only for kind lmm; use outcome, fixed and random for {kind}."
+            f"{where}: formula/re_formula are only for kind lmm; use outcome, fixed and random for {kind.name}."
         )
-    if kind in ("lmm", "gee", "gee_binary", "glmm_binary", "illness_slopes", "lmm_mi", "tipping_point", "mmrm") and (
-        formula is None
-    ):
+    if kind.needs_outcome and formula is None:
         if not spec.get("outcome"):
-            problems.append(f"{where}.outcome: required for kind {kind} (e.g. madrs).")
+            problems.append(f"{where}.outcome: required for kind {kind.name} (e.g. madrs).")
         if not spec.get("fixed"):
             problems.append(f"{where}.fixed: give at least one fixed-effect term.")
-    if kind == "illness_slopes" and spec["illness_term"] not in spec.get("random", []):
-        problems.append(
-            f"{where}.random: kind illness_slopes needs a random slope on the illness term "
-            f"{spec['illness_term']!r}; add it to random."
-        )
-    if kind == "cytokine_moderation" and spec["illness_term"] not in spec.get("random", []):
-        problems.append(
-            f"{where}.random: a cross-level interaction needs a random slope for {spec['illness_term']!r} "
-            "(Heisig & Schaeffer 2019); add it to random."
-        )
-    if spec.get("censoring") == "tobit" and kind != "cytokine_illness":
+    if spec.get("censoring") == "tobit" and kind.name != "cytokine_illness":
         problems.append(
             f"{where}.censoring: tobit (a censored outcome model) is for kind cytokine_illness; the marker is "
-            f"a covariate in {kind}: use lod_sqrt2, lod_half or exclude."
+            f"a covariate in {kind.name}: use lod_sqrt2, lod_half or exclude."
         )
-    if kind == "cytokine_illness" and spec.get("censoring") == "tobit" and spec.get("random"):
-        problems.append(
-            f"{where}.random: the censored (tobit) model has a random intercept only; remove random."
-        )
-    if kind == "gee_binary" and spec.get("correlation") not in (None, "exchangeable", "independence"):
-        problems.append(
-            f"{where}.correlation: kind gee_binary supports exchangeable or independence; "
-            "unstructured and ar1 are for kind gee."
-        )
-    if spec.get("complete_case") and kind not in ("lmm", "gee", "mmrm"):
-        problems.append(f"{where}.complete_case: supported for kinds lmm, gee and mmrm.")
-    if spec.get("exclude_onset_within_days") is not None and kind not in ("lmm", "gee", "mmrm"):
-        problems.append(f"{where}.exclude_onset_within_days: supported for kinds lmm, gee and mmrm.")
-    if spec.get("df_method") == "kenward_roger" and kind != "mmrm":
+    if spec.get("df_method") == "kenward_roger" and kind.name != "mmrm":
         problems.append(f"{where}.df_method: kenward_roger is for kind mmrm; use satterthwaite or normal.")
-    se = spec.get("se")
-    if kind == "mmrm" and se not in (None, "model", "empirical"):
-        problems.append(f"{where}.se: kind mmrm has model-based (model) or sandwich (empirical) SEs.")
-    if kind == "gee" and se not in (None, "robust", "bias_reduced"):
-        problems.append(f"{where}.se: kind gee has robust or bias_reduced SEs.")
-    if kind == "mmrm" and spec.get("df_method") == "kenward_roger" and se == "empirical":
-        problems.append(f"{where}.se: Kenward-Roger adjusts the model-based covariance; use se: model with it.")
-    if kind in ("lmm_mi", "tipping_point"):
-        if spec.get("df_method") not in ("barnard_rubin", None):
-            problems.append(
-                f"{where}.df_method: kind {kind} pools by Rubin's rules with Barnard-Rubin df; "
-                "use barnard_rubin (or leave it out)."
-            )
-        if kind == "tipping_point" and 0 not in [float(d) for d in spec.get("deltas") or []]:
-            problems.append(
-                f"{where}.deltas: include 0 (the MAR analysis the tipping point is measured from)."
-            )
-        if spec.get("donors") is not None and int(spec["donors"]) < 1:
-            problems.append(f"{where}.donors: at least 1 donor is needed.")
-    if kind == "glmm_binary" and spec.get("random"):
-        problems.append(f"{where}.random: kind glmm_binary fits a random intercept only; remove random.")
-    return problems
+    filtering = " and ".join(k.name for k in REGISTRY.values() if k.row_filters)
+    if spec.get("complete_case") and not kind.row_filters:
+        problems.append(f"{where}.complete_case: supported for kinds {filtering}.")
+    if spec.get("exclude_onset_within_days") is not None and not kind.row_filters:
+        problems.append(f"{where}.exclude_onset_within_days: supported for kinds {filtering}.")
+    return problems + kind.problems(where, spec)

@@ -1,12 +1,14 @@
-"""Model diagnostics from a model's JSON and the processed data: the report never refits.
+"""Model diagnostics from a model's result: the report never refits, nor rebuilds a design.
 
 The fitted values of a two-level linear mixed model are ``X beta + Z b_i`` (conditional on
-the patient's BLUP ``b_i``); the residuals are ``y`` minus them. The design matrices are
-rebuilt from the model's formulas with patsy on the same rows the fit used (complete cases
-of the outcome, predictors, random-effect covariates and group). The conditional variance
-of a BLUP, for the caterpillar plot, is ``(G^-1 + Z_i' Z_i / sigma^2)^-1`` (given the
-variance parameters), as lme4's ``ranef(condVar = TRUE)`` reports it for a single grouping
-factor; ``G`` may be singular, so the equivalent form ``G - G Z_i' V_i^-1 Z_i G`` is used.
+the patient's BLUP ``b_i``); the residuals are ``y`` minus them. Both come from the model's
+own :class:`~ketastats.models.result.ModelResult` (:meth:`~ketastats.models.result.ModelResult.fitted`):
+its design holds the rows it analysed as it analysed them (estimand strategies, session
+selection, and the within-patient centring of *that* model's rows). The conditional
+variance of a BLUP, for the caterpillar plot, is ``(G^-1 + Z_i' Z_i / sigma^2)^-1`` (given
+the variance parameters), as lme4's ``ranef(condVar = TRUE)`` reports it for a single
+grouping factor; ``G`` may be singular, so the equivalent form ``G - G Z_i' V_i^-1 Z_i G`` is
+used.
 
 References
 ----------
@@ -25,9 +27,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import patsy
 
 from ..exceptions import ModelError
+from ..models.result import ModelResult
 
 __all__ = ["ModelDiagnostics", "model_diagnostics"]
 
@@ -49,104 +51,60 @@ class ModelDiagnostics:
     blups: pd.DataFrame
 
 
-def _formulas(model: Mapping[str, Any]) -> tuple[str, str | None, str]:
-    spec = model.get("spec") or {}
-    formula = spec.get("formula") or model.get("formula")
-    if not formula:
-        raise ModelError(
-            f"model {model.get('name', '?')!r} has no formula in its JSON; cannot rebuild its design"
-        )
-    re_formula = spec.get("re_formula") or model.get("re_formula")
-    group = (model.get("random") or {}).get("group") or spec.get("group") or "patient_id"
-    return formula, re_formula, group
-
-
-def model_diagnostics(model: Mapping[str, Any], sessions: pd.DataFrame) -> ModelDiagnostics:
+def model_diagnostics(model: ModelResult | Mapping[str, Any], sessions: pd.DataFrame | None = None) -> ModelDiagnostics:
     """Fitted values, residuals and BLUP intervals of a fitted model, without refitting.
 
     Parameters
     ----------
-    model : mapping
-        The model's JSON (``coefficients``, ``random``, ``residual_variance``, ``blups``,
-        ``spec``).
-    sessions : pandas.DataFrame
-        The processed session table the model was fitted to.
+    model : ModelResult or mapping
+        The model's result (or its JSON), with its design (kinds ``lmm`` and
+        ``illness_slopes``).
+    sessions : pandas.DataFrame, optional
+        Not used: the rows are the model's own (kept so that older callers still work).
 
     Returns
     -------
     ModelDiagnostics
+        ``frame`` has the model's keys (patient, session) besides the values.
 
     Raises
     ------
     ModelError
-        When the JSON lacks what is needed (formula, coefficients, BLUPs), a coefficient
-        name does not match the rebuilt design, or the rows selected are not as many as the
-        model used (``nobs``): diagnostics on other rows would mislead.
-
-    Notes
-    -----
-    The rows are those the model used: complete cases of its formulas and, with the stats
-    spec ``sessions: post_baseline``, the ratings after each patient's first session.
+        When the result lacks what is needed (design, coefficients, BLUPs), or holds a
+        different number of rows than the model used (``nobs``).
     """
-    formula, re_formula, group = _formulas(model)
-    if (model.get("spec") or {}).get("sessions") == "post_baseline":
-        # the model's own selection: ratings after the first session (baseline is a covariate)
-        first = sessions["session"] == sessions.groupby(group)["session"].transform("min")
-        sessions = sessions.loc[~first]
-    coefs = {c["term"]: c["estimate"] for c in model.get("coefficients") or []}
-    if not coefs and model.get("fixed"):
-        coefs = {t: v["estimate"] for t, v in model["fixed"].items()}
-    blups = model.get("blups")
-    random = model.get("random") or {}
-    if not coefs or not blups or not random.get("names"):
+    res = model if isinstance(model, ModelResult) else ModelResult.from_json(model)
+    if res.design is None:
         raise ModelError(
-            f"model {model.get('name', '?')!r}: the JSON has no coefficients, BLUPs or random effects"
+            f"model {res.name!r} has no design in its result (a model JSON written before ketastats wrote "
+            "designs, or a kind without one); refit it (run the workflow again) to get its diagnostics"
         )
-    y_df, x_df = patsy.dmatrices(formula, sessions, return_type="dataframe", NA_action="drop")
-    z_df = patsy.dmatrix(
-        re_formula or "~1", sessions.loc[x_df.index], return_type="dataframe", NA_action="drop"
-    )
-    keep = z_df.index[sessions.loc[z_df.index, group].notna()]
-    missing = [t for t in x_df.columns if t not in coefs]
+    random = res.random or {}
+    names = list(random.get("names") or [])
+    if not res.coefficients or not res.blups or not names:
+        raise ModelError(f"model {res.name!r}: the result has no coefficients, BLUPs or random effects")
+    missing = [t for t in res.design.columns if res.coefficient(t) is None]
     if missing:
         raise ModelError(
-            f"model {model.get('name', '?')!r}: design columns {missing} have no coefficient in the JSON "
-            f"(terms: {sorted(coefs)}); was the model fitted to this data?"
+            f"model {res.name!r}: design columns {missing} have no coefficient in the result "
+            f"(terms: {sorted(c.term for c in res.coefficients)})"
         )
-    names = list(random["names"])
-    if list(z_df.columns) != names:
-        raise ModelError(f"random-effect design {list(z_df.columns)} does not match the JSON's {names}")
-    X = x_df.loc[keep].to_numpy(float)
-    Z = z_df.loc[keep].to_numpy(float)
-    y = y_df.loc[keep].to_numpy(float).ravel()
-    beta = np.array([coefs[t] for t in x_df.columns], dtype=float)
-    groups = sessions.loc[keep, group].astype(str).to_numpy()
-    b_table = pd.DataFrame(
-        {n: np.asarray(blups[n], dtype=float) for n in names}, index=[str(g) for g in blups["group"]]
-    )
-    B = b_table.reindex(groups).to_numpy(float)
-    marginal = X @ beta
-    fitted = marginal + np.sum(Z * B, axis=1)
-    frame = pd.DataFrame(
-        {
-            "group": groups,
-            "observed": y,
-            "fitted": fitted,
-            "fitted_marginal": marginal,
-            "residual": y - fitted,
-        },
-        index=keep,
-    )
-    if model.get("nobs") is not None and len(frame) != int(model["nobs"]):
+    if res.nobs is not None and len(res.design.rows) != int(res.nobs):
         raise ModelError(
-            f"model {model.get('name', '?')!r} used {model['nobs']} rows, but its formulas select {len(frame)} "
-            "rows of the data (a selection the report cannot repeat, e.g. an estimand strategy)"
+            f"model {res.name!r} used {res.nobs} rows, but its formulas select {len(res.design.rows)} "
+            "rows of its design (a damaged result)"
         )
-
+    if list(res.design.random_columns) != names:
+        raise ModelError(f"random-effect design {res.design.random_columns} does not match the result's {names}")
+    fit = res.fitted()
+    group = res.design.group
+    frame = fit.rename(columns={group: "group"}).assign(group=lambda d: d["group"].astype(str))
+    _, _, Z = res.design.matrices()
+    b_table = res.blup_table()
     G = np.atleast_2d(np.asarray(random["cov"], dtype=float))
-    sigma2 = float(model["residual_variance"])
+    sigma2 = float(res.residual_variance)
     rows = []
-    order = pd.Index(groups)
+    order = pd.Index(frame["group"])
     for g in b_table.index:
         idx = np.flatnonzero(order == g)
         Zi = Z[idx]

@@ -344,7 +344,7 @@ def cytokine_figure(sessions: pd.DataFrame, summary: Sequence[Mapping[str, Any]]
 
 # -------------------------------------------------------------------- forest
 def forest_figure(
-    effects: Sequence[Mapping[str, Any]], *, mcid: float | None = 2.0, level: float = 0.95, score_label: str = "MADRS"
+    effects: Sequence[Mapping[str, Any]], *, mcid: float | None = None, level: float = 0.95, score_label: str = "MADRS"
 ):
     """The illness effect (estimate and CI) per analysis, with the MCID band shaded.
 

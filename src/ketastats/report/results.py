@@ -44,6 +44,7 @@ from scipy import stats
 
 from ..identifiers import redact_provenance
 from ..models.counted import fill, mask_numbers
+from ..models.result import ModelResult
 from .methods import methods_section
 from .sensitivity import sensitivity_section
 from .suppression import SUPPRESSED, Disclosure, disclosure_settings, is_small, is_suppressed
@@ -52,7 +53,6 @@ from .tables import table_one
 
 __all__ = [
     "ILLNESS_TERMS",
-    "MADRS_MCID",
     "instrument_settings",
     "CYTOKINES",
     "build_results",
@@ -61,10 +61,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-#: minimal clinically important difference on the MADRS (points); see domain.md 1.6
-MADRS_MCID = 2.0
-
 
 def instrument_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
     """The cohort's instrument (config ``cohorts.<name>.outcome``) as the report shows it:
@@ -134,9 +130,9 @@ def model_illness_effect(model: Mapping[str, Any]) -> dict[str, Any] | None:
     return None
 
 
-#: per-patient blocks (and the exact counts of texts) kept in the model JSONs but not copied
-#: into results.json
-_PER_PATIENT = ("blups", "predicted_effects", "counted_text")
+#: per-patient and per-row blocks (and the exact counts of texts) kept in the model JSONs but
+#: not copied into results.json: a model's design holds the rows it analysed
+_PER_PATIENT = ("blups", "predicted_effects", "counted_text", "design")
 #: order of the analyses in tables and the forest plot
 _ROLE_ORDER = {"primary": 0, "sensitivity": 1, "secondary": 2}
 
@@ -150,36 +146,38 @@ def _drop_per_patient(obj: Any) -> Any:
 
 
 def _model_view(name: str, m: Mapping[str, Any]) -> dict[str, Any]:
-    """One model's entry in results.json: its JSON minus per-patient values, with every key
-    the report reads present, ``terms`` keyed by term name and the illness effect."""
-    entry = _drop_per_patient(dict(m))
-    status = m.get("status") or "ok"
-    coefs = list(m.get("coefficients") or [])
-    spec = dict(m.get("spec") or {})
+    """One model's entry in results.json: its result (read as a
+    :class:`~ketastats.models.result.ModelResult`) minus per-patient values and its design,
+    with every key the report reads present, ``terms`` keyed by term name and the illness effect."""
+    r = ModelResult.from_json({**m, "name": m.get("name") or name})
+    entry = _drop_per_patient({k: v for k, v in dict(m).items() if k != "schema_version"})
+    coefs = [c.to_json() for c in r.coefficients]
+    spec = dict(r.spec)
     # the formulas actually fitted (specs may give outcome + fixed terms instead)
-    spec["formula"] = spec.get("formula") or m.get("formula") or ""
-    spec["re_formula"] = spec.get("re_formula") or m.get("re_formula")
+    design = r.design
+    spec["formula"] = spec.get("formula") or r.extra.get("formula") or (design.formula if design else "") or ""
+    spec["re_formula"] = spec.get("re_formula") or r.extra.get("re_formula") or (design.re_formula if design else None)
     entry.update(
         name=name,
-        label=m.get("label") or name,
-        kind=m.get("kind") or "lmm",
+        label=r.label or name,
+        kind=r.kind,
         role=m.get("role") or ("primary" if name == "primary" else "secondary"),
-        status=status,
-        reason=m.get("reason"),
+        status=r.status,
+        reason=r.reason,
         spec=spec,
-        method=m.get("method"),
-        engine=m.get("engine"),
-        optimizer=m.get("optimizer") or "",
-        converged=m.get("converged", status == "ok"),
-        singular=bool(m.get("singular")),
-        loglik=m.get("loglik"),
-        residual_variance=m.get("residual_variance"),
-        random=m.get("random") or {"group": None, "names": [], "cov": []},
+        method=r.method,
+        engine=r.engine,
+        optimizer=r.optimizer or "",
+        converged=r.converged if r.converged is not None else r.status == "ok",
+        singular=bool(r.singular),
+        loglik=r.loglik,
+        residual_variance=r.residual_variance,
+        random=r.random or {"group": None, "names": [], "cov": []},
         coefficients=coefs,
-        terms={c["term"]: {k: v for k, v in c.items() if k != "term"} for c in coefs if "term" in c},
-        df_method=m.get("df_method") or (coefs[0].get("df_method") if coefs else None),
-        illness_effect=model_illness_effect(m) if status == "ok" else None,
-        messages=list(m.get("messages") or []),
+        terms={c["term"]: {k: v for k, v in c.items() if k != "term"} for c in coefs},
+        df_method=r.df_method or (coefs[0].get("df_method") if coefs else None),
+        illness_effect=model_illness_effect(m) if r.status == "ok" else None,
+        messages=list(r.messages),
     )
     return entry
 

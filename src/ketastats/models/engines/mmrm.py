@@ -816,12 +816,21 @@ def fit_mmrm(
 
 
 def mmrm_design(
-    data, formula: str, *, subject: str, visit: str, group: str | None = None, visit_levels=None, references=None
+    data,
+    formula: str,
+    *,
+    subject: str,
+    visit: str,
+    group: str | None = None,
+    visit_levels=None,
+    references=None,
+    return_rows: bool = False,
 ):
     """Rows with a response and every model variable, and the patsy design of ``formula``.
 
     ``references`` maps a categorical column to its reference level (treatment coding).
-    Returns ``(y, X, names, subject values, visit values, group values or None)``.
+    Returns ``(y, X, names, subject values, visit values, group values or None)``, and with ``return_rows``
+    the rows of ``data`` used as a seventh item.
     """
     import pandas as pd
     import patsy
@@ -849,7 +858,7 @@ def mmrm_design(
     ok = sub[need].notna().all(axis=1).to_numpy()
     rows = rows[ok]
     sub = sub.loc[rows]
-    return (
+    out = (
         y_df.loc[rows].iloc[:, 0].to_numpy(float),
         X_df.loc[rows].to_numpy(float),
         list(X_df.columns),
@@ -857,3 +866,4 @@ def mmrm_design(
         sub[visit].to_numpy(),
         sub[group].to_numpy() if group else None,
     )
+    return (*out, sub) if return_rows else out

@@ -37,10 +37,11 @@ from ...exceptions import ModelError
 from ..common import coefficient_rows, illness_effect, mcid_for, num, require_illness
 from ..engines.covariance import STRUCTURES, n_parameters
 from ..engines.mmrm import MMRMResult, fit_mmrm, mmrm_design
-from ..lmm import model_rows
-from ..robust import SkipModel
+from ..result import design_of
+from ..retries import SkipModel
+from ..rows import model_rows
 
-__all__ = ["fit", "structure_order", "unsupported_reason"]
+__all__ = ["fit", "result_fields", "structure_order", "unsupported_reason"]
 
 _DF_METHODS = ("satterthwaite", "kenward_roger", "normal")
 
@@ -109,7 +110,9 @@ def fit(data: pd.DataFrame, spec: Mapping[str, Any], estimands: Mapping[str, str
     group = spec["group"]
     formula = f"{outcome} ~ " + " + ".join(terms)
     visit_levels = sorted(pd.unique(df[visit].dropna()))
-    y, X, names, subj, vis, grp = mmrm_design(df, formula, subject=group, visit=visit, group=cgroup)
+    y, X, names, subj, vis, grp, used = mmrm_design(
+        df, formula, subject=group, visit=visit, group=cgroup, return_rows=True
+    )
     n_pat = len(pd.unique(subj))
     if n_pat < int(spec.get("min_patients", 10)):
         raise SkipModel(f"{what}: {n_pat} patients with usable sessions, fewer than min_patients")
@@ -134,31 +137,60 @@ def fit(data: pd.DataFrame, spec: Mapping[str, Any], estimands: Mapping[str, str
         passed_over.append(f"{structure}: {why}")
     if res is None:
         raise SkipModel(f"{what}: no covariance structure could be fitted ({'; '.join(passed_over)})")
+    out = result_fields(
+        res, formula=formula, rows=used, group=group, df_method=df_method, se_type=se_type, alpha=alpha,
+        centre=spec.get("centre") or (), outcome=outcome, illness_term=spec["illness_term"],
+    )
+    out["covariance"].update(requested=requested, passed_over=passed_over)
+    out["covariance"]["visits"] = [_jsonable(v) for v in used_levels]
+    if passed_over:
+        out["messages"].insert(0, f"covariance {res.structure} used instead of {requested}: " + "; ".join(passed_over))
+    out["estimands"] = record
+    if df.attrs.get("row_filters"):
+        out["row_filters"] = df.attrs["row_filters"]
+    return out
+
+
+def result_fields(
+    res: MMRMResult,
+    *,
+    formula: str,
+    rows: pd.DataFrame,
+    group: str,
+    df_method: str = "satterthwaite",
+    se_type: str = "model",
+    alpha: float = 0.05,
+    centre=(),
+    outcome: str | None = None,
+    illness_term: str | None = None,
+) -> dict[str, Any]:
+    """The model-result fields of a fitted MMRM (those of the LMM kinds, plus ``covariance``, ``m2loglik``
+    and ``aic``); used by the kind and by ``ketastats fit --mmrm``."""
     p = len(res.names)
     if df_method == "kenward_roger":
         if se_type == "empirical":
-            raise SkipModel(f"{what}: Kenward-Roger adjusts the model-based covariance; use se: model with it")
-        kr = res.kenward_roger("expected")
-        vcov, dfs = kr["vcov"], res.kenward_roger_df("expected")
+            raise ModelError("Kenward-Roger adjusts the model-based covariance; use model-based SEs with it")
+        vcov, dfs = res.kenward_roger("expected")["vcov"], res.kenward_roger_df("expected")
     elif se_type == "empirical":
         vcov, dfs = res.empirical_vcov(), np.full(p, float(res.n_subjects - p))
     else:
         vcov, dfs = res.vcov, res.df
     se = np.sqrt(np.diag(vcov))
+    method = df_method if se_type != "empirical" or df_method == "normal" else "residual"
     coefs = coefficient_rows(
-        res.names, res.beta, se, alpha=alpha,
-        df=None if df_method == "normal" else dfs,
-        df_method="residual" if se_type == "empirical" and df_method != "normal" else df_method,
+        res.names, res.beta, se, alpha=alpha, df=None if df_method == "normal" else dfs, df_method=method
     )
-    eff = illness_effect(coefs, spec["illness_term"], scale="points", mcid=mcid_for(outcome))
-    if eff is not None:
-        eff["outcome"] = outcome
+    eff = None
+    if illness_term:
+        eff = illness_effect(coefs, illness_term, scale="points", mcid=mcid_for(outcome) if outcome else None)
+        if eff is not None:
+            eff["outcome"] = outcome
     messages = []
-    if passed_over:
-        messages.append(f"covariance {res.structure} used instead of {requested}: " + "; ".join(passed_over))
     if res.aliased:
         messages.append("aliased terms dropped: " + ", ".join(res.aliased))
-    out: dict[str, Any] = {
+    if not res.converged:
+        messages.append(res.message)
+    return {
         "converged": bool(res.converged),
         "singular": not res.hessian_pd,
         "attempts": [],
@@ -169,7 +201,7 @@ def fit(data: pd.DataFrame, spec: Mapping[str, Any], estimands: Mapping[str, str
         "re_formula": None,
         "nobs": int(res.n_obs),
         "ngroups": int(res.n_subjects),
-        "df_method": df_method if se_type != "empirical" or df_method == "normal" else "residual",
+        "df_method": method,
         "coefficients": coefs,
         "fixed": {t: {"estimate": num(b), "se": num(s)} for t, b, s in zip(res.names, res.beta, se, strict=True)},
         "illness_effect": eff,
@@ -179,20 +211,15 @@ def fit(data: pd.DataFrame, spec: Mapping[str, Any], estimands: Mapping[str, str
         "m2loglik": num(res.m2loglik),
         "aic": num(res.aic()),
         "blups": None,
-        "covariance": {**_covariance_block(res), "requested": requested, "passed_over": passed_over},
+        "covariance": {**_covariance_block(res), "requested": res.structure, "passed_over": []},
         "se_type": {"model": "model-based", "empirical": "empirical (sandwich, CR0)"}[se_type]
         + (" with the Kenward-Roger adjustment" if df_method == "kenward_roger" else ""),
-        "estimands": record,
         "estimand_scale": "difference in score points (conditional on the covariates, marginal over patients)",
         "analysis_role": "MMRM: one mean per visit, covariance across visits, likelihood-based; valid under MAR "
         "dropout (GEE under MCAR)",
         "messages": messages,
+        "design": design_of(rows, formula, None, group, res.names, centre=centre),
     }
-    if df.attrs.get("row_filters"):
-        out["row_filters"] = df.attrs["row_filters"]
-    # the visits the fit used (JSON-safe)
-    out["covariance"]["visits"] = [_jsonable(v) for v in used_levels]
-    return out
 
 
 def _jsonable(v):

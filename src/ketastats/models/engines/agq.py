@@ -1,6 +1,6 @@
 """Adaptive Gauss-Hermite quadrature for random-intercept models, with exact derivatives.
 
-The models of :mod:`ketastats.models.glmm` (logistic) and :mod:`ketastats.models.censored`
+The models of :mod:`ketastats.models.engines.logistic_glmm` (logistic) and :mod:`ketastats.models.engines.tobit`
 (left-censored normal) share one structure: patient ``i`` contributes
 
     L_i(theta) = int f_i(b; theta) db,   log f_i(b) = sum_j l(eta_ij + b; psi) + log phi(b; 0, tau^2),
@@ -59,6 +59,8 @@ from typing import Any
 import numpy as np
 from scipy import optimize, special
 
+from .derivatives import central_hessian, newton_polish
+
 __all__ = [
     "AGQ_LADDER",
     "AGQ_START",
@@ -68,16 +70,13 @@ __all__ = [
     "AGQFit",
     "agq_tolerance",
     "beta_covariance",
-    "central_hessian",
     "choose_nodes",
     "fit_agq",
-    "newton_polish",
     "next_rung",
     "quadrature_record",
     "quadrature_words",
     "log_ndtr_ratio",
     "node_moves",
-    "richardson_hessian",
 ]
 
 _LOG_2PI = float(np.log(2 * np.pi))
@@ -300,74 +299,6 @@ class RandomInterceptAGQ:
         return out
 
 
-def central_hessian(grad: Callable[[np.ndarray], np.ndarray], x: np.ndarray) -> np.ndarray:
-    """Hessian by central differences of an exact gradient (symmetrised).
-
-    The step is 1e-4 (relative above 1). With an exact gradient the truncation error is of
-    order ``h^2`` (about 1e-8 relative) and rounding adds ``eps |g| / h``, far below it: the
-    Hessian, the standard errors and the positive-definiteness verdict do not depend on the
-    step (the tests check it against Richardson extrapolation, :func:`richardson_hessian`).
-    """
-    return _central(grad, x, 1e-4 * np.maximum(np.abs(x), 1.0))
-
-
-def _central(grad, x, step):
-    k = len(x)
-    H = np.empty((k, k))
-    for i in range(k):
-        e = np.zeros(k)
-        e[i] = step[i]
-        H[:, i] = (grad(x + e) - grad(x - e)) / (2 * step[i])
-    return (H + H.T) / 2
-
-
-def richardson_hessian(grad: Callable[[np.ndarray], np.ndarray], x: np.ndarray, h: np.ndarray) -> np.ndarray:
-    """Hessian from central differences of a gradient, Richardson-extrapolated.
-
-    ``(4 D(h/2) - D(h)) / 3`` removes the ``h^2`` error term of the central difference ``D``.
-    """
-    return (4 * _central(grad, x, h / 2) - _central(grad, x, h)) / 3
-
-
-def newton_polish(
-    nll: Callable[[np.ndarray], float],
-    grad: Callable[[np.ndarray], np.ndarray],
-    x: np.ndarray,
-    *,
-    hessian: np.ndarray | None = None,
-    max_iter: int = 30,
-) -> tuple[np.ndarray, float, np.ndarray]:
-    """Newton steps on ``nll`` from ``x`` to full precision; returns ``x, nll(x)`` and the Hessian used.
-
-    The Hessian of ``nll`` (differences of the exact gradient) is taken once, at the start,
-    unless one is given, and reused (a chord method: near an optimum the Hessian hardly
-    changes, so the steps still converge, if linearly). Steps are halved until ``nll`` does
-    not rise; the iteration stops when a step moves no coordinate by more than 1e-10
-    (relative).
-    """
-    fx = nll(x)
-    H = central_hessian(grad, x) if hessian is None else hessian
-    for _ in range(max_iter):
-        g = grad(x)
-        try:
-            step = np.linalg.solve(H, g)
-        except np.linalg.LinAlgError:
-            break
-        if not np.all(np.isfinite(step)):
-            break
-        t, improved = 1.0, False
-        while t > 1e-6:
-            cand = x - t * step
-            fc = nll(cand)
-            if fc <= fx:
-                x, fx, improved = cand, fc, True
-                break
-            t /= 2
-        if not improved or np.max(np.abs(t * step) / np.maximum(np.abs(x), 1.0)) < 1e-10:
-            break
-    return x, fx, H
-
-
 def next_rung(nodes: np.ndarray) -> np.ndarray:
     """Per patient, the next number of nodes on :data:`AGQ_LADDER` (0 at the top).
 
@@ -501,7 +432,7 @@ def fit_agq(
 ) -> AGQFit:
     """Maximum likelihood by adaptive Gauss-Hermite quadrature, nodes chosen by accuracy.
 
-    Each optimizer in turn (under :func:`ketastats.models.robust.fit_with_retries`) runs from
+    Each optimizer in turn (under :func:`ketastats.models.retries.fit_with_retries`) runs from
     ``start`` with :data:`AGQ_START` nodes per patient (or the fixed ``n_agq``), with the exact
     gradient where it uses one; Newton steps (:func:`newton_polish`) take its answer to full
     precision. With ``n_agq="auto"`` :func:`choose_nodes` then raises each patient's nodes
@@ -510,7 +441,7 @@ def fit_agq(
     times). A fit is good when the gradient vanishes, ``tau`` is not at its boundary and the
     negative Hessian is positive definite.
     """
-    from .robust import Diagnosis, fit_with_retries, hessian_is_pd
+    from ..retries import Diagnosis, fit_with_retries, hessian_is_pd
 
     auto = n_agq == "auto"
     if not auto and (isinstance(n_agq, bool) or not isinstance(n_agq, (int, np.integer)) or int(n_agq) < 1):

@@ -37,14 +37,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .common import centre_within, illness_effect, mcid_for, num, require_illness
-from .counted import remember
-from .cytokines import _check_marker, log_marker
-from .lmm import fit_lmm_robust, lmm_block, model_rows
-from .multiplicity import adjust_tests
-from .robust import SkipModel
+from ..common import illness_effect, mcid_for, num, require_illness
+from ..counted import remember
+from ..fitting import fit_lmm_robust, lmm_block
+from ..markers import check_marker, log_marker
+from ..multiplicity import adjust_tests
+from ..retries import SkipModel
+from ..rows import centre_within, model_rows
 
-__all__ = ["monte_carlo_indirect", "fit_mediation_kind"]
+__all__ = ["monte_carlo_indirect", "fit"]
 
 
 def monte_carlo_indirect(
@@ -81,7 +82,7 @@ def _row(coefs, term):
     return next(c for c in coefs if c["term"] == term)
 
 
-def fit_mediation_kind(data: pd.DataFrame, spec: Mapping[str, Any], estimands: Mapping[str, str], alpha):
+def fit(data: pd.DataFrame, spec: Mapping[str, Any], estimands: Mapping[str, str], alpha):
     """Kind ``mediation``: within-person illness -> log mediator -> score."""
     marker = spec["mediator"]
     what = spec["label"]
@@ -107,7 +108,7 @@ def fit_mediation_kind(data: pd.DataFrame, spec: Mapping[str, Any], estimands: M
         derive=derive,
     )
     flags: dict[str, Any] = {}
-    summ = _check_marker(df, marker, spec, flags)
+    summ = check_marker(df, marker, spec, flags)
     require_illness(df, what, min_sessions=2)
     df = centre_within(df, [med], spec["group"])
     reml = spec["method"] == "REML"

@@ -205,7 +205,7 @@ def satterthwaite(
     number of patients less one (lmerTest gives 17 on sleepstudy's 18 subjects).
 
     >>> import numpy as np
-    >>> from ketastats.models.fast import fit_lmm_fast
+    >>> from ketastats.models.engines.fast_lmm import fit_lmm_fast
     >>> rng = np.random.default_rng(0)
     >>> g = np.repeat(np.arange(8), 5)  # 8 patients, 5 sessions each
     >>> t = np.tile(np.arange(5.0), 8)
@@ -216,7 +216,7 @@ def satterthwaite(
     >>> bool(res.hessian_pd), res.df.round(6)
     (True, array([7., 7.]))
     """
-    from .robust import hessian_is_pd
+    from ..retries import hessian_is_pd
 
     y = np.asarray(y, float)
     X = np.asarray(X, float)

@@ -9,7 +9,7 @@ Engines:
     optimizers; the best optimum is kept (statsmodels' own ``converged`` flag is not proof
     of an optimum, see ``shared/reference/README.md``).
 ``"fast"``
-    :mod:`ketastats.models.fast`, the profiled-deviance engine of Bates et al. (2015) for
+    :mod:`ketastats.models.engines.fast_lmm`, the profiled-deviance engine of Bates et al. (2015) for
     up to three correlated random effects per group.
 ``"auto"``
     ``"fast"`` when the model is in its class, else ``"statsmodels"``.
@@ -42,7 +42,7 @@ import pandas as pd
 import patsy
 from scipy import stats
 
-from ..exceptions import ConvergenceWarning, ModelError
+from ...exceptions import ConvergenceWarning, ModelError
 
 __all__ = ["MixedModelResult", "fit_mixed", "design_matrices", "ENGINES"]
 
@@ -149,6 +149,64 @@ class MixedModelResult:
             "re_formula": self.re_formula,
             "messages": list(self.messages),
         }
+
+    def as_model_result(
+        self, name: str, rows: pd.DataFrame, *, alpha: float = 0.05, spec: Mapping[str, Any] | None = None
+    ):
+        """This fit as a :class:`~ketastats.models.result.ModelResult` (the schema the workflow
+        writes), with ``rows`` (the data that entered the fit, ``design_matrices``' ``used``) as
+        its design."""
+        from ..result import Coefficient, ModelResult, design_of
+
+        tab = self.coef_table(alpha)
+        coefs = [
+            Coefficient(
+                term=str(r["term"]),
+                estimate=_num(r["estimate"]),
+                se=_num(r["se"]),
+                df=_num(r["df"]) if "df" in tab else None,
+                ci_low=_num(r["ci_low"]),
+                ci_high=_num(r["ci_high"]),
+                p_value=_num(r["p_value"]),
+                df_method=self.df_method,
+            )
+            for _, r in tab.iterrows()
+        ]
+        d = self.to_dict()
+        blups = None
+        if self.blups is not None:
+            b = self.blups.sort_values("group", key=lambda s: s.astype(str), kind="stable")
+            blups = {"group": [str(g) for g in b["group"]], **{str(c): [_num(v) for v in b[c]] for c in self.random_names}}
+        random = dict(d["random"])
+        random["sd"] = [_num(v) for v in np.sqrt(np.clip(np.diag(np.atleast_2d(self.re_cov)), 0, None))]
+        return ModelResult(
+            name=name,
+            kind="lmm",
+            label=name,
+            spec=dict(spec or {"formula": self.formula, "re_formula": self.re_formula, "group": self.group}),
+            status="ok" if self.converged else "unreliable",
+            reason=None if self.converged else "the fit did not converge",
+            converged=bool(self.converged),
+            singular=bool(self.singular),
+            engine=self.engine,
+            optimizer=self.optimizer,
+            method=self.method,
+            nobs=int(self.nobs),
+            ngroups=int(self.ngroups),
+            df_method=self.df_method,
+            coefficients=coefs,
+            fixed=d["fixed"],
+            random=random,
+            residual_variance=_num(self.residual_variance),
+            loglik=_num(self.loglik),
+            blups=blups,
+            messages=list(self.messages),
+            design=design_of(
+                rows, self.formula, self.re_formula, self.group,
+                [str(t) for t in self.fixed["term"]], [str(n) for n in self.random_names],
+            ),
+            extra={"formula": self.formula, "re_formula": self.re_formula},
+        )
 
 
 def _num(x: float) -> float | None:
@@ -291,20 +349,20 @@ def fit_mixed(
         raise ModelError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
     if df_method not in ("normal", "satterthwaite"):
         raise ModelError(f"unknown df method {df_method!r}; choose normal or satterthwaite")
-    data = _apply_references(data, references or {})
+    data = apply_references(data, references or {})
     y, X, Z, groups, xnames, znames, used = design_matrices(data, formula, group, re_formula)
     chosen = engine
     if engine == "auto":
-        chosen = "fast" if _fast_available() and Z.shape[1] <= _fast_max_q() else "statsmodels"
+        chosen = "fast" if Z.shape[1] <= fast_max_q() else "statsmodels"
     t0 = time.perf_counter()
     if chosen == "fast":
-        res = _fit_fast(y, X, Z, groups, xnames, znames, reml)
+        res = fit_fast(y, X, Z, groups, xnames, znames, reml)
     else:
         res = _fit_statsmodels(used, formula, group, re_formula, y, X, Z, groups, xnames, znames, reml)
     res.seconds_fit = time.perf_counter() - t0
     res.formula, res.group, res.re_formula = formula, group, re_formula
     if df_method == "satterthwaite":
-        from .inference import satterthwaite
+        from .satterthwaite import satterthwaite
 
         sat = satterthwaite(y, X, Z, groups, res.re_cov, res.residual_variance, reml=reml)
         if sat.hessian_pd:
@@ -331,7 +389,7 @@ def fit_mixed(
     return res
 
 
-def _apply_references(data: pd.DataFrame, references: Mapping[str, str]) -> pd.DataFrame:
+def apply_references(data: pd.DataFrame, references: Mapping[str, str]) -> pd.DataFrame:
     if not references:
         return data
     data = data.copy()
@@ -349,22 +407,15 @@ def _apply_references(data: pd.DataFrame, references: Mapping[str, str]) -> pd.D
     return data
 
 
-def _fast_available() -> bool:
-    try:
-        from . import fast  # noqa: F401
-    except ImportError:
-        return False
-    return True
+def fast_max_q() -> int:
+    """The most random effects per group the fast engine fits (more go to statsmodels)."""
+    from .fast_lmm import MAX_Q
+
+    return int(MAX_Q)
 
 
-def _fast_max_q() -> int:
-    from . import fast
-
-    return int(getattr(fast, "MAX_Q", 3))
-
-
-def _fit_fast(y, X, Z, groups, xnames, znames, reml) -> MixedModelResult:
-    from .fast import fit_lmm_fast
+def fit_fast(y, X, Z, groups, xnames, znames, reml) -> MixedModelResult:
+    from .fast_lmm import fit_lmm_fast
 
     r = fit_lmm_fast(y, X, Z, groups, reml=reml)
     se = np.sqrt(np.diag(r.cov_beta))

@@ -51,7 +51,8 @@ import numpy as np
 from scipy import linalg as sla
 from scipy import optimize
 
-from ketastats.exceptions import ModelError
+from ...exceptions import ModelError
+from .derivatives import gradient_hessian
 
 __all__ = ["FastLMMResult", "MAX_Q", "fit_lmm_fast"]
 
@@ -453,15 +454,9 @@ def _edge_escape(prob: _Profiled, theta, f):
 def _fd_hessian(prob: _Profiled, theta, free, g0):
     """Hessian on the free coordinates by forward differences of the analytic gradient."""
     idx = np.nonzero(free)[0]
-    k = idx.size
-    H = np.empty((k, k))
-    for col, j in enumerate(idx):
-        h = 1e-5 * max(abs(theta[j]), 1e-2)
-        tp = theta.copy()
-        tp[j] += h
-        _, gp = prob.evaluate(tp, grad=True)
-        H[:, col] = (gp[idx] - g0[idx]) / h
-    return (H + H.T) / 2, idx
+    step = 1e-5 * np.maximum(np.abs(theta), 1e-2)
+    H = gradient_hessian(lambda t: prob.evaluate(t, grad=True)[1], theta, step, coords=idx, scheme="forward", g0=g0)
+    return H, idx
 
 
 def _free_mask(prob: _Profiled, theta, g):

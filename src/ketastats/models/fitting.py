@@ -1,20 +1,11 @@
-"""Linear mixed models of a score: the primary model and its variants (kind ``lmm``).
+"""Fit a spec's linear mixed model: engines under retries, Satterthwaite df, the JSON block.
 
-The primary model (domain.md 4.1-4.2) is
-
-    madrs_ij = b0 + f(progress_ij) + b_gap days_since_prev_ij + b_base madrs_baseline_i
-               + b_W ill_within_ij + b_B ill_between_i + b_lag ill_lag1_ij
-               + u_0i + u_1i progress_ij + e_ij
-
-on the post-baseline ratings (session >= 2; the baseline rating is a covariate), with a
-random intercept and a random slope on treatment progress (infusions received) per patient,
-fitted by REML. ``b_W`` (the within-person illness effect, each patient their own control)
-is the estimand of interest; it is reported in scale points with its 95% CI against the
-instrument's minimal clinically important difference.
-
-Fitting goes through :func:`ketastats.models.fit_mixed` under :func:`fit_with_retries`
-(the configured engine first, then the others); fixed-effect tests use Satterthwaite
-degrees of freedom (:mod:`ketastats.models.inference`) unless the spec asks for the normal
+Shared by every kind built on a linear mixed model (``lmm``, ``cytokine_illness``,
+``cytokine_moderation``, ``mediation``, ``illness_slopes``, ``lmm_mi``). Fitting goes
+through :func:`ketastats.models.engines.lmm.fit_mixed` under
+:func:`ketastats.models.retries.fit_with_retries` (the configured engine first, then the
+others); fixed-effect tests use Satterthwaite degrees of freedom
+(:mod:`ketastats.models.engines.satterthwaite`) unless the spec asks for the normal
 approximation or the variance-parameter Hessian is not positive definite, and every
 coefficient records which (``df_method``).
 """
@@ -22,7 +13,7 @@ coefficient records which (``df_method``).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,26 +21,15 @@ import numpy as np
 import pandas as pd
 
 from .common import (
-    as_float,
-    centre_within,
     coefficient_rows,
-    completers_only,
-    exclude_recent_onset,
-    illness_effect,
-    mcid_for,
     num,
-    require_columns,
-    require_illness,
-    select_sessions,
-    term_columns,
 )
-from .counted import escape
-from .estimands import apply_estimands
-from .inference import SatterthwaiteResult, satterthwaite
-from .mixed import MixedModelResult, _apply_references, _fast_available, design_matrices, fit_mixed
-from .robust import Diagnosis, RetryOutcome, SkipModel, fit_with_retries
+from .engines.lmm import MixedModelResult, apply_references, design_matrices, fit_mixed
+from .engines.satterthwaite import SatterthwaiteResult, satterthwaite
+from .result import Design, design_of
+from .retries import Diagnosis, RetryOutcome, fit_with_retries
 
-__all__ = ["LMMFit", "fit_lmm_robust", "fit_spec_lmm", "lmm_block", "fit_lmm_kind", "formulas_for"]
+__all__ = ["LMMFit", "fit_lmm_robust", "fit_spec_lmm", "lmm_block", "lmm_design", "formulas_for"]
 
 log = logging.getLogger(__name__)
 
@@ -91,17 +71,16 @@ def fit_lmm_robust(
     """Fit an LMM with retries across engines; Satterthwaite (or normal) inference.
 
     The attempts are the configured engine, then ``statsmodels`` (which itself starts from
-    several optimizers and keeps the best optimum), then ``fast`` when installed. An
+    several optimizers and keeps the best optimum), then ``fast``. An
     attempt is good when it converged, is not singular, and the negative Hessian of the
     (REML) log-likelihood in the variance parameters is positive definite.
     """
-    fast_ok = _fast_available()
     if engine == "auto":
-        # auto = fast when installed and the model is in its class, else statsmodels
-        engines = ["auto", "statsmodels"] if fast_ok else ["statsmodels"]
+        # auto = fast when the model is in its class, else statsmodels
+        engines = ["auto", "statsmodels"]
     else:
-        engines = [engine] + [e for e in ("statsmodels", "fast") if e != engine and (e != "fast" or fast_ok)]
-    y, X, Z, groups, xnames, _, _ = design_matrices(_apply_references(data, {}), formula, group, re_formula)
+        engines = [engine] + [e for e in ("statsmodels", "fast") if e != engine]
+    y, X, Z, groups, xnames, _, _ = design_matrices(apply_references(data, {}), formula, group, re_formula)
 
     def attempt(eng):
         def run():
@@ -217,79 +196,15 @@ def lmm_block(fit: LMMFit) -> dict[str, Any]:
     }
 
 
-def model_rows(
-    data: pd.DataFrame,
-    spec: Mapping[str, Any],
-    estimands: Mapping[str, str],
-    *,
-    outcome: str,
-    terms: Sequence[str],
-    outcome_type: str = "continuous",
-    cytokines: Sequence[str] = (),
-    what: str = "model",
-    level: str = "session",
-    derive: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
-) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Rows a model analyses: estimands, session selection, complete cases, then centring.
-
-    ``derive`` adds columns after the estimands are applied (e.g. log cytokine values, so
-    that draws removed by the illness-medication strategy stay removed).
-    """
-    df, record = apply_estimands(
-        data,
-        estimands,
-        outcome=outcome,
-        outcome_type=outcome_type,
-        cytokine_columns=cytokines,
-        level=level,
-        group=spec["group"],
+def lmm_design(rows: pd.DataFrame, fit: LMMFit, spec: Mapping[str, Any]) -> Design:
+    """The :class:`~ketastats.models.result.Design` of an LMM fitted to ``rows`` (the rows as analysed)."""
+    res = fit.result
+    return design_of(
+        rows,
+        res.formula,
+        res.re_formula,
+        res.group,
+        [str(t) for t in res.fixed["term"]],
+        [str(n) for n in res.random_names],
+        centre=spec.get("centre") or (),
     )
-    if derive is not None:
-        df = derive(df)
-    filters: dict[str, Any] = {}
-    days = spec.get("exclude_onset_within_days")
-    if days is not None:
-        df, filters["exclude_onset_within_days"] = exclude_recent_onset(df, int(days), what)
-    df = select_sessions(df, spec["sessions"], spec["group"])
-    centre = list(spec.get("centre") or [])
-    if "progress_log" not in df.columns and "progress" in df.columns:
-        df = df.assign(progress_log=np.log1p(as_float(df["progress"])))
-    cols = [outcome, *term_columns(terms, centre), spec["group"]]
-    cols = list(dict.fromkeys(cols))
-    require_columns(df, cols, what)
-    if spec.get("complete_case"):
-        df, filters["complete_case"] = completers_only(
-            df, cols, spec["group"], what, last_session=spec.get("planned_sessions")
-        )
-    df = df.dropna(subset=cols)
-    if df.empty:
-        raise SkipModel(f"{what}: no session has every variable it needs ({', '.join(cols)})")
-    df = centre_within(df, centre, spec["group"])
-    df.attrs["row_filters"] = filters
-    n_pat = df[spec["group"]].nunique()
-    if n_pat < int(spec.get("min_patients", 2)):
-        raise SkipModel(
-            escape(what) + ": {patients} patient(s) with usable sessions " + f"(at least {spec['min_patients']} needed)",
-            patients=n_pat,
-        )
-    return df, record
-
-
-def fit_lmm_kind(data: pd.DataFrame, spec: Mapping[str, Any], estimands: Mapping[str, str], alpha: float):
-    """Kind ``lmm``: one linear mixed model of a score; returns the model JSON fields."""
-    formula, re_formula = formulas_for(spec)
-    outcome = formula.split("~", 1)[0].strip()
-    terms = [formula.split("~", 1)[1], re_formula or ""]
-    df, record = model_rows(data, spec, estimands, outcome=outcome, terms=terms, what=spec["label"])
-    ill_term = spec["illness_term"]
-    if ill_term and ill_term in formula:
-        require_illness(df, spec["label"])
-    fit = fit_spec_lmm(df, formula, re_formula, spec, alpha)
-    out = lmm_block(fit)
-    out["estimands"] = record
-    if df.attrs.get("row_filters"):
-        out["row_filters"] = df.attrs["row_filters"]
-    out["illness_effect"] = illness_effect(fit.coefficients, ill_term, scale="points", mcid=mcid_for(outcome))
-    if out["illness_effect"] is not None:
-        out["illness_effect"]["outcome"] = outcome
-    return out

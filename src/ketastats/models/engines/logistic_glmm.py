@@ -7,12 +7,12 @@ the integrand is centred at its mode ``b_i*`` (found by Newton's method) and sca
 curvature, so that ``n_agq = 1`` is the Laplace approximation and more nodes converge to
 the exact integral. This is what lme4's ``glmer(..., nAGQ = k)`` computes, and the tests
 check the estimates, SEs, variance and log-likelihood against glmer on real data. By default
-the number of nodes is chosen by accuracy (:mod:`ketastats.models.agq`): raised from 10 until
+the number of nodes is chosen by accuracy (:mod:`ketastats.models.engines.agq`): raised from 10 until
 the log-likelihood at the optimum moves by less than 1e-8; the nodes used are recorded.
 
 The parameters ``(beta, log sigma)`` are found by a quasi-Newton optimizer with the exact
 gradient of the quadrature formula (several optimizers in turn, under
-:func:`ketastats.models.robust.fit_with_retries`) and polished by Newton steps; SEs come from
+:func:`ketastats.models.retries.fit_with_retries`) and polished by Newton steps; SEs come from
 the inverse of the Hessian of the log-likelihood at the optimum (as lme4's default ``vcov``),
 taken by Richardson-extrapolated differences of the exact gradient.
 statsmodels' ``BinomialBayesMixedGLM`` is not used: it is a variational/Laplace
@@ -36,8 +36,8 @@ from typing import Any
 import numpy as np
 from scipy import special
 
+from ..retries import Attempt
 from .agq import RandomInterceptAGQ, RowFunction, beta_covariance, fit_agq
-from .robust import Attempt
 
 __all__ = ["GLMMResult", "fit_logistic_glmm", "marginal_loglik"]
 
@@ -122,7 +122,7 @@ def fit_logistic_glmm(
         Patient of each row.
     n_agq : "auto" or int, default "auto"
         Quadrature nodes per patient: ``"auto"`` raises them from 10 until the log-likelihood
-        at the optimum moves by less than 1e-8 (:func:`ketastats.models.agq.agq_points`); a
+        at the optimum moves by less than 1e-8 (:func:`ketastats.models.engines.agq.agq_points`); a
         number fixes them (1 is the Laplace approximation).
     optimizers : tuple of str
         scipy.optimize methods tried in turn until one converges to a proper maximum.

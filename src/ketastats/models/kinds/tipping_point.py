@@ -8,7 +8,7 @@ an analysed session where the patient is ill (observed or imputed ``ill == 1``);
 ratings, and the baseline covariate, are never shifted, and the shifted values are not
 clipped to the scale's range (a shift is an assumption about the mean, not a rating). The
 model is refitted on every shifted data set and pooled by Rubin's rules; the imputations are
-those of ``lmm_mi`` for the same spec fields and seed (:func:`~ketastats.models.imputation.
+those of ``lmm_mi`` for the same spec fields and seed (:func:`~ketastats.models.engines.mice.
 prepare_imputations`), so ``delta = 0`` reproduces ``lmm_mi``.
 
 The conclusion at each delta reads the illness term's pooled confidence interval: ``"worse when
@@ -41,9 +41,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .common import illness_effect, mcid_for
-from .counted import remember
-from .imputation import (
+from ..common import illness_effect, mcid_for
+from ..counted import remember
+from ..engines.mice import (
     MIDesign,
     MIFits,
     analysis_rows,
@@ -52,9 +52,9 @@ from .imputation import (
     pooled_block,
     prepare_imputations,
 )
-from .robust import SkipModel
+from ..retries import SkipModel
 
-__all__ = ["conclusion_of", "tipping_points", "fit_tipping_point_kind"]
+__all__ = ["conclusion_of", "tipping_points", "fit"]
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +152,7 @@ def _shift_masks(designs: Sequence[MIDesign], outcome: str) -> list[np.ndarray]:
     return [(d.frame[flag].to_numpy(bool) & (d.frame["ill"].to_numpy(float) > 0)) for d in designs]
 
 
-def fit_tipping_point_kind(
+def fit(
     data: pd.DataFrame, spec: Mapping[str, Any], estimands: Mapping[str, str], alpha: float
 ) -> dict[str, Any]:
     """Kind ``tipping_point``: delta-adjusted MI over the ``deltas`` grid; the model JSON fields.

@@ -7,8 +7,8 @@ For a log cytokine value ``y_ij`` with limit of detection ``c_ij`` (log scale):
 
 A patient's likelihood ``int prod_obs phi(.)/sigma prod_cens Phi((c - x'beta - b)/sigma)
 phi(b; 0, tau^2) db`` is computed by adaptive Gauss-Hermite quadrature centred at the mode
-of the (log-concave) integrand, as in :mod:`ketastats.models.glmm`, with the nodes chosen by
-accuracy per patient (:mod:`ketastats.models.agq`). Without censored values the integrand is
+of the (log-concave) integrand, as in :mod:`ketastats.models.engines.logistic_glmm`, with the nodes chosen by
+accuracy per patient (:mod:`ketastats.models.engines.agq`). Without censored values the integrand is
 Gaussian, quadrature with one node is exact, and the estimates and log-likelihood equal the
 ordinary ML linear mixed model's (checked in the tests against lme4). The standard errors are
 the fixed-effect block of the inverse of the full observed information (the variances estimated
@@ -37,8 +37,8 @@ from typing import Any
 import numpy as np
 from scipy import special
 
+from ..retries import Attempt
 from .agq import RandomInterceptAGQ, RowFunction, beta_covariance, fit_agq, log_ndtr_ratio
-from .robust import Attempt
 
 __all__ = ["TobitResult", "fit_tobit_lmm", "tobit_loglik"]
 
@@ -145,7 +145,7 @@ def fit_tobit_lmm(
         Patient of each row.
     n_agq : "auto" or int, default "auto"
         Quadrature nodes per patient: ``"auto"`` raises them from 10 until the log-likelihood
-        at the optimum moves by less than 1e-8 (:func:`ketastats.models.agq.agq_points`); a
+        at the optimum moves by less than 1e-8 (:func:`ketastats.models.engines.agq.agq_points`); a
         number fixes them.
 
     Returns

@@ -54,11 +54,12 @@ import patsy
 from statsmodels.genmod import cov_struct, families
 from statsmodels.genmod.generalized_estimating_equations import GEE
 
-from .common import coefficient_rows, illness_effect, mcid_for, num, require_illness
-from .lmm import model_rows
-from .robust import SkipModel
+from ..common import coefficient_rows, illness_effect, mcid_for, num, require_illness
+from ..result import design_of
+from ..retries import SkipModel
+from ..rows import model_rows
 
-__all__ = ["fit_gee_kind_continuous", "gee_working_correlation"]
+__all__ = ["fit", "gee_working_correlation"]
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +86,7 @@ def gee_working_correlation(model: Any, structure: str, times: list[int]) -> dic
     return out
 
 
-def fit_gee_kind_continuous(
+def fit(
     data: pd.DataFrame, spec: Mapping[str, Any], estimands: Mapping[str, str], alpha: float
 ) -> dict[str, Any]:
     """Kind ``gee``: linear GEE of a score, unstructured working correlation across sessions.
@@ -174,9 +175,10 @@ def fit_gee_kind_continuous(
         ),
         "estimands": record,
         "estimand_scale": "population-averaged (marginal) difference in score points",
-        "analysis_role": "MMRM analogue: one mean per session, unstructured correlation across sessions, "
-        "robust SEs; valid under MCAR dropout (the mixed model under MAR)",
+        "analysis_role": "marginal model: one mean per session, working correlation across sessions, "
+        "robust SEs; valid under MCAR dropout (the likelihood MMRM under MAR)",
         "messages": msgs,
+        "design": design_of(rows, formula, None, group, list(x_df.columns), centre=spec.get("centre") or ()),
     }
     if df.attrs.get("row_filters"):
         out["row_filters"] = df.attrs["row_filters"]

@@ -26,12 +26,13 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .common import as_float, illness_effect, mcid_for, num, require_illness
-from .counted import escape
-from .lmm import fit_lmm_robust, formulas_for, lmm_block, model_rows
-from .robust import SkipModel
+from ..common import as_float, illness_effect, mcid_for, num, require_illness
+from ..counted import escape
+from ..fitting import fit_lmm_robust, formulas_for, lmm_block, lmm_design
+from ..retries import SkipModel
+from ..rows import model_rows
 
-__all__ = ["mixture_lrt_pvalue", "fit_illness_slopes_kind"]
+__all__ = ["mixture_lrt_pvalue", "fit"]
 
 
 def mixture_lrt_pvalue(stat: float, q: int) -> float:
@@ -51,7 +52,7 @@ def mixture_lrt_pvalue(stat: float, q: int) -> float:
     return float(0.5 * p_q + 0.5 * stats.chi2.sf(stat, q + 1))
 
 
-def fit_illness_slopes_kind(data: pd.DataFrame, spec: Mapping[str, Any], estimands: Mapping[str, str], alpha):
+def fit(data: pd.DataFrame, spec: Mapping[str, Any], estimands: Mapping[str, str], alpha):
     """Kind ``illness_slopes``: spread of patient-level illness effects, with BLUPs."""
     what = spec["label"]
     ill = spec["illness_term"]
@@ -81,6 +82,7 @@ def fit_illness_slopes_kind(data: pd.DataFrame, spec: Mapping[str, Any], estiman
     re_reduced = ("~" + " + ".join(reduced_random)) if reduced_random else None
     reduced = fit_lmm_robust(df, formula, spec["group"], re_reduced, **common)
     out = lmm_block(full)
+    out["design"] = lmm_design(df, full, spec)
     out["estimands"] = record
     eff = illness_effect(full.coefficients, ill, scale="points", mcid=mcid_for(spec["outcome"]))
     out["illness_effect"] = eff

@@ -1,4 +1,4 @@
-"""Multiple imputation by chained equations (MICE) in wide format, Rubin's rules, kind ``lmm_mi``.
+"""Multiple imputation by chained equations (MICE) in wide format and Rubin's rules: the engine of kinds ``lmm_mi`` and ``tipping_point``.
 
 Kind ``lmm_mi`` is a sensitivity analysis of the primary model for missing ratings: the same
 linear mixed model is fitted to each of ``m`` completed data sets and the fixed effects are
@@ -78,12 +78,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..exceptions import ModelError
-from .common import as_float, coefficient_rows, illness_effect, mcid_for, num, term_columns
-from .estimands import apply_estimands
-from .lmm import fit_lmm_robust, formulas_for, model_rows
-from .mixed import _fast_available, _fast_max_q, _fit_fast, design_matrices
-from .robust import SkipModel
+from ...exceptions import ModelError
+from ..common import as_float, coefficient_rows, illness_effect, mcid_for, num, term_columns
+from ..estimands import apply_estimands
+from ..fitting import fit_lmm_robust, formulas_for
+from ..retries import SkipModel
+from ..rows import model_rows
+from .lmm import design_matrices, fast_max_q, fit_fast
 
 __all__ = [
     "WideVariable",
@@ -103,7 +104,6 @@ __all__ = [
     "fit_imputed",
     "imputation_block",
     "pooled_block",
-    "fit_lmm_mi_kind",
 ]
 
 log = logging.getLogger(__name__)
@@ -813,11 +813,11 @@ def _fit_one(design: MIDesign, spec: Mapping[str, Any], prep: MIPrepared, shift:
     """Fast engine on the prebuilt design; the robust retries (other engines) when it fails."""
     reml = spec["method"] == "REML"
     y = design.y if shift is None else design.y + shift
-    if _fast_available() and design.Z.shape[1] <= _fast_max_q():
+    if design.Z.shape[1] <= fast_max_q():
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                res = _fit_fast(y, design.X, design.Z, design.groups, design.xnames, design.znames, reml)
+                res = fit_fast(y, design.X, design.Z, design.groups, design.xnames, design.znames, reml)
             if res.converged:
                 return res
         except (ModelError, np.linalg.LinAlgError, ValueError, ArithmeticError) as exc:
@@ -972,19 +972,3 @@ def pooled_block(prep: MIPrepared, fits: MIFits, spec: Mapping[str, Any]) -> dic
     }
 
 
-def fit_lmm_mi_kind(data: pd.DataFrame, spec: Mapping[str, Any], estimands: Mapping[str, str], alpha: float):
-    """Kind ``lmm_mi``: the spec's LMM on ``m`` MICE-completed data sets, pooled by Rubin's rules."""
-    t0 = time.perf_counter()
-    prep = prepare_imputations(data, spec, estimands)
-    designs = mi_designs([analysis_rows(c, spec, prep) for c in prep.completed], spec, prep)
-    fits = fit_imputed(designs, spec, prep, alpha=alpha)
-    out = pooled_block(prep, fits, spec)
-    # timings go to the log, not the JSON: the same inputs must give byte-identical results
-    log.info(
-        "%s: %d imputations in %.1f s, fitted and pooled in %.1f s",
-        spec["label"],
-        len(prep.completed),
-        prep.seconds,
-        time.perf_counter() - t0 - prep.seconds,
-    )
-    return out
