@@ -211,10 +211,11 @@ class _Problem:
         Pm = np.zeros((q, p, p))
         U = np.zeros((q, p))  # b_r - A_r beta
         hess = np.zeros((q, q)) if order > 1 else None
-        Qm = np.zeros((q, q, p, p)) if order > 1 else None
-        Rm = np.zeros((q, q, p, p)) if order > 1 else None
+        Qm = np.zeros((q, q, p, p)) if order > 1 and inference else None
+        Rm = np.zeros((q, q, p, p)) if order > 1 and inference else None
         trace_rs = np.zeros((q, q)) if order > 1 else None
         hess_direct = np.zeros((q, q)) if order > 1 else None
+        trPhiArs = np.zeros((q, q)) if order > 1 else None
         for P, W in zip(self.patterns, Ws, strict=True):
             sl = slice(P.group * qg, (P.group + 1) * qg)
             vis = P.visits
@@ -239,8 +240,12 @@ class _Problem:
                 Wrs = M + M.transpose(1, 0, 2, 3) - WD2W
                 tr_rs = np.einsum("rab,sba->rs", WD, WD)
                 trWD2 = np.einsum("rsaa->rs", np.einsum("ab,rsbc->rsac", W, D2))
-                Qm[sl, sl] += np.tensordot(M, P.SXX, axes=([2, 3], [0, 1]))
-                Rm[sl, sl] += np.tensordot(WD2W, P.SXX, axes=([2, 3], [0, 1]))
+                if inference:
+                    Qm[sl, sl] += np.tensordot(M, P.SXX, axes=([2, 3], [0, 1]))
+                    Rm[sl, sl] += np.tensordot(WD2W, P.SXX, axes=([2, 3], [0, 1]))
+                if self.reml:  # tr(Phi A_rs) = sum_ab W_rs[a,b] tr(Phi S_XX[a,b])
+                    TPhi = np.einsum("pq,abqp->ab", Phi, P.SXX)
+                    trPhiArs[sl, sl] += np.tensordot(Wrs, TPhi, axes=([2, 3], [0, 1]))
                 trace_rs[sl, sl] += P.n * tr_rs
                 hess_direct[sl, sl] += P.n * (trWD2 - tr_rs) + np.tensordot(Wrs, SRR, axes=([2, 3], [0, 1]))
         if self.reml:
@@ -251,11 +256,12 @@ class _Problem:
             PhiU = U @ Phi
             hess = hess_direct - 2.0 * PhiU @ U.T
             if self.reml:
-                Ars = Qm + Qm.transpose(1, 0, 2, 3) - Rm
                 PhiP = np.einsum("ab,rbc->rac", Phi, Pm)
-                hess += np.einsum("pq,rsqp->rs", Phi, Ars) - np.einsum("rab,sba->rs", PhiP, PhiP)
+                hess += trPhiArs - np.einsum("rab,sba->rs", PhiP, PhiP)
             ev.hess = 0.5 * (hess + hess.T)
-            ev.Q, ev.R, ev.trace_rs = Qm, Rm, trace_rs
+            ev.trace_rs = trace_rs
+            if inference:
+                ev.Q, ev.R = Qm, Rm
         return ev
 
 
@@ -546,6 +552,8 @@ class MMRMResult:
         first iterations, R mmrm's ``Kenward-Roger``). The second-derivative term ``R_rs`` is
         included (zero for the linear structures ``us`` and ``cs``)."""
         ev = self._ev
+        if ev.Q is None:
+            ev = self._ev = self._prob.evaluate(self.theta, order=2, inference=True)
         Phi = self.vcov
         Pm, Qm, Rm = ev.P, ev.Q, ev.R
         if information == "expected":
@@ -638,21 +646,27 @@ def _pd_factorize(values):
 
 
 def _full_rank_columns(X: np.ndarray, tol: float = 1e-7) -> np.ndarray:
-    """Columns kept, in order, dropping each one that earlier columns span (as lm's pivoting)."""
-    keep: list[int] = []
+    """Columns kept, in order, dropping each one that earlier columns span (as lm's pivoting): column j is
+    aliased when |R_jj| of the QR decomposition is below ``tol`` times its norm."""
     scale = np.sqrt(np.sum(X * X, axis=0))
-    Q = np.zeros((X.shape[0], 0))
-    for j in range(X.shape[1]):
-        if scale[j] == 0:
-            continue
-        v = X[:, j] / scale[j]
-        r = v - Q @ (Q.T @ v) if Q.shape[1] else v
-        r = r - Q @ (Q.T @ r) if Q.shape[1] else r
-        nr = float(np.linalg.norm(r))
-        if nr > tol:
-            keep.append(j)
-            Q = np.column_stack([Q, r / nr])
+    R = np.linalg.qr(X / np.where(scale > 0, scale, 1.0), mode="r")
+    d = np.abs(np.diag(R))
+    keep = [j for j in range(X.shape[1]) if scale[j] > 0 and d[j] > tol]
+    if len(keep) < X.shape[1]:  # re-check the kept set: a dropped column changes nothing before it
+        Xk = X[:, keep] / scale[keep]
+        dk = np.abs(np.diag(np.linalg.qr(Xk, mode="r")))
+        keep = [c for c, v in zip(keep, dk, strict=True) if v > tol]
     return np.array(keep, dtype=int)
+
+
+def _ols(patterns, p):
+    """Ordinary least squares from the pattern sums."""
+    A = np.zeros((p, p))
+    b = np.zeros(p)
+    for P in patterns:
+        A += np.einsum("aapq->pq", P.SXX)
+        b += np.einsum("aap->p", P.SXy)
+    return np.linalg.solve(A, b)
 
 
 def _start_covariance(patterns, beta, T, n_groups, pd_floor=1e-6):
@@ -753,8 +767,8 @@ def fit_mmrm(
         raise ModelError(f"{prob.q} covariance parameters need more than {n} observations")
     kinds = np.array(structure.kinds * G)
     # start
+    beta_ols = _ols(patterns, p)
     if start is None:
-        beta_ols = np.linalg.lstsq(X, y, rcond=None)[0]
         S0 = _start_covariance(patterns, beta_ols, T, G)
         theta0 = np.concatenate([structure.start(S) for S in S0])
     else:
@@ -764,7 +778,7 @@ def fit_mmrm(
         prob.evaluate(_to_natural(kinds, phi0))
     except _NotPD:
         # a diagonal start is always positive definite
-        S0 = [np.diag(np.diag(S)) for S in _start_covariance(patterns, np.linalg.lstsq(X, y, rcond=None)[0], T, G)]
+        S0 = [np.diag(np.diag(S)) for S in _start_covariance(patterns, beta_ols, T, G)]
         theta0 = np.concatenate([structure.start(S) for S in S0])
         phi0 = _to_free(kinds, theta0)
     phi, ev, iters, ok = _newton(prob, kinds, phi0)
