@@ -212,7 +212,7 @@ def main(argv=None) -> int:
     for r in results:
         k = r["ketastats"]
 
-        def cell(e, key):
+        def cell(e, key, r=r):
             v = r[e]
             if key in v:
                 return f"{v[key]:.3g}" if key != "fit_s" else f"{v[key]:.2f}"
