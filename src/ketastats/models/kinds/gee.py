@@ -1,4 +1,4 @@
-"""Marginal model of a score by GEE: the MMRM analogue (kind ``gee``).
+"""Marginal model of a score by GEE (kind ``gee``): valid under MCAR dropout; kind ``mmrm`` is the likelihood MMRM.
 
 The mixed-model repeated-measures analysis (MMRM) of visit-based trials models the mean
 of the score at each visit (session as a categorical fixed effect) with an unstructured
