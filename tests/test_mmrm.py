@@ -229,6 +229,13 @@ def test_type3_f_test_equals_sas():
     assert out["num_df"] == 3
     assert abs(out["F"] - 0.26) <= 0.005
     assert abs(out["den_df"] - 148) <= 0.6
+    # RACE: F 36.92 on 2 and 166 df; SEX: 0.38 on 1 and 166
+    for prefix, F, ddf, m in (("RACE", 36.92, 166, 2), ("C(SEX", 0.38, 166, 1)):
+        L = np.array([np.eye(len(res.names))[j] for j, n in enumerate(res.names) if n.startswith(prefix)])
+        out = res.f_test(L)
+        assert out["num_df"] == m
+        assert abs(out["F"] - F) <= 0.005 + 2e-3 * F
+        assert abs(out["den_df"] - ddf) <= 0.6
 
 
 # ---------------------------------------------------------------------------------------------
