@@ -165,3 +165,20 @@ def test_cli_mmrm_errors_are_for_people(extra, message, tmp_path, capsys):
     rc = main(argv)
     assert rc != 0
     assert message in capsys.readouterr().err
+
+
+def test_methods_say_what_each_assumes(demo):
+    """The report's Methods: the MMRM is valid under MAR, the GEE under MCAR (issue 18)."""
+    from ketastats.models.descriptions import describe_method
+    from ketastats.report.sensitivity import describe_analysis
+
+    out = _run(demo)
+    d = describe_method(out)
+    assert "(MAR)" in d.model and "(MCAR)" in d.model and "unstructured covariance" in d.model
+    assert "random intercept" not in " ".join([d.model, d.random, d.estimation, d.se_method])
+    assert "Satterthwaite" in d.inference
+    gee = run_model("mmrm_gee", shipped_spec("mmrm_gee"), demo, shipped_estimands())
+    assert "completely at random" in describe_method(gee).estimation
+    assert "MAR" in describe_analysis(out) and "MCAR" in describe_analysis(gee)
+    fallback = describe_method(_run(demo, max_visits=4))
+    assert "could not support it" in fallback.model
