@@ -11,7 +11,7 @@ Each replicate simulates a cohort of ``--patients`` patients with 7 sessions:
   ``beta = 3`` points and ``e`` multivariate normal with an unstructured covariance (SDs 6 to 9, correlation
   0.3 + 0.6 * 0.8^lag);
 - monotone dropout after each session, with probability ``logit^-1(-2.5 + 0.15 (y_{t-1} - 30))``: driven by
-  the previous rating, which was observed (MAR). About 45% of patients drop out before the last session.
+  the previous rating, which was observed (MAR). About 35% of patients drop out before the last session.
 
 Each analysis fits ``y ~ C(session) + ill`` on the observed ratings: the MMRM (unstructured covariance,
 REML, Satterthwaite df, and Kenward-Roger; ketastats.models.engines.mmrm), the GEE with an unstructured working correlation
