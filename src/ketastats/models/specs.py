@@ -41,8 +41,8 @@ KINDS = tuple(REGISTRY)
 ESTIMAND_EVENTS = ("postponement", "dose_change", "discontinuation", "illness_medication")
 STRATEGIES = ("treatment_policy", "hypothetical", "composite", "while_on_treatment", "principal_stratum")
 
-#: project defaults (domain.md 4.3): treatment policy for the course, while-on-treatment
-#: (draws before illness medication) for cytokine outcomes
+#: project defaults (docs/statistics.md, "Intercurrent events and estimands"): treatment policy for the
+#: course, while-on-treatment (draws before illness medication) for cytokine outcomes
 DEFAULT_ESTIMANDS = {
     "postponement": "treatment_policy",
     "dose_change": "treatment_policy",

@@ -2,7 +2,7 @@
 
 The mixed-model repeated-measures analysis (MMRM) of visit-based trials models the mean
 of the score at each visit (session as a categorical fixed effect) with an unstructured
-covariance across visits (domain.md 4.1). Its population-averaged counterpart here is a
+covariance across visits (docs/statistics.md, "Primary model"). Its population-averaged counterpart here is a
 linear **GEE** (Liang & Zeger 1986) with an **unstructured working correlation** across
 sessions, an identity link and robust (sandwich) standard errors:
 
