@@ -795,8 +795,11 @@ def answer_sentences(results: Mapping[str, Any]) -> list[dict[str, str]]:
         else:
             verdict = (f"the interval includes effects larger than the {mcid:g}-point minimal clinically important "
                        "difference, so a clinically important effect is not ruled out")
+        ever = (results.get("illness") or {}).get("ever_ill")
+        few = (f" It rests on few patients: {_say(ever)} were ill at any session."
+               if isinstance(ever, str) or (isinstance(ever, int) and ever < 30) else "")
         out.append({"text": f"At a session during an acute illness, the {short} was {_fmt(abs(est))} points {worse} "
-                            f"than at the same patient's other sessions ({_ci_text(level, lo, hi)}); {verdict}.",
+                            f"than at the same patient's other sessions ({_ci_text(level, lo, hi)}); {verdict}.{few}",
                     "link": "#primary-model"})
     elif primary:
         out.append({"text": f"The primary model was {primary['status']}, so this report gives no estimate of the "
@@ -841,7 +844,12 @@ def answer_sentences(results: Mapping[str, Any]) -> list[dict[str, str]]:
     out.append({"text": f"{_say(flow['patients_analysed'])} patients with {_say(flow['records_analysed'])} rated "
                         f"sessions were analysed, of {_say(flow['patients_received'])} patients received.",
                 "link": "#data-flow"})
-    return out
+    return [{**a, "text": _sentence(a["text"])} for a in out]
+
+
+def _sentence(text: str) -> str:
+    """A sentence starts with a capital, even when it starts with a count ("fewer than 11 ...")."""
+    return text[:1].upper() + text[1:]
 
 
 def summary_sentences(results: Mapping[str, Any]) -> list[str]:
@@ -960,7 +968,7 @@ def summary_sentences(results: Mapping[str, Any]) -> list[str]:
             f"Counts of patients or sessions from 1 to {results['settings']['small_cell_threshold']} are not "
             "shown (small-cell suppression; see the Suppression section)."
         )
-    return out
+    return [_sentence(s) for s in out]
 
 
 # ------------------------------------------------------------------ build
