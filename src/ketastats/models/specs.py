@@ -221,6 +221,8 @@ def spec_problems(where: str, spec: Mapping[str, Any]) -> list[str]:
             f"{where}.censoring: tobit (a censored outcome model) is for kind cytokine_illness; the marker is "
             f"a covariate in {kind.name}: use lod_sqrt2, lod_half or exclude."
         )
+    if spec.get("df_method") == "kenward_roger" and kind.name != "mmrm":
+        problems.append(f"{where}.df_method: kenward_roger is for kind mmrm; use satterthwaite or normal.")
     filtering = " and ".join(k.name for k in REGISTRY.values() if k.row_filters)
     if spec.get("complete_case") and not kind.row_filters:
         problems.append(f"{where}.complete_case: supported for kinds {filtering}.")
