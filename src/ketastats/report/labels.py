@@ -16,7 +16,7 @@ Examples
 >>> term_label("il6_pg_ml: ill_within", "MADRS")
 'IL-6 (pg/mL) x Acute illness at the session (within patient: vs own other sessions)'
 >>> term_label("C(session)[T.3]", "MADRS")
-'Session 3 (vs session 2)'
+'Session 3 (vs the first session analysed)'
 """
 
 from __future__ import annotations
