@@ -524,3 +524,42 @@ def test_the_headline_n_is_shown_as_a_range_never_suppressed(tmp_path):
     first = res["summary"][0]
     assert first.startswith("110 to 119 patients with ") and "suppressed" not in first
     assert "suppressed" not in json.dumps(flow)
+
+
+def test_the_first_screen_answers_the_question_with_links(rep):
+    """The answer comes first, one claim per sentence, each linked to the section that shows it;
+    the full tables of the other models are in a collapsed appendix at the end."""
+    res, html = rep["results"], rep["html"]
+    answer = res["answer"]
+    assert answer and all(a["text"].endswith(".") and a["link"].startswith("#") for a in answer)
+    for a in answer:
+        assert f'id="{a["link"][1:]}"' in html, a
+    first = answer[0]["text"]
+    eff = res["models"]["primary"]["illness_effect"]
+    assert first.startswith("At a session during an acute illness, the MADRS was ")
+    assert f"{abs(eff['estimate']):.2f} points" in first and "minimal clinically important difference" in first
+    assert "patients with" in answer[-1]["text"] and answer[-1]["link"] == "#data-flow"
+    assert any("postpone" in a["text"] for a in answer)  # what to do when ill: said, or what it needs
+    # order: the answer, then the main analysis, then the sensitivity summary; the appendix last
+    pos = [html.index(f'id="{s}"') for s in ("summary", "primary-model", "sensitivity", "data-flow", "other-models")]
+    assert pos == sorted(pos)
+    appendix = html[html.index('id="other-models"'):]
+    assert "<details" in appendix and 'id="model-ri_only"' in appendix
+
+
+def test_terms_are_shown_with_labels_and_their_raw_names_on_hover(rep):
+    from ketastats.report.labels import term_label
+
+    html = rep["html"]
+    for c in rep["results"]["models"]["primary"]["coefficients"]:
+        assert f'<td class="text" title="{c["term"]}">{term_label(c["term"], "MADRS")}</td>' in html
+        assert term_label(c["term"], "MADRS") != c["term"]  # every term of the model has a label
+
+
+def test_every_term_of_the_shipped_models_has_a_label():
+    from ketastats.report.labels import term_label
+
+    ref = pd.read_csv(Path(__file__).parent / "data" / "demo_reference.csv")
+    terms = set(ref.loc[ref["kind"].isin(["fixed", "pooled"]), "term"].astype(str))
+    assert {"ill_within", "progress_log", "madrs_baseline", "ill_within:il6_pg_ml_base_c"} <= terms
+    assert not [t for t in terms if term_label(t, "MADRS") == t]

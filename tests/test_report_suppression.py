@@ -455,3 +455,4 @@ def test_an_internal_report_says_so_at_the_top_and_in_its_provenance():
     body = html.split("<body>")[1]
     assert body.index(banner) < body.index('id="summary"') and body.rindex(banner) > body.index('id="provenance"')
     assert "shown without small-cell suppression" in html and "Small-cell suppression is off" in html
+    assert 'class="every-page"' in html and 'class="every-page"' not in pages["public"]

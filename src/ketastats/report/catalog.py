@@ -10,6 +10,7 @@ __all__ = ["FIGURES", "TABLES"]
 
 #: figure name (file stem under ``reports/<cohort>/figures/``) -> title (and alt text)
 FIGURES: dict[str, str] = {
+    "flow": "Data flow: session records and patients received, excluded (with reasons) and analysed",
     "trajectories_session": "MADRS trajectories by session: individual patients, and means with CI by illness status",
     "trajectories_day": "MADRS trajectories by study day: individual patients, and means with CI by illness status",
     "illness_timeline": "Acute illness over the course: one line per ever-ill patient (swimmer plot)",

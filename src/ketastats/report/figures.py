@@ -58,8 +58,9 @@ _GROUP_LABELS = {0: "never ill", 1: "ever ill"}
 
 
 def figure_bytes(fig) -> tuple[bytes, bytes]:
-    """PNG and SVG bytes of a figure, with fixed metadata."""
-    with matplotlib.rc_context(_RC):
+    """PNG and SVG bytes of a figure, with fixed metadata (and the figure's own
+    ``ketastats_rc`` settings, e.g. the flow diagram's text kept as text)."""
+    with matplotlib.rc_context({**_RC, **getattr(fig, "ketastats_rc", {})}):
         png, svg = io.BytesIO(), io.BytesIO()
         fig.savefig(png, format="png", dpi=110, bbox_inches="tight", metadata=_PNG_META)
         fig.savefig(svg, format="svg", bbox_inches="tight", metadata=_SVG_META)
@@ -73,13 +74,16 @@ def figure_to_data_uri(fig) -> str:
 
 
 def save_figure(fig, out_dir: str | Path | None, name: str) -> str:
-    """Write ``<out_dir>/<name>.png`` and ``.svg`` atomically; return the PNG as a data URI."""
+    """Write ``<out_dir>/<name>.png`` and ``.svg`` atomically; return the PNG as a data URI
+    (the SVG for a figure with ``ketastats_embed = "svg"``)."""
     png, svg = figure_bytes(fig)
     if out_dir is not None:
         out = Path(out_dir)
         for ext, data in (("png", png), ("svg", svg)):
             with atomic_path(out / f"{name}.{ext}") as tmp:
                 Path(tmp).write_bytes(data)
+    if getattr(fig, "ketastats_embed", "png") == "svg":
+        return "data:image/svg+xml;base64," + base64.b64encode(svg).decode("ascii")
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
