@@ -383,7 +383,7 @@ def fit(data: pd.DataFrame, spec: Mapping[str, Any], estimands: Mapping[str, str
             "target_trial": {d: target_trial(d, score) for d in spec["decisions"]},
             "decision_points": {
                 "eligible": notes["n_points"],
-                "planned_last": notes["planned_last"],
+                "planned_sessions": notes["planned_last"],  # a session number, not a count
                 "confounders_unavailable": notes["unavailable"],
             },
             "decisions": decisions,

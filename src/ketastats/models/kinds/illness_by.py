@@ -100,8 +100,7 @@ def fit(data: pd.DataFrame, spec: Mapping[str, Any], estimands: Mapping[str, str
         res = fit_spec_lmm(df, formula, re_formula, sp, alpha, prefix=f"{by}: ")
         block = lmm_block(res)
         block.pop("blups", None)
-        out["fits"][by] = {k: block[k] for k in ("formula", "re_formula", "nobs", "ngroups", "converged",
-                                                 "singular", "engine", "method", "df_method")}
+        out["fits"][by] = {k: v for k, v in block.items() if k != "attempts"}
         coefficients.extend(block["coefficients"])
         out.setdefault("attempts", []).extend(block["attempts"])
         fixed = res.result.fixed.reset_index(drop=True)
