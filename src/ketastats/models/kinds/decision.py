@@ -238,8 +238,8 @@ def _analyse_decision(
         block["record"] = [RECORD.get(c, c) for c in missing]
         what = " and ".join(block["record"])
         return _skip(block, out, CountedText(escape(
-            f"{treated} versus {control}: the cohort has no {', '.join(missing)}; to analyse this decision, "
-            f"record {what}")))
+            f"{treated} versus {control} needs column(s) {', '.join(missing)}, not in the data; to analyse "
+            f"this decision, record {what}")))
     available = [c for c in spec["confounders"] if c in CONFOUNDERS and c not in notes["unavailable"]]
     block["confounders"] = available
     block["confounders_unavailable"] = [c for c in spec["confounders"] if c in notes["unavailable"]]
@@ -348,7 +348,7 @@ def fit(data: pd.DataFrame, spec: Mapping[str, Any], estimands: Mapping[str, str
     score = str(spec.get("instrument") or "madrs")
     out: dict[str, Any] = {}
     if score not in data.columns:
-        raise SkipModel(f"the cohort has no {score} ratings")
+        raise SkipModel(f"the decision analysis needs column {score}, not in the data")
     points, notes = decision_points(data, score=score, planned_last=spec.get("planned_sessions"))
     mcid = mcid_for(score)
     decisions: dict[str, Any] = {}
