@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Start a single-node SLURM (munged, slurmctld, slurmd) for the cluster-path tests.
-# Facts this relies on (shared/research/setup_facts.md section 3): slurm.conf must live at
-# /etc/slurm/slurm.conf; no cgroups; accounting disabled (so Snakemake polls with squeue).
+# Facts this relies on (measured with Debian 12's slurm-wlm 22.05.8): slurm.conf must live at
+# /etc/slurm/slurm.conf (with only SLURM_CONF set, the job fails inside its allocation: the
+# job-step plugin strips SLURM_* variables before its nested srun); no cgroups; accounting disabled (so Snakemake polls
+# with squeue: with sacct it would never learn that a job ended; README, "On a cluster (SLURM)").
 set -euo pipefail
 D=/tmp/slurm-ci
 mkdir -p "$D/state" "$D/spool"

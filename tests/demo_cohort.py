@@ -61,6 +61,7 @@ MODELS = [
     "complete_case",
     "illness_slopes",
     "mmrm_gee",
+    "mmrm",
     "response_gee",
     "response_end",
     "response_glmm",

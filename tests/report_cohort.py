@@ -172,3 +172,14 @@ def project_config(project_root: Path) -> dict:
     cfg["cohorts"] = {"synth": {"input": "data/raw/synth/sessions.csv", "format": "csv", "columns": {}}}
     cfg["models"] = {"primary": dict(MODELS["primary"])}
     return cfg
+
+
+def conceals(shown, true: int) -> bool:
+    """A complementary-suppressed count: ``"suppressed"``, or a range ``"lo-hi"`` (lo < hi) that
+    holds the true value, which a reader could derive anyway; never the value itself."""
+    import re
+
+    if shown == "suppressed":
+        return True
+    m = re.fullmatch(r"(\d+)-(\d+)", str(shown))
+    return bool(m) and int(m[1]) < int(m[2]) and int(m[1]) <= true <= int(m[2])

@@ -1,4 +1,4 @@
-"""Calibration of the default cohort against the literature (domain.md sections 6.3, 6.4).
+"""Calibration of the default cohort against the literature (docs/simulation.md, "Calibration").
 
 Conventions: the session-1 MADRS is the pre-treatment baseline; "after n infusions" is the
 rating at session n + 1 (session 7 is the end-of-course rating after six infusions);
@@ -6,17 +6,19 @@ response = MADRS >= 50% below session 1; remission = MADRS <= 10. Metrics are co
 the *observed* cohort (intermittent missing ratings and dropout applied), as an analyst
 would compute them; illness shares use the truth (true illness at attended sessions).
 
-Tolerances (the ranges live in ``CALIBRATION_TARGETS``; each is justified here):
+Tolerances (the ranges live in ``CALIBRATION_TARGETS``; each is justified here and, with its
+sources, in docs/simulation.md, "Targets and tolerances"):
 
 * With 20,000 patients the Monte-Carlo SD of a share near 0.5 is ~0.004 and of the mean
   change ~0.08 points, so the tolerances below are the *literature* uncertainty, not
   simulation noise, and a seed change cannot move a metric across a bound.
 * response after one infusion, [0.07, 0.20]: Zheng 2019 (six infusions / 12 days, n = 77)
-  reports 13.0%; its binomial 95% CI is about 6-22%. The section-6.3 model itself gives
-  9.8%, which the range must contain. (Meta-analytic 24-h figures of 25-46% are after a
-  single infusion at 24 h in a different design and are not the target.)
+  reports 13.0%; its binomial 95% CI is about 6-22%. The research calibration of the
+  trajectory model gives 9.8%, which the range must contain. (Meta-analytic 24-h figures
+  of 25-46% are after a single infusion at 24 h in a different design and are not the
+  target.)
 * remission after one infusion, [0.01, 0.10]: Zheng 7.8% (95% CI about 3-16%). The
-  section-6.3 model gives 2.7% (it is the known weak spot of the exponential-approach
+  research calibration gives 2.7% (it is the known weak spot of the exponential-approach
   trajectory: the first infusion moves few patients to <= 10); the range states that
   honestly rather than hiding it.
 * response after six, [0.55, 0.71]: the span of Zheng 67.5%, Murrough 70.8%, Phillips 59%,
@@ -28,9 +30,9 @@ Tolerances (the ranges live in ``CALIBRATION_TARGETS``; each is justified here):
 * SD of change after six, [7.3, 12.0]: Singh's arm SDs.
 * median infusions to response (among patients who respond by session 7), exactly 3:
   Phillips 2019. The share responding by two infusions is ~48%, so 3 is the stable median.
-* share of ill sessions, [0.03, 0.07]: section 6.4 expects ~5% (3.2 Monte Carlo: 5.1% ARI
-  + 0.6% AGE with 6 sessions, before postponement moves sessions out of illness).
-* patients ever ill, [0.12, 0.23]: the section 6.4 range.
+* share of ill sessions, [0.03, 0.07]: ~5% expected (illness Monte Carlo: 5.1% ARI + 0.6%
+  AGE with 6 sessions, before postponement moves sessions out of illness).
+* patients ever ill, [0.12, 0.23]: the illness Monte Carlo's range.
 """
 
 from __future__ import annotations
@@ -79,7 +81,8 @@ def test_dropout_share_is_calibrated(summary):
 
 
 def test_winter_scenario_roughly_doubles_illness():
-    # domain.md 3.2: ARI 5.2/yr gives ~10.4% ill sessions and 22.6% of patients ever ill
+    # illness Monte Carlo (docs/simulation.md, "Illness shares"): ARI 5.2/yr gives ~10.4% ill
+    # sessions and 22.6% of patients ever ill
     # (6 sessions, no postponement); postponement and the 7th visit shift this a little
     winter = calibration_summary(simulate_cohort(10_000, seed=3, scenario="winter"))
     assert 0.07 <= winter["ill_session_share"] <= 0.13

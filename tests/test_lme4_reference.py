@@ -1,8 +1,8 @@
-"""`ketastats fit` against R's lme4 on real data (shared/reference, copied to tests/data).
+"""`ketastats fit` against R's lme4 on real data (tests/data; where the data and the reference
+fits come from: docs/testing.md, "Reference data").
 
-Tolerances are the ones the reference itself supports (tests/data/README or
-shared/reference/README.md): fixed effects and SEs 1e-4 relative, variance components
-1e-3 relative, log-likelihood 1e-3 absolute.
+Tolerances are the ones the reference itself supports (docs/testing.md, "Tolerances"): fixed
+effects and SEs 1e-4 relative, variance components 1e-3 relative, log-likelihood 1e-3 absolute.
 """
 
 from __future__ import annotations

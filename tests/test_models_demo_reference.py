@@ -122,6 +122,7 @@ def test_every_kind_of_the_shipped_config_has_a_reference(demo, ref):
             "mediation",
             "lmm_mi",
             "tipping_point",
+            "mmrm",
         }
     )
     assert set(ref.model) == set(MODELS)
@@ -318,3 +319,24 @@ def test_unstructured_gee_reference_is_beat_the_blues(ref):
     that, and the kind's reference is Beat the Blues (tests/test_models_sensitivity.py)."""
     row = ref[ref.model == "mmrm_gee"]
     assert list(row.kind) == ["skipped"] and row.term.iloc[0] == "intermittent missing sessions"
+
+
+# ----------------------------------------------------------------------------------- MMRM
+def test_mmrm_equals_nlme_gls_on_the_demo(demo, ref):
+    """Kind mmrm (unstructured covariance across sessions, REML) against nlme::gls (corSymm + varIdent) on
+    the rows the kind analyses: the demo's patients miss sessions between rated ones, which gls handles.
+    gls stops a little short of the optimum (its -2 log-likelihood is above ours), so estimates agree to
+    2e-4 SE and SEs to 5e-5 relative; the tight checks of the engine are tests/test_mmrm.py's."""
+    out = demo[1]["mmrm"]
+    assert out["covariance"]["structure"] == "us" and out["method"] == "REML"
+    want = _ref(ref, "mmrm", 0, "gls", "fixed")
+    fit = _ref(ref, "mmrm", 0, "gls", "fit")
+    ours = _coefs(out)
+    assert sorted(ours) == sorted(want.index)
+    for term, row in want.iterrows():
+        c = ours[term]
+        assert abs(c["estimate"] - row.estimate) <= 2e-4 * row.se, term
+        assert c["se"] == pytest.approx(row.se, rel=5e-5), term
+    assert out["loglik"] == pytest.approx(fit.loc["logLik", "estimate"], rel=1e-6)
+    assert out["loglik"] >= fit.loc["logLik", "estimate"] - 1e-9
+    assert out["nobs"] == fit.loc["nobs", "estimate"]

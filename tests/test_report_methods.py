@@ -25,6 +25,7 @@ EXPECTED = {
     "illness_slopes": ("σ²(X'V⁻¹X)⁻¹", ("sandwich",)),
     "lmm_mi": ("Rubin's rules", ("sandwich",)),
     "tipping_point": ("Rubin's rules", ("sandwich",)),
+    "mmrm": ("(X'V⁻¹X)⁻¹", ("random intercept", "sandwich")),
 }
 
 

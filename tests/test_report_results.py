@@ -9,9 +9,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import report_cohort as rc
+from report_cohort import conceals
 
+from ketastats.pipeline import step_fit
+from ketastats.prepare import prepare_sessions
 from ketastats.report import FIGURES, TABLES, build_results
-from ketastats.report.suppression import SUPPRESSED, is_small
+from ketastats.report.suppression import is_small
 
 SECTIONS = [
     "summary",
@@ -285,7 +288,9 @@ def test_model_counts_that_differ_by_a_small_number_are_suppressed():
         prov,
         {"small_cell_threshold": 10, "confidence_level": 0.95},
     )
-    assert SUPPRESSED in (res["models"]["primary"]["nobs"], res["models"]["sens"]["nobs"])
+    assert conceals(res["models"]["primary"]["nobs"], primary["nobs"]) or conceals(
+        res["models"]["sens"]["nobs"], sens["nobs"]
+    )
     assert any(e["where"] == "Data flow and model counts" for e in res["suppression"]["entries"])
 
 
@@ -495,3 +500,66 @@ def test_results_json_releases_no_model_rows_or_patient_values(rep):
         assert "design" not in m and "blups" not in m
     ids = set(pd.read_parquet(rc.built()["sessions"])["patient_id"].astype(str))
     assert ids and not [i for i in ids if f'"{i}"' in text or f">{i}<" in text]
+
+
+def test_the_headline_n_is_shown_as_a_range_never_suppressed(tmp_path):
+    """When 1 to 10 patients have no analysed rating, their number is hidden and the number
+    analysed is shown as the range a reader can derive anyway (200 - 1..10 = 190-199 for 200
+    patients), never as "suppressed": a study's N is never withheld."""
+    raw = rc.make_sessions(120, seed=5)
+    gone = sorted(raw["patient_id"].unique())[:3]  # three patients rated at baseline only
+    raw = raw[~(raw["patient_id"].isin(gone) & (raw["session"] > 1))]
+    prepared = prepare_sessions(raw)
+    model = tmp_path / "primary.json"
+    step_fit(prepared, {**rc.MODELS["primary"], "sessions": "post_baseline"}, model)
+    info = {"file": "x.csv", "sha256": "0" * 64, "records": int(len(raw)), "patients": 120, "warnings": 0}
+    prov = {"input": {"file": "x.csv", "sha256": "0" * 64}, "packages": {}, "git_commit": "x", "config_yaml": ""}
+    res = build_results(
+        "synth", prepared, info, {"primary": json.loads(model.read_text())}, prov,
+        {"small_cell_threshold": 10, "confidence_level": 0.95},
+    )
+    flow = res["data_flow"]
+    assert flow["patients_excluded"] == "<11"
+    assert flow["patients_analysed"] == "110-119" and conceals(flow["patients_analysed"], 117)
+    first = res["summary"][0]
+    assert first.startswith("110 to 119 patients with ") and "suppressed" not in first
+    assert "suppressed" not in json.dumps(flow)
+
+
+def test_the_first_screen_answers_the_question_with_links(rep):
+    """The answer comes first, one claim per sentence, each linked to the section that shows it;
+    the full tables of the other models are in a collapsed appendix at the end."""
+    res, html = rep["results"], rep["html"]
+    answer = res["answer"]
+    assert answer and all(a["text"].endswith(".") and a["link"].startswith("#") for a in answer)
+    for a in answer:
+        assert f'id="{a["link"][1:]}"' in html, a
+    first = answer[0]["text"]
+    eff = res["models"]["primary"]["illness_effect"]
+    assert first.startswith("At a session during an acute illness, the MADRS was ")
+    assert f"{abs(eff['estimate']):.2f} points" in first and "minimal clinically important difference" in first
+    assert "patients with" in answer[-1]["text"] and answer[-1]["link"] == "#data-flow"
+    assert any("postpone" in a["text"] for a in answer)  # what to do when ill: said, or what it needs
+    # order: the answer, then the main analysis, then the sensitivity summary; the appendix last
+    pos = [html.index(f'id="{s}"') for s in ("summary", "primary-model", "sensitivity", "data-flow", "other-models")]
+    assert pos == sorted(pos)
+    appendix = html[html.index('id="other-models"'):]
+    assert "<details" in appendix and 'id="model-ri_only"' in appendix
+
+
+def test_terms_are_shown_with_labels_and_their_raw_names_on_hover(rep):
+    from ketastats.report.labels import term_label
+
+    html = rep["html"]
+    for c in rep["results"]["models"]["primary"]["coefficients"]:
+        assert f'<td class="text" title="{c["term"]}">{term_label(c["term"], "MADRS")}</td>' in html
+        assert term_label(c["term"], "MADRS") != c["term"]  # every term of the model has a label
+
+
+def test_every_term_of_the_shipped_models_has_a_label():
+    from ketastats.report.labels import term_label
+
+    ref = pd.read_csv(Path(__file__).parent / "data" / "demo_reference.csv")
+    terms = set(ref.loc[ref["kind"].isin(["fixed", "pooled"]), "term"].astype(str))
+    assert {"ill_within", "progress_log", "madrs_baseline", "ill_within:il6_pg_ml_base_c"} <= terms
+    assert not [t for t in terms if term_label(t, "MADRS") == t]

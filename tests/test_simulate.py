@@ -358,7 +358,8 @@ def test_cytokines_are_numbers_or_censored_strings(cohort):
         assert v[censored].eq(f"<{lod[key]:g}").all()
         assert v[~censored].str.fullmatch(NUMBER.pattern).all()
         assert (v[~censored].astype(float) >= lod[key] - 0.0005).all()
-    # IL-1b is mostly near the LOD (domain.md 2.2), IL-6 rarely censored on the hs platform
+    # IL-1b is mostly near the LOD (docs/simulation.md, "Biomarkers"), IL-6 rarely censored on
+    # the hs platform
     assert s.loc[sampled, "il1b_pg_ml"].str.startswith("<").mean() > 0.3
     assert s.loc[sampled, "il6_pg_ml"].str.startswith("<").mean() < 0.05
     # sampling: more at baseline than at ordinary sessions

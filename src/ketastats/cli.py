@@ -61,9 +61,30 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument(
         "--df",
         dest="df_method",
-        choices=["satterthwaite", "normal"],
+        choices=["satterthwaite", "kenward_roger", "normal"],
         default="satterthwaite",
-        help="degrees of freedom of the fixed effects (default satterthwaite, as lmerTest)",
+        help="degrees of freedom of the fixed effects (default satterthwaite, as lmerTest and SAS; "
+        "kenward_roger: with --mmrm, Kenward-Roger adjusted covariance and df)",
+    )
+    f.add_argument(
+        "--mmrm",
+        metavar="VISIT_COLUMN",
+        default=None,
+        help="fit a mixed model for repeated measures instead: a covariance across the levels of this "
+        "column per --group (no random effects; SAS PROC MIXED's REPEATED statement)",
+    )
+    f.add_argument(
+        "--covariance",
+        choices=["us", "cs", "csh", "ar1", "ar1h", "toeph", "adh"],
+        default="us",
+        help="with --mmrm: covariance structure across visits (default us, unstructured)",
+    )
+    f.add_argument("--covariance-group", default=None, help="with --mmrm: one covariance per level of this column")
+    f.add_argument(
+        "--se",
+        choices=["model", "empirical"],
+        default="model",
+        help="with --mmrm: model-based or empirical (sandwich) standard errors",
     )
     f.add_argument(
         "--reference",
@@ -195,6 +216,50 @@ def read_long(path: Path):
     return data
 
 
+def _fit_mmrm_cli(a: argparse.Namespace, data, t_read: float) -> int:
+    from .models.engines.mmrm import fit_mmrm, mmrm_design
+    from .models.kinds.mmrm import result_fields
+    from .models.result import ModelResult
+    from .outputs import write_json
+
+    if a.re_formula is not None:
+        raise KetastatsError("--mmrm models the covariance across visits; it takes no random effects (--re)")
+    if a.df_method == "kenward_roger" and a.se == "empirical":
+        raise KetastatsError("--df kenward_roger adjusts the model-based covariance; use it without --se empirical")
+    t0 = time.perf_counter()
+    refs = _parse_refs(a.reference)
+    try:
+        y, X, names, subj, visit, grp, rows = mmrm_design(
+            data, a.formula, subject=a.group, visit=a.mmrm, group=a.covariance_group, references=refs,
+            return_rows=True,
+        )
+        res = fit_mmrm(y, X, subj, visit, covariance=a.covariance, group=grp, reml=not a.ml, names=names)
+        fields = result_fields(res, formula=a.formula, rows=rows, group=a.group, df_method=a.df_method, se_type=a.se)
+    except KetastatsError as exc:
+        raise KetastatsError(f"{a.data}: {exc}") from exc
+    design = fields.pop("design")
+    name = Path(a.json_out).stem
+    spec = {
+        "kind": "mmrm", "formula": a.formula, "group": a.group, "visit": a.mmrm, "covariance": a.covariance,
+        "covariance_group": a.covariance_group, "method": "ML" if a.ml else "REML", "df_method": a.df_method,
+        "se": a.se, "references": refs,
+    }
+    result = ModelResult.from_json(
+        {"name": name, "kind": "mmrm", "label": name, "spec": spec,
+         "status": "ok" if res.converged else "unreliable",
+         "reason": None if res.converged else "the fit did not converge", **fields}
+    )
+    result.design = design
+    result.extra["seconds"] = {"read": t_read, "fit": time.perf_counter() - t0}
+    out = result.to_json()
+    write_json(a.json_out, out)
+    log.info(
+        "MMRM %s (%s covariance): %d observations, %d patients, -2 log L %.4f, converged=%s -> %s",
+        out["method"], a.covariance, out["nobs"], out["ngroups"], out["m2loglik"], out["converged"], a.json_out,
+    )
+    return 0
+
+
 def cmd_fit(a: argparse.Namespace) -> int:
     from .models import design_matrices, fit_mixed
     from .models.engines.lmm import apply_references
@@ -203,6 +268,10 @@ def cmd_fit(a: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     data = read_long(a.data)
     t_read = time.perf_counter() - t0
+    if a.mmrm is not None:
+        return _fit_mmrm_cli(a, data, t_read)
+    if a.df_method == "kenward_roger" or a.se != "model" or a.covariance_group or a.covariance != "us":
+        raise KetastatsError("--df kenward_roger, --se, --covariance and --covariance-group need --mmrm VISIT_COLUMN")
     try:
         res = fit_mixed(
             data,

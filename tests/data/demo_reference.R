@@ -4,6 +4,7 @@
 #
 #   PYTHONPATH=src python tests/data/demo_rows.py     # the rows, from tests/data/demo_sessions.csv
 #   cd tests/data && Rscript demo_reference.R          # -> demo_reference.csv
+#   cd tests/data && Rscript demo_reference.R mmrm     # refit only the models named; their rows are replaced
 #
 # demo_rows/manifest.csv lists the fits (model, fit number, data block, engine kind, design term names, which
 # design columns carry random effects, REML, working correlation, delta); the blocks hold y, the fixed-effects
@@ -21,9 +22,11 @@
 # - geeglm estimates its own working correlation with its own moment estimators; the tests compare at it.
 # - Multiple imputation: lmer on each completed data set, pooled here by Rubin's rules with Barnard-Rubin df
 #   (complete-data df = nobs - p), as ketastats pools.
-suppressMessages({library(lme4); library(lmerTest); library(geepack); library(numDeriv)})
+suppressMessages({library(lme4); library(lmerTest); library(geepack); library(numDeriv); library(nlme)})
 
 man <- read.csv("demo_rows/manifest.csv", stringsAsFactors = FALSE, na.strings = "")
+only <- commandArgs(trailingOnly = TRUE)
+if (length(only)) man <- man[man$model %in% only, ]
 cache <- list()
 block <- function(file, part) {
   if (is.null(cache[[file]])) cache[[file]] <<- read.csv(file.path("demo_rows", file), stringsAsFactors = FALSE)
@@ -178,6 +181,17 @@ for (i in seq_len(nrow(man))) {
     a <- summary(fit)$corr
     for (r in seq_len(nrow(a))) add(m$model, m$fit, "geeglm", "corr", rownames(a)[r], a[r, 1])
     add(m$model, m$fit, "geeglm", "scale", "phi", summary(fit)$dispersion[1, 1])
+  } else if (m$engine == "gls") {
+    # kind mmrm (unstructured covariance across sessions): nlme::gls with corSymm + varIdent, as the mmrm
+    # package documents for SAS's type=UN; gls's tolerances tightened (its defaults stop ~1e-7 short in -2 log L)
+    d <- d[order(d$group, d$wave), ]
+    gctl <- glsControl(tolerance = 1e-10, msTol = 1e-12, maxIter = 500, msMaxIter = 500)
+    fit <- gls(fixed, d, correlation = corSymm(form = ~ wave | group), weights = varIdent(form = ~ 1 | wave),
+               method = if (isTRUE(m$reml)) "REML" else "ML", control = gctl)
+    cf <- summary(fit)$tTable
+    for (j in seq_along(xs)) add(m$model, m$fit, "gls", "fixed", terms[j], cf[xs[j], 1], cf[xs[j], 2])
+    add(m$model, m$fit, "gls", "fit", "logLik", as.numeric(logLik(fit)))
+    add(m$model, m$fit, "gls", "fit", "nobs", nrow(d))
   } else if (m$engine == "tobit") {
     tobit_reference(m, d, xs, terms)
   }
@@ -202,5 +216,9 @@ for (key in names(pool)) {
 }
 
 res <- do.call(rbind, out)
+if (length(only)) {
+  old <- read.csv("demo_reference.csv", stringsAsFactors = FALSE)
+  res <- rbind(old[!old$model %in% only, ], res)
+}
 write.csv(res, "demo_reference.csv", row.names = FALSE)
 cat(nrow(res), "rows written to demo_reference.csv\n")

@@ -33,6 +33,7 @@ from ketastats.models import fitting, run_model  # noqa: E402
 from ketastats.models.engines import mice  # noqa: E402
 from ketastats.models.engines.lmm import design_matrices  # noqa: E402
 from ketastats.models.kinds import cytokine_illness, gee, gee_binary, glmm_binary  # noqa: E402
+from ketastats.models.kinds import mmrm as mmrm_kind  # noqa: E402
 from ketastats.models.rows import binary_rows  # noqa: E402
 
 
@@ -67,6 +68,7 @@ class Recorder:
             "gee_logistic": gee_binary.gee_logistic,
             "GEE": gee.GEE,
             "fit_one": mice._fit_one,
+            "fit_mmrm": mmrm_kind.fit_mmrm,
         }
         self.orig = orig
         seen: set = set()
@@ -114,6 +116,23 @@ class Recorder:
             )
             return orig["fit_one"](design, spec, prep, shift)
 
+        def fit_mmrm(y, X, subject, visit, *, covariance="us", visit_levels=None, reml=True, names=None, **kw):
+            levels = list(visit_levels)
+            rec.add(
+                "gls",
+                y,
+                X,
+                subject,
+                names,
+                reml=reml,
+                wave=np.array([levels.index(v) + 1 for v in visit]),
+                correlation=covariance,
+            )
+            return orig["fit_mmrm"](
+                y, X, subject, visit, covariance=covariance, visit_levels=visit_levels, reml=reml, names=names, **kw
+            )
+
+        mmrm_kind.fit_mmrm = fit_mmrm
         fitting.fit_mixed = fit_mixed
         cytokine_illness.fit_tobit_lmm = tobit
         glmm_binary.fit_logistic_glmm = glmm
@@ -128,6 +147,7 @@ class Recorder:
         gee_binary.gee_logistic = self.orig["gee_logistic"]
         gee.GEE = self.orig["GEE"]
         mice._fit_one = self.orig["fit_one"]
+        mmrm_kind.fit_mmrm = self.orig["fit_mmrm"]
 
     def xnames(self):
         """Design names of a binary model (the kind builds its design with patsy from binary_rows)."""

@@ -32,6 +32,8 @@ DF_METHODS: dict[str, str] = {
     "normal": "large-sample Wald tests and intervals (standard normal reference distribution)",
     "satterthwaite": "t tests and intervals with Satterthwaite degrees of freedom",
     "kenward-roger": "t tests and intervals with Kenward-Roger degrees of freedom",
+    "kenward_roger": "t tests and intervals with the Kenward-Roger adjusted covariance and degrees of freedom "
+    "[kenward1997]",
     "residual": "t tests and intervals with the residual degrees of freedom",
     "barnard_rubin": "t tests and intervals with Barnard-Rubin degrees of freedom [barnard1999]",
     "mixed": "Satterthwaite degrees of freedom for the linear mixed fits and standard normal Wald "
@@ -131,8 +133,7 @@ def _gee(m: Mapping[str, Any]) -> MethodDescription:
     wc = _e((m.get("working_correlation") or {}).get("structure", "unstructured"))
     return MethodDescription(
         model=(
-            "a marginal (population-averaged) linear model with one mean per session, the analogue of a "
-            "mixed model for repeated measures [mallinckrodt2008]"
+            "a marginal (population-averaged) linear model with one mean per session [liang1986]"
         ),
         formula=_formula(m),
         random="",
@@ -142,6 +143,52 @@ def _gee(m: Mapping[str, Any]) -> MethodDescription:
             "based mixed models need it only at random"
         ),
         se_method=f"{_e(m.get('se_type') or 'robust (sandwich)')} standard errors (Liang-Zeger)",
+        inference=_df(m),
+    )
+
+
+_STRUCTURE_WORDS = {
+    "us": "an unstructured covariance",
+    "cs": "a compound-symmetry covariance",
+    "csh": "a heterogeneous compound-symmetry covariance",
+    "ar1": "a first-order autoregressive covariance",
+    "ar1h": "a heterogeneous first-order autoregressive covariance",
+    "toeph": "a heterogeneous Toeplitz covariance",
+    "adh": "a first-order ante-dependence covariance",
+}
+
+
+def _mmrm(m: Mapping[str, Any]) -> MethodDescription:
+    cov = m.get("covariance") or {}
+    words = _STRUCTURE_WORDS.get(str(cov.get("structure")), "a covariance")
+    per_group = ""
+    if (cov.get("groups") or ["all"]) != ["all"]:
+        per_group = f", one per level of <code>{_e((m.get('spec') or {}).get('covariance_group'))}</code>"
+    fallback = ""
+    if cov.get("requested") and cov.get("requested") != cov.get("structure"):
+        fallback = (
+            f" ({_STRUCTURE_WORDS.get(str(cov['requested']), _e(cov['requested']))} was requested but the data "
+            f"could not support it: {_e('; '.join(cov.get('passed_over') or []))})"
+        )
+    empirical = "empirical" in str(m.get("se_type") or "")
+    kr = m.get("df_method") == "kenward_roger"
+    if empirical:
+        se = "empirical (sandwich) standard errors from the patients' score contributions"
+    elif kr:
+        se = "model-based standard errors (X'V⁻¹X)⁻¹ with the Kenward-Roger small-sample adjustment [kenward1997]"
+    else:
+        se = "model-based standard errors (X'V⁻¹X)⁻¹ at the covariance estimates"
+    return MethodDescription(
+        model=(
+            "a mixed model for repeated measures (MMRM) [mallinckrodt2008]: one mean per session, with "
+            f"{words} across the sessions of a patient{per_group}{fallback}, each patient contributing the "
+            "sessions attended; valid when dropout is at random given the observed ratings (MAR), where the "
+            "marginal GEE needs it completely at random (MCAR)"
+        ),
+        formula=_formula(m),
+        random="",
+        estimation=f"{_reml(m)} with {_engine(m)}, as SAS PROC MIXED's REPEATED statement",
+        se_method=se,
         inference=_df(m),
     )
 
@@ -300,6 +347,7 @@ DESCRIBERS: dict[str, Callable[[Mapping[str, Any]], MethodDescription]] = {
     "illness_slopes": _illness_slopes,
     "lmm_mi": _lmm_mi,
     "tipping_point": _tipping_point,
+    "mmrm": _mmrm,
 }
 
 

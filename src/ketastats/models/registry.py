@@ -150,6 +150,23 @@ def _deltas_include_zero(where: str, spec: Mapping[str, Any]) -> list[str]:
     return [f"{where}.deltas: include 0 (the MAR analysis the tipping point is measured from)."]
 
 
+def _gee_se(where: str, spec: Mapping[str, Any]) -> list[str]:
+    if spec.get("se") in (None, "robust", "bias_reduced"):
+        return []
+    return [f"{where}.se: kind gee has robust or bias_reduced SEs."]
+
+
+def _mmrm_inference(where: str, spec: Mapping[str, Any]) -> list[str]:
+    problems = []
+    if spec.get("se") not in (None, "model", "empirical"):
+        problems.append(f"{where}.se: kind mmrm has model-based (model) or sandwich (empirical) SEs.")
+    if spec.get("df_method") not in (None, "satterthwaite", "kenward_roger", "normal"):
+        problems.append(f"{where}.df_method: kind mmrm takes satterthwaite, kenward_roger or normal.")
+    if spec.get("df_method") == "kenward_roger" and spec.get("se") == "empirical":
+        problems.append(f"{where}.se: Kenward-Roger adjusts the model-based covariance; use se: model with it.")
+    return problems
+
+
 # ---------------------------------------------------------------- registry
 _KINDS = (
     Kind(
@@ -161,7 +178,7 @@ _KINDS = (
     Kind(
         "gee",
         "Linear GEE of a score with one mean per session and an unstructured working correlation "
-        "across sessions, robust SEs: the MMRM analogue (sensitivity analysis).",
+        "across sessions, robust SEs: the marginal model (valid under MCAR dropout).",
         {
             "outcome": "score",
             "fixed": ["C(session)", "days_since_prev", "score_baseline", "ill_within", "ill_between", "ill_lag1"],
@@ -170,7 +187,26 @@ _KINDS = (
             "max_times": 12,
             "df_method": "normal",
         },
+        checks=(_gee_se,),
         hessian_se=True,
+        row_filters=True,
+    ),
+    Kind(
+        "mmrm",
+        "Mixed model for repeated measures by REML (SAS PROC MIXED's REPEATED statement): one mean per "
+        "session, a covariance across the sessions of a patient (unstructured by default, falling back along "
+        "covariance_fallback), Satterthwaite or Kenward-Roger df; valid under MAR dropout.",
+        {
+            "outcome": "score",
+            "fixed": ["C(session)", "days_since_prev", "score_baseline", "ill_within", "ill_between", "ill_lag1"],
+            "visit": "session",
+            "covariance": "us",
+            "covariance_fallback": ["us", "toeph", "ar1h"],
+            "covariance_group": None,
+            "max_visits": 12,
+            "se": "model",
+        },
+        checks=(_mmrm_inference,),
         row_filters=True,
     ),
     Kind(

@@ -103,7 +103,7 @@ def completers_only(
     the patients (the usual course length); a patient is a completer when each of them is
     present with all ``columns`` observed (later, extra sessions are kept, not required). Complete-case analysis is valid only when missingness
     is completely at random (it is biased under MAR dropout); it is a sensitivity analysis,
-    never the primary one (domain.md 4.4; Little & Rubin 2019).
+    never the primary one (docs/statistics.md, "Missing data"; Little & Rubin 2019).
 
     Returns
     -------

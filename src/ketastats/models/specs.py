@@ -41,8 +41,8 @@ KINDS = tuple(REGISTRY)
 ESTIMAND_EVENTS = ("postponement", "dose_change", "discontinuation", "illness_medication")
 STRATEGIES = ("treatment_policy", "hypothetical", "composite", "while_on_treatment", "principal_stratum")
 
-#: project defaults (domain.md 4.3): treatment policy for the course, while-on-treatment
-#: (draws before illness medication) for cytokine outcomes
+#: project defaults (docs/statistics.md, "Intercurrent events and estimands"): treatment policy for the
+#: course, while-on-treatment (draws before illness medication) for cytokine outcomes
 DEFAULT_ESTIMANDS = {
     "postponement": "treatment_policy",
     "dose_change": "treatment_policy",
@@ -221,6 +221,8 @@ def spec_problems(where: str, spec: Mapping[str, Any]) -> list[str]:
             f"{where}.censoring: tobit (a censored outcome model) is for kind cytokine_illness; the marker is "
             f"a covariate in {kind.name}: use lod_sqrt2, lod_half or exclude."
         )
+    if spec.get("df_method") == "kenward_roger" and kind.name != "mmrm":
+        problems.append(f"{where}.df_method: kenward_roger is for kind mmrm; use satterthwaite or normal.")
     filtering = " and ".join(k.name for k in REGISTRY.values() if k.row_filters)
     if spec.get("complete_case") and not kind.row_filters:
         problems.append(f"{where}.complete_case: supported for kinds {filtering}.")

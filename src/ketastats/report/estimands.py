@@ -27,7 +27,7 @@ Examples
 >>> row["summary_measure"]
 'Within-patient difference in mean MADRS (points), sessions during acute illness vs sessions without.'
 >>> row["population"]
-'Post-baseline sessions (from session 2) with a MADRS rating, of patients on an IV ketamine course (cohort demo): 227 sessions of 37-39 patients.'
+'Post-baseline sessions (from session 2) with a MADRS rating, of patients on an IV ketamine course (cohort demo): 227 sessions of 37 to 39 patients.'
 >>> row["intercurrent_events"][0]["strategy"]
 'treatment_policy'
 """

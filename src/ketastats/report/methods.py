@@ -65,6 +65,10 @@ REFERENCES: dict[str, str] = {
         "the primary analysis of continuous endpoints in longitudinal clinical trials. Drug Information "
         "Journal, 42(4), 303-319. https://doi.org/10.1177/009286150804200402"
     ),
+    "kenward1997": (
+        "Kenward, M. G., & Roger, J. H. (1997). Small sample inference for fixed effects from restricted "
+        "maximum likelihood. Biometrics, 53(3), 983-997. https://doi.org/10.2307/2533558"
+    ),
     "vanbuuren2018": (
         "van Buuren, S. (2018). Flexible Imputation of Missing Data (2nd ed.). Chapman & Hall/CRC. "
         "https://stefvanbuuren.name/fimd/"

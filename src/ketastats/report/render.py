@@ -42,6 +42,7 @@ from .figures import (
     trajectory_figure,
 )
 from .flow import flow_figure
+from .labels import term_label
 from .suppression import say_count
 from .tables import table_one_frame
 
@@ -93,6 +94,7 @@ def _env() -> jinja2.Template:
     env.filters["num"] = _num
     env.filters["pval"] = _pval
     env.filters["say"] = say_count
+    env.filters["term"] = term_label
     return env.from_string(text)
 
 
@@ -317,6 +319,24 @@ def _local_only(route) -> None:
         route.abort()
 
 
+#: the page header of an internal report's PDF (Chromium's header template: inline style only)
+INTERNAL_HEADER = (
+    '<div style="width:100%;text-align:center;font-size:9px;font-weight:700;color:#b00020;'
+    'font-family:sans-serif">INTERNAL REPORT: NOT FOR RELEASE. Must not leave the study team.</div>'
+)
+
+
+def _opened(text: str) -> str:
+    """The page with every ``<details>`` open, for print.
+
+    Examples
+    --------
+    >>> _opened('<details class="model"><summary>m</summary>x</details>')
+    '<details open class="model"><summary>m</summary>x</details>'
+    """
+    return re.sub(r"<details(?![^>]*\bopen\b)", "<details open", text)
+
+
 def render_pdf(html: str | Path, out_pdf: str | Path, *, chromium: str | None = None) -> Path:
     """Print ``html`` to ``out_pdf`` (A4) with headless Chromium, offline, scripts off.
 
@@ -330,11 +350,15 @@ def render_pdf(html: str | Path, out_pdf: str | Path, *, chromium: str | None = 
     html = Path(html).resolve()
     out = Path(out_pdf)
     with tempfile.TemporaryDirectory(prefix="ketastats-chromium-") as profile, atomic_path(out) as tmp:
+        # the printed copy: the appendix's collapsed <details> open (a PDF has no clicks);
+        # every image is a data: URI, so the copy needs nothing beside it
+        printed = Path(profile) / "print.html"
+        text = _opened(html.read_text(encoding="utf-8"))
         try:
             from playwright.sync_api import sync_playwright
         except ImportError:
-            page = Path(profile) / "print.html"
-            page.write_text(_with_print_policy(html.read_text(encoding="utf-8")), encoding="utf-8")
+            page = printed
+            page.write_text(_with_print_policy(text), encoding="utf-8")
             cmd = [
                 chromium,
                 *CHROMIUM_ARGS,
@@ -357,14 +381,20 @@ def render_pdf(html: str | Path, out_pdf: str | Path, *, chromium: str | None = 
                     args=[a for a in (*CHROMIUM_ARGS, *PDF_OFFLINE_ARGS) if a != "--headless"],
                 )
                 try:
+                    printed.write_text(text, encoding="utf-8")
                     page = browser.new_page(java_script_enabled=False)
                     page.route("**/*", _local_only)
-                    page.goto(html.as_uri(), wait_until="load")
+                    page.goto(printed.as_uri(), wait_until="load")
+                    internal = 'class="every-page"' in text
                     page.pdf(
                         path=str(tmp),
                         format="A4",
                         print_background=True,
-                        margin={"top": "12mm", "bottom": "12mm", "left": "10mm", "right": "10mm"},
+                        margin={"top": "14mm" if internal else "12mm", "bottom": "12mm", "left": "10mm", "right": "10mm"},
+                        # an internal report's banner in the top margin of every page
+                        display_header_footer=internal,
+                        header_template=INTERNAL_HEADER if internal else "<span></span>",
+                        footer_template="<span></span>",
                     )
                 finally:
                     browser.close()

@@ -753,6 +753,107 @@ def _without_label(m: Mapping[str, Any]) -> str:
     return reason
 
 
+#: the columns a decision analysis (proceed, postpone or lower the dose) needs
+DECISION_COLUMNS = ("postponed", "dose_mg_kg", "illness_severity")
+
+
+def _ci_text(level: int, lo: float | None, hi: float | None, f=None) -> str:
+    f = f or _fmt
+    return f"{level}% CI {f(lo)} to {f(hi)}"
+
+
+def answer_sentences(results: Mapping[str, Any]) -> list[dict[str, str]]:
+    """The first screen: the study's answer in plain words, one claim per sentence, each with
+    the section that shows it (``{"text", "link"}``); generated from the released results only.
+
+    The claims, in order: whether acute illness at a session changes the score (against the
+    instrument's MCID); whether illness during the course changes the end-of-course result
+    (response, remission); what to do when a patient arrives ill (the decision analysis, or
+    what it would need); how robust the answer is (sensitivity range, tipping point); the
+    study's size.
+    """
+    out: list[dict[str, str]] = []
+    settings = results["settings"]
+    ins = settings["instrument"]
+    short = ins["short"]
+    level = int(round(100 * settings["confidence_level"]))
+    models = results["models"]
+    primary = models.get("primary")
+    if not settings.get("illness_data", True):
+        out.append({"text": "This cohort has no illness data, so it cannot tell whether acute illness changes the "
+                            f"{short}; the report describes the course of the {short} only.", "link": "#data-flow"})
+    elif primary and primary["status"] == "ok" and (primary.get("illness_effect") or {}).get("estimate") is not None:
+        eff = primary["illness_effect"]
+        est, lo, hi = eff["estimate"], eff.get("ci_low"), eff.get("ci_high")
+        mcid = eff.get("mcid") if eff.get("mcid") is not None else settings.get("mcid")
+        worse = "higher (worse)" if est > 0 else "lower (better)"
+        if mcid is None:
+            verdict = f"the {short} has no established minimal clinically important difference to judge it against"
+        elif lo is not None and hi is not None and -mcid < lo and hi < mcid:
+            verdict = (f"smaller than the {mcid:g}-point minimal clinically important difference across the whole "
+                       "interval: being ill at a session does not change the score in a way that matters clinically")
+        elif lo is not None and (lo >= mcid or (hi is not None and hi <= -mcid)):
+            verdict = f"at least the {mcid:g}-point minimal clinically important difference across the whole interval"
+        else:
+            verdict = (f"the interval includes effects larger than the {mcid:g}-point minimal clinically important "
+                       "difference, so a clinically important effect is not ruled out")
+        ever = (results.get("illness") or {}).get("ever_ill")
+        few = (f" It rests on few patients: {_say(ever)} were ill at any session."
+               if isinstance(ever, str) or (isinstance(ever, int) and ever < 30) else "")
+        out.append({"text": f"At a session during an acute illness, the {short} was {_fmt(abs(est))} points {worse} "
+                            f"than at the same patient's other sessions ({_ci_text(level, lo, hi)}); {verdict}.{few}",
+                    "link": "#primary-model"})
+    elif primary:
+        out.append({"text": f"The primary model was {primary['status']}, so this report gives no estimate of the "
+                            "illness effect at a session.", "link": "#primary-model"})
+    for name, what in (("response_end", "response"), ("remission_end", "remission")):
+        m = models.get(name)
+        eff = (m or {}).get("illness_effect") or {}
+        if not m or m["status"] != "ok" or eff.get("estimate") is None:
+            continue
+        o, lo, hi = (None if v is None else math.exp(v) for v in (eff["estimate"], eff.get("ci_low"), eff.get("ci_high")))
+        clear = lo is not None and hi is not None and (lo > 1 or hi < 1)
+        out.append({"text": f"Patients who were ill at any session had {_fmt(o)} times the odds of {what} at the end of "
+                            f"the course ({_ci_text(level, lo, hi)}); "
+                            + ("the interval excludes an odds ratio of 1 (no difference)." if clear else
+                               "the interval includes an odds ratio of 1 (no difference)."),
+                    "link": f"#model-{name}"})
+    decisions = [n for n, m in models.items() if m.get("kind") == "decision" and m["status"] == "ok"]
+    if decisions:
+        out.append({"text": "What to do when a patient arrives ill (proceed, postpone or reduce the dose) is "
+                            "estimated in its own section.", "link": "#decisions"})
+    else:
+        missing = [c for c in DECISION_COLUMNS if c not in (settings.get("decision_columns") or [])]
+        needs = ("the data lack " + ", ".join(missing) + " (record each session's postponement, dose and illness "
+                 "severity)") if missing else ("the data have the columns it needs (" + ", ".join(DECISION_COLUMNS)
+                                              + "); the decision analysis is not configured")
+        out.append({"text": "What to do when a patient arrives ill (proceed, postpone or lower the dose) is not "
+                            f"estimated in this report: {needs}.", "link": "#data-flow"})
+    sens = [e for e in results.get("illness_effects") or [] if e["model"] != "primary"]
+    if sens:
+        ests = [e["estimate"] for e in sens]
+        text = (f"Across {len(sens)} sensitivity analyses the illness effect ranged from {_fmt(min(ests))} to "
+                f"{_fmt(max(ests))} points")
+        tips = ((results.get("sensitivity") or {}).get("tipping") or {}).values()
+        deltas = [d for t in tips for d in ((t.get("tipping_delta") or {}).get("negative"),
+                                            (t.get("tipping_delta") or {}).get("positive")) if d is not None]
+        if deltas:
+            nearest = min(deltas, key=abs)
+            text += (f"; the conclusion would change only if the missing ratings of ill sessions were "
+                     f"{_fmt(abs(nearest), 1)} points {'higher' if nearest > 0 else 'lower'} than assumed (tipping point)")
+        out.append({"text": text + ".", "link": "#sensitivity"})
+    flow = results["data_flow"]
+    out.append({"text": f"{_say(flow['patients_analysed'])} patients with {_say(flow['records_analysed'])} rated "
+                        f"sessions were analysed, of {_say(flow['patients_received'])} patients received.",
+                "link": "#data-flow"})
+    return [{**a, "text": _sentence(a["text"])} for a in out]
+
+
+def _sentence(text: str) -> str:
+    """A sentence starts with a capital, even when it starts with a count ("fewer than 11 ...")."""
+    return text[:1].upper() + text[1:]
+
+
 def summary_sentences(results: Mapping[str, Any]) -> list[str]:
     """Plain sentences with numbers, generated from the (suppressed) results themselves."""
     out = []
@@ -869,7 +970,7 @@ def summary_sentences(results: Mapping[str, Any]) -> list[str]:
             f"Counts of patients or sessions from 1 to {results['settings']['small_cell_threshold']} are not "
             "shown (small-cell suppression; see the Suppression section)."
         )
-    return out
+    return [_sentence(s) for s in out]
 
 
 # ------------------------------------------------------------------ build
@@ -964,6 +1065,7 @@ def build_results(
             "instrument": instrument,
             "illness_data": bool(has_illness),
             "missing_columns": _missing_columns(sessions),
+            "decision_columns": [c for c in DECISION_COLUMNS if c in sessions.columns and sessions[c].notna().any()],
         },
         "data_flow": released["data_flow"],
         "table1": released["table1"],
@@ -992,5 +1094,6 @@ def build_results(
     results["suppression"] = layer.log.to_dict()
     results["methods"] = methods_section(results)
     results["summary"] = summary_sentences(results)
+    results["answer"] = answer_sentences(results)
     results["estimand_table"], results["strobe"] = estimand_table(results), strobe_checklist(results)
     return results

@@ -30,8 +30,22 @@ def describe_analysis(m: Mapping[str, Any]) -> str:
         wc = (m.get("working_correlation") or {}).get("structure", spec.get("correlation", "unstructured"))
         parts.append(
             f"marginal model (GEE) with one mean per session and a{'n' if wc[0] in 'aeiou' else ''} {wc} "
-            "working correlation across sessions, robust SEs (the MMRM analogue; assumes MCAR dropout)"
+            "working correlation across sessions, robust SEs (valid under MCAR dropout)"
         )
+    elif kind == "mmrm":
+        cov = m.get("covariance") or {}
+        used = cov.get("structure", spec.get("covariance", "us"))
+        names = {"us": "unstructured", "cs": "compound-symmetry", "csh": "heterogeneous compound-symmetry",
+                 "ar1": "AR(1)", "ar1h": "heterogeneous AR(1)", "toeph": "heterogeneous Toeplitz",
+                 "adh": "ante-dependence"}
+        text = (
+            f"mixed model for repeated measures (MMRM, REML): one mean per session and "
+            f"{'an' if names.get(used, used)[0] in 'aeiouAEIOU' else 'a'} {names.get(used, used)} covariance "
+            "across sessions instead of random effects (valid under MAR dropout)"
+        )
+        if cov.get("requested") and cov.get("requested") != used:
+            text += f"; {names.get(cov['requested'], cov['requested'])} covariance not supported by the data"
+        parts.append(text)
     elif kind == "lmm_mi":
         imp = m.get("imputation") or {}
         parts.append(
@@ -48,7 +62,7 @@ def describe_analysis(m: Mapping[str, Any]) -> str:
         parts.append(f"non-detects handled by {spec.get('censoring', '?')} instead of the censored likelihood")
     elif kind == "glmm_binary":
         parts.append("subject-specific (mixed logistic) model of response")
-    if spec.get("outcome") and spec.get("outcome") != "madrs" and kind in ("lmm", "gee", "lmm_mi"):
+    if spec.get("outcome") and spec.get("outcome") != "madrs" and kind in ("lmm", "gee", "mmrm", "lmm_mi"):
         parts.append(f"outcome {spec['outcome']}")
         if spec["outcome"] == "madrs_nonsick":
             parts[-1] += " (MADRS without the sickness-sensitive items 4-8)"

@@ -3,7 +3,12 @@
 A count of 1 to ``threshold`` patients or sessions is *primary*-suppressed: shown as
 ``"<{threshold+1}"``. A count that could be derived from the cells shown next to it (a row
 total minus the other cells, a group size minus the other levels) is *complementary*-
-suppressed: shown as ``"suppressed"``. Zero is allowed (it discloses nobody).
+suppressed: shown as ``"suppressed"`` by :func:`suppress_related`, and by the release's
+:class:`Disclosure` layer as the **range a reader can derive anyway** (e.g. ``"190-199"``
+for the patients analysed when 1 to 10 of 200 were excluded): the interval implied by the
+shown counts, the additive relations and the rule itself (a small cell is 1 to
+``threshold``, a complementary one above it). It tells nothing that was not derivable, and a
+study's headline N is never "suppressed". Zero is allowed (it discloses nobody).
 
 The rules for a group of cells that add up to a total (:func:`suppress_related`):
 
@@ -56,6 +61,7 @@ Examples
 from __future__ import annotations
 
 import heapq
+import re
 from collections.abc import Callable, Collection, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -64,6 +70,7 @@ from ..exceptions import ConfigError
 
 __all__ = [
     "SUPPRESSED",
+    "RANGE",
     "PUBLIC_MIN_THRESHOLD",
     "DISCLOSURE_LEVELS",
     "Disclosure",
@@ -77,8 +84,11 @@ __all__ = [
     "say_count",
 ]
 
-#: the value shown for a cell suppressed only so that a small cell cannot be derived
+#: the value shown for a cell suppressed only so that a small cell cannot be derived, when no
+#: bounded range of it can be derived either
 SUPPRESSED = "suppressed"
+#: a complementary-suppressed count shown as the range a reader can derive: ``"190-199"``
+RANGE = re.compile(r"\d+-\d+")
 #: a report for release suppresses at least the counts 1 to 10 (CMS: cells of 1-10 are not shown)
 PUBLIC_MIN_THRESHOLD = 10
 #: ``report.disclosure``: ``public`` (the default: for release) or ``internal`` (study team only)
@@ -160,11 +170,14 @@ def say_count(n: int | str | None) -> str:
 
     Examples
     --------
-    >>> say_count(42), say_count("<11"), say_count(SUPPRESSED)
-    ('42', 'fewer than 11', '[suppressed]')
+    >>> say_count(42), say_count("<11"), say_count(SUPPRESSED), say_count("190-199")
+    ('42', 'fewer than 11', '[suppressed]', '190 to 199')
     """
     if n == SUPPRESSED:
         return "[suppressed]"
+    if isinstance(n, str) and RANGE.fullmatch(n):
+        lo, hi = n.split("-")
+        return f"{lo} to {hi}"
     if isinstance(n, str) and n.startswith("<"):
         return f"fewer than {n[1:]}"
     return "n/a" if n is None else str(n)
@@ -387,7 +400,7 @@ class Disclosure:
     >>> share = layer.later(lambda d: 100 * 4 / 120 if d.shown_all(["ill", "all"]) else None)
     >>> layer.resolve()
     >>> layer.fill({**table, "ill_pct": share})
-    {'all': 120, 'ill': '<11', 'well': 'suppressed', 'ill_pct': None}
+    {'all': 120, 'ill': '<11', 'well': '110-119', 'ill_pct': None}
     """
 
     def __init__(self, threshold: int, *, log: SuppressionLog | None = None):
@@ -400,6 +413,7 @@ class Disclosure:
         self._links: list[tuple[str, tuple[Hashable, ...], tuple[Hashable, ...]]] = []
         self._small: set[Hashable] | None = None
         self._hidden: set[Hashable] = set()
+        self._range_cache: dict[Hashable, tuple[float, float]] | None = None
 
     # ---------------------------------------------------------- register
     def count(
@@ -477,13 +491,69 @@ class Disclosure:
         if self._small is None:
             raise RuntimeError("call resolve() before reading the shown values")
 
+    def _ranges(self) -> dict[Hashable, tuple[float, float]]:
+        """The interval of each count that a reader of the release can derive.
+
+        A shown count is itself; a small one is 1 to ``threshold``; a complementary one is above
+        ``threshold`` (a hidden cell is never 0, and never small unless it is shown as small);
+        a count never displayed is 0 if it is 0 (the layer treats those as guessable) and
+        unknown otherwise. Each additive relation ``total = sum(parts)`` narrows the intervals
+        of its members, until nothing changes.
+        """
+        if self._range_cache is not None:
+            return self._range_cache
+        inf = float("inf")
+        thr = self.threshold
+        iv: dict[Hashable, tuple[float, float]] = {}
+        for k, v in self._cells.items():
+            if k in self._undisplayed:
+                iv[k] = (0.0, 0.0) if v == 0 else (0.0, inf)
+            elif k in self._small:
+                iv[k] = (1.0, float(thr))
+            elif k in self._hidden:
+                iv[k] = (float(thr + 1), inf)
+            else:
+                iv[k] = (float(v or 0), float(v or 0))
+        for _ in range(50):
+            changed = False
+            for total, parts in self._relations:
+                lo_sum = sum(iv[m][0] for m in parts)
+                hi_sum = sum(iv[m][1] for m in parts)
+                t_lo, t_hi = iv[total]
+                new_t = (max(t_lo, lo_sum), min(t_hi, hi_sum))
+                if new_t != iv[total]:
+                    iv[total], changed = new_t, True
+                t_lo, t_hi = iv[total]
+                for m in parts:
+                    o_lo = lo_sum - iv[m][0]
+                    o_hi = hi_sum - iv[m][1]
+                    new = (max(iv[m][0], t_lo - o_hi), min(iv[m][1], t_hi - o_lo))
+                    if new != iv[m]:
+                        iv[m], changed = new, True
+                        lo_sum = sum(iv[x][0] for x in parts)
+                        hi_sum = sum(iv[x][1] for x in parts)
+            if not changed:
+                break
+        self._range_cache = iv
+        return iv
+
+    def range_of(self, key: Hashable) -> tuple[int, int] | None:
+        """The derivable interval of a complementary-suppressed count (None when unbounded)."""
+        self._decided()
+        lo, hi = self._ranges()[key]
+        if hi == float("inf") or lo >= hi:
+            return None
+        return int(lo), int(hi)
+
     def value(self, key: Hashable) -> int | float | str | None:
-        """The shown value of a registered count: itself, ``"<{threshold+1}"`` or ``"suppressed"``."""
+        """The shown value of a registered count: itself, ``"<{threshold+1}"``, the range a
+        reader can derive anyway (``"190-199"``), or ``"suppressed"`` when that is unbounded."""
         self._decided()
         if key in self._small:
             return small_label(self.threshold)
         if key in self._hidden:
-            return SUPPRESSED
+            bounds = None if isinstance(self._cells[key], float) else self.range_of(key)
+            return SUPPRESSED if bounds is None else f"{bounds[0]}-{bounds[1]}"
         v = self._cells[key]
         return v if v is None or isinstance(v, float) else int(v)
 

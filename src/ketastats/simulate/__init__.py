@@ -2,7 +2,7 @@
 
 See :mod:`ketastats.simulate.generator` for the conventions (sessions, "after n
 infusions", the true within-person illness effect) and :mod:`ketastats.simulate.params`
-for the parameters (domain.md section 6) and scenarios.
+for the parameters and scenarios; their sources and the calibration are in ``docs/simulation.md``.
 """
 
 from ketastats.simulate.calibration import (

@@ -1,11 +1,12 @@
 """Calibration summary of a simulated cohort against the literature targets.
 
-Targets and tolerances come from ``research/domain.md`` sections 6.3 (ketamine response)
-and 6.4 (illness). Conventions as in :mod:`ketastats.simulate.generator`: the session-1
-MADRS is the pre-treatment baseline, "after *n* infusions" is the rating at session
-*n + 1*, response is a >= 50% reduction from the session-1 rating and remission is
-MADRS <= 10. Response metrics use the *observed* cohort (patients with both ratings), as
-an analyst would; illness metrics use the truth (true illness at attended sessions).
+Targets and tolerances, with their literature sources, are in ``docs/simulation.md``
+("Calibration": ketamine response and illness). Conventions as in
+:mod:`ketastats.simulate.generator`: the session-1 MADRS is the pre-treatment baseline,
+"after *n* infusions" is the rating at session *n + 1*, response is a >= 50% reduction from
+the session-1 rating and remission is MADRS <= 10. Response metrics use the *observed*
+cohort (patients with both ratings), as an analyst would; illness metrics use the truth
+(true illness at attended sessions).
 
 Examples
 --------
@@ -24,18 +25,18 @@ from ketastats.simulate.generator import SimulatedCohort
 
 __all__ = ["CALIBRATION_TARGETS", "calibration_summary", "check_calibration"]
 
-#: metric -> (low, high, basis). Ranges are the literature ranges of domain.md 6.3/6.4,
-#: widened only where stated (see tests/test_calibration.py for the reasoning).
+#: metric -> (low, high, basis). Ranges are the literature ranges of docs/simulation.md,
+#: "Calibration", widened only where stated there (and in tests/test_calibration.py).
 CALIBRATION_TARGETS: dict[str, tuple[float, float, str]] = {
     "response_after_1": (
         0.07,
         0.20,
-        "13.0% after one infusion (Zheng 2019, n=77, 95% CI ~6-22%); 6.3 calibration 9.8%",
+        "13.0% after one infusion (Zheng 2019, n=77, 95% CI ~6-22%); research calibration 9.8%",
     ),
     "remission_after_1": (
         0.01,
         0.10,
-        "7.8% (Zheng 2019, n=77, 95% CI ~3-16%); the 6.3 model itself gives 2.7%",
+        "7.8% (Zheng 2019, n=77, 95% CI ~3-16%); the research calibration gives 2.7%",
     ),
     "response_after_6": (0.55, 0.71, "55-71% after six infusions (Zheng, Murrough, Phillips)"),
     "remission_after_6": (0.38, 0.48, "38-48% remission (MADRS <= 10) after six infusions"),
@@ -49,9 +50,9 @@ CALIBRATION_TARGETS: dict[str, tuple[float, float, str]] = {
     "ill_session_share": (
         0.03,
         0.07,
-        "~5% of sessions ill (6.4; 3.2 Monte Carlo 5.1% ARI + 0.6% AGE), +-2 points",
+        "~5% of sessions ill (illness Monte Carlo: 5.1% ARI + 0.6% AGE), +-2 points",
     ),
-    "ever_ill_share": (0.12, 0.23, "12-23% of patients with >= 1 ill session (6.4)"),
+    "ever_ill_share": (0.12, 0.23, "12-23% of patients with >= 1 ill session (illness Monte Carlo)"),
 }
 
 

@@ -1,10 +1,10 @@
 """Generate a synthetic IV-ketamine cohort with acute illness episodes and known truth.
 
-The generator follows ``research/domain.md`` section 6. It is vectorized across patients
-(one pass per visit), and every random stream is drawn from a
-:class:`numpy.random.SeedSequence` of the seed, one child stream per component, so the
-same seed gives the same cohort, and two scenarios run with the same seed share the
-patients, schedules and illness episodes (common random numbers).
+The generator follows ``docs/simulation.md`` (its parameters, their sources, the calibration
+and the scenarios). It is vectorized across patients (one pass per visit), and every random
+stream is drawn from a :class:`numpy.random.SeedSequence` of the seed, one child stream per
+component, so the same seed gives the same cohort, and two scenarios run with the same seed
+share the patients, schedules and illness episodes (common random numbers).
 
 Conventions
 -----------
@@ -17,8 +17,9 @@ Sessions and ratings
     end-of-course rating-only visit is added as session 7 (``schedule.end_of_course_visit``;
     ``dose_mg_kg`` and ``infusion_minutes`` are empty on that row because no infusion is
     given), so "after one infusion" is session 2 and "after six infusions" is session 7.
-    This matches the calibration of domain.md 6.3, where ``mu_i(n)`` is the expected MADRS
-    after *n* infusions: ``mu_i(n) = B_i * (1 - f_i * (1 - exp(-k_i * n)))``.
+    This matches the research calibration of the trajectory (docs/simulation.md,
+    "Calibration"), where ``mu_i(n)`` is the expected MADRS after *n* infusions:
+    ``mu_i(n) = B_i * (1 - f_i * (1 - exp(-k_i * n)))``.
 Response and remission
     response = MADRS at least 50% below the session-1 rating; remission = MADRS <= 10.
 Days
@@ -321,7 +322,7 @@ def simulate_cohort(
 
     References
     ----------
-    Parameters and their sources: ``research/domain.md`` section 6.
+    Parameters and their sources: ``docs/simulation.md``.
 
     Examples
     --------

@@ -2,9 +2,9 @@
 
 The core depressive score is spread over all ten items with a patient-specific item profile
 (multinomial draw), and the sickness-behaviour shift is spread over items 2 and 4-8
-(domain.md 3.3). Items never exceed 6; points that would overflow an item move to the
-next item with room in a stated preference order, so the item sum always equals the
-integer total that was allocated (totals are capped at 60 beforehand).
+(docs/simulation.md, "Illness effects"). Items never exceed 6; points that would overflow an
+item move to the next item with room in a stated preference order, so the item sum always
+equals the integer total that was allocated (totals are capped at 60 beforehand).
 """
 
 from __future__ import annotations

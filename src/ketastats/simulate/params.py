@@ -1,9 +1,10 @@
 """Parameters of the synthetic cohort generator: defaults, documentation and scenarios.
 
-Every default comes from ``research/domain.md`` section 6 (the parameter table) and carries
-its evidence tag: **[S]** read in a public source, **[D]** derived there by arithmetic or
-calibration, **[A]** an assumption (a tunable knob). :data:`PARAM_DOCS` holds one line per
-parameter; ``default_params()`` returns a fresh nested copy of the defaults.
+Every default, with its unit, source and plausible range, is documented in
+``docs/simulation.md`` ("Parameters") and carries its evidence tag: **[S]** read in a public
+source, **[D]** derived from such numbers by arithmetic or calibration, **[A]** an assumption
+(a tunable knob). :data:`PARAM_DOCS` holds one line per parameter; ``default_params()``
+returns a fresh nested copy of the defaults.
 
 Scenarios (:data:`SCENARIOS`) are sparse overrides applied on top of the defaults; a YAML
 file (``load_params``) may override any parameter on top of a scenario. Unknown keys are
@@ -195,14 +196,14 @@ DEFAULTS: dict[str, Any] = {
     },
 }
 
-#: One line per parameter: meaning, unit and evidence tag (domain.md section 6).
+#: One line per parameter: meaning, unit and evidence tag (sources: docs/simulation.md, "Parameters").
 PARAM_DOCS: dict[str, str] = {
     "cohort.baseline_profile": "'trial' N(32,5.5) in [20,60] or 'clinic' N(28,8) in [12,60] [S]",
-    "cohort.age_mean": "age mean, years; N(42,13) truncated 18-80, written 90+ if >= 90 [S: 6.1]",
-    "cohort.age_sd": "age SD, years [S: 6.1]",
-    "cohort.age_min": "age lower truncation, years [S: 6.1]",
-    "cohort.age_max": "age upper truncation, years [S: 6.1]",
-    "cohort.female_share": "share of women [S: 6.1]",
+    "cohort.age_mean": "age mean, years; N(42,13) truncated 18-80, written 90+ if >= 90 [S]",
+    "cohort.age_sd": "age SD, years [S]",
+    "cohort.age_min": "age lower truncation, years [S]",
+    "cohort.age_max": "age upper truncation, years [S]",
+    "cohort.female_share": "share of women [S]",
     "cohort.bmi_mean": "BMI mean kg/m2, N(29.5, 5) [S: Lii 2023]",
     "cohort.bmi_sd": "BMI SD kg/m2 [S]",
     "cohort.bmi_min": "BMI lower clip kg/m2 [A]",
@@ -211,9 +212,9 @@ PARAM_DOCS: dict[str, str] = {
     "cohort.benzodiazepine_share": "daily benzodiazepine use [S: Andrashko 2020 40%]",
     "cohort.benzodiazepine_high_dose_share": "share of BZD users >8 mg diazepam-eq. [S]",
     "cohort.antidepressant_share": "concurrent antidepressant [A]",
-    "schedule.planned_infusions": "infusions planned per course [S: 6.2]",
+    "schedule.planned_infusions": "infusions planned per course [S]",
     "schedule.end_of_course_visit": "rating-only visit after the last infusion [D]",
-    "schedule.thrice_weekly_share": "share on days 0,2,4,7,9,11 (else 0,3,7,10,14,17) [S: 1.1]",
+    "schedule.thrice_weekly_share": "share on days 0,2,4,7,9,11 (else 0,3,7,10,14,17) [S]",
     "schedule.dose_mg_kg": "standard dose, mg/kg over 40 min [S]",
     "schedule.escalated_dose_mg_kg": "dose after escalation [A]",
     "schedule.escalation_after_infusions": "escalation decided after this many infusions [A]",
@@ -227,8 +228,8 @@ PARAM_DOCS: dict[str, str] = {
     "schedule.hypertension_slowed_minutes": "minutes when slowed by hypertension [A]",
     "schedule.hypertension_dose_reduction": "dose reduction (mg/kg) at the next infusion [A]",
     "schedule.min_dose_mg_kg": "dose floor after reductions [S: range 0.3-1.0]",
-    "response.responder_share": "P(responder); 6.3 had 0.72, see _RECALIBRATION [D]",
-    "response.f_responder_mean": "f, responders: mean; 0.76 in 6.3, recalibrated [D]",
+    "response.responder_share": "P(responder); 0.72 before recalibration, see _RECALIBRATION [D]",
+    "response.f_responder_mean": "f, responders: mean; 0.76 before recalibration [D]",
     "response.f_responder_sd": "f, responders: SD [D]",
     "response.f_minimal_mean": "f, minimal improvers: mean [D; cf. O'Brien]",
     "response.f_minimal_sd": "f, minimal improvers: SD [D]",
@@ -236,7 +237,7 @@ PARAM_DOCS: dict[str, str] = {
     "response.f_max": "upper clip of f [A]",
     "response.k_median": "rate k per infusion, lognormal median [D]",
     "response.k_sigma": "rate k, lognormal sigma [D]",
-    "response.residual_sd": "within-person residual SD, MADRS points [D: 1.5]",
+    "response.residual_sd": "within-person residual SD, MADRS points [D: MADRS reliability]",
     "response.residual_ar1": "AR(1) correlation of residuals across sessions [A]",
     "response.benzodiazepine_high_f_multiplier": "f multiplier for >8 mg DZE BZD [S dir., A size]",
     "response.waning_per_day": "MADRS + per gap day beyond the grace days [D: relapse 18 d]",
@@ -247,8 +248,8 @@ PARAM_DOCS: dict[str, str] = {
     "illness.influenza_like_share": "febrile influenza-like share of ARI [S/A: 4% of swabs]",
     "illness.gastrointestinal_rate_per_year": "AGE onsets per person-year [S: 0.41-1.27]",
     "illness.other_febrile_rate_per_year": "other febrile illness (UTI etc.) per person-year [A]",
-    "illness.duration_mean_days": "mean symptomatic duration by type, days [S: 6.4]",
-    "illness.duration_gamma_shape": "gamma shape of durations [S: 6.4 shape 4]",
+    "illness.duration_mean_days": "mean symptomatic duration by type, days [S; other_febrile A]",
+    "illness.duration_gamma_shape": "gamma shape of durations (4: CV 0.5) [S: 1-2 weeks]",
     "illness.severity_probs": "severity mix at onset mild/moderate/severe [A]",
     "illness.onset_window_before_days": "onsets allowed this many days before day 0 [D]",
     "illness.report_sensitivity": "P(ill flag | truly ill at the session) [A]",
@@ -266,8 +267,8 @@ PARAM_DOCS: dict[str, str] = {
     "effects.carryover_window_days": "carry-over only within this many days of onset [A]",
     "effects.efficacy_multiplier_when_ill": "ill session's incremental drug effect x this [A]",
     "effects.il6_to_madrs_per_log": "MADRS per ln-unit of illness IL-6 pulse (mediation b) [A]",
-    "biomarkers.median": "baseline medians: IL-6/TNF/IL-1b pg/mL, CRP mg/L [S/D/A: 6.1]",
-    "biomarkers.log_sd": "baseline SD on the log scale [S/D/A: 6.1]",
+    "biomarkers.median": "baseline medians: IL-6/TNF/IL-1b pg/mL, CRP mg/L [S/D/A]",
+    "biomarkers.log_sd": "baseline SD on the log scale [S/D/A]",
     "biomarkers.corr_il6_crp": "corr(log IL-6, log CRP) [A]",
     "biomarkers.corr_il6_baseline_madrs": "corr(log IL-6, baseline MADRS) [A]",
     "biomarkers.noise_sd": "within-person noise, log scale [A]",
@@ -282,8 +283,8 @@ PARAM_DOCS: dict[str, str] = {
     "biomarkers.platform": "assay profile: 'hs' or 'standard_multiplex' [A/S]",
     "biomarkers.lod": (
         "limits of detection per platform [A]; standard_multiplex IL-6 1.4 pg/mL gives the "
-        "~35% non-detects of Thompson 2012 [S] with the hs IL-6 distribution (domain.md's "
-        "'~2 pg/mL' would give ~55%) [D]"
+        "~35% non-detects of Thompson 2012 [S] with the hs IL-6 distribution (the research "
+        "table's '~2 pg/mL' would give ~55%) [D]"
     ),
     "biomarkers.sampling_prob": "P(blood draw): baseline, end, reported ill, other [A]",
     "missingness.dropout_mechanism": "'mar' (last observed) or 'mnar' (unobserved next value) [A]",
@@ -299,14 +300,15 @@ PARAM_DOCS: dict[str, str] = {
     "scales.item_profile_concentration": "Dirichlet concentration of patient item profiles [A]",
 }
 
-#: Why two section-6.3 defaults differ from domain.md (responder_share 0.72 -> 0.75,
-#: f_responder_mean 0.76 -> 0.80, both inside the table's plausible ranges): the 6.3
+#: Why two ketamine-response defaults differ from the research table (responder_share 0.72 -> 0.75,
+#: f_responder_mean 0.76 -> 0.80, both inside the table's plausible ranges): its trajectory
 #: calibration ignored the benzodiazepine (f x0.7 in ~16% of patients), gap-day waning and
 #: sickness components, which together cost ~4 points of response after six infusions. With
-#: those three switched off this generator reproduces the 6.3 check (20,000 patients:
+#: those three switched off this generator reproduces that check (20,000 patients:
 #: response/remission after one 9.9%/2.5%, after six 61.5%/39.8%, mean change -17.6).
 #: With them on, the recalibrated values give after one 10.5%/2.6%, after six 63%/41%,
-#: mean change -18.1 (SD 10.5), median 3 infusions to response (tests/test_calibration.py).
+#: mean change -18.1 (SD 10.5), median 3 infusions to response (tests/test_calibration.py;
+#: docs/simulation.md, "Where the code differs from the research table").
 _RECALIBRATION = "responder_share 0.72->0.75, f_responder_mean 0.76->0.80"
 
 _NULL_EFFECTS = {
@@ -322,7 +324,7 @@ SCENARIOS: dict[str, dict] = {
     "null": {"effects": copy.deepcopy(_NULL_EFFECTS)},
     # direct sickness-behaviour shift on items 4-8 (+2) with carry-over; the defaults
     "sickness": {},
-    # sickness + an ill session's incremental drug effect x0.7 (domain.md 6.5 scenario B)
+    # sickness + an ill session's incremental drug effect x0.7 (scenario B, docs/simulation.md)
     "attenuation": {"effects": {"efficacy_multiplier_when_ill": 0.7}},
     # sickness + an ill session's incremental drug effect x1.2 (scenario C)
     "amplification": {"effects": {"efficacy_multiplier_when_ill": 1.2}},
@@ -378,7 +380,7 @@ _PROBABILITIES = (
 
 
 def default_params() -> dict:
-    """Return a fresh nested dict of the section-6 defaults (the ``sickness`` scenario).
+    """Return a fresh nested dict of the documented defaults (the ``sickness`` scenario).
 
     Each leaf is documented in :data:`PARAM_DOCS` under its dotted path (a dict-valued
     leaf such as ``effects.sickness_shift`` is documented as a whole).

@@ -7,7 +7,7 @@ Engines:
 ``"statsmodels"``
     :class:`statsmodels.regression.mixed_linear_model.MixedLM`, started from several
     optimizers; the best optimum is kept (statsmodels' own ``converged`` flag is not proof
-    of an optimum, see ``shared/reference/README.md``).
+    of an optimum, see docs/testing.md, "Known traps of statsmodels' MixedLM").
 ``"fast"``
     :mod:`ketastats.models.engines.fast_lmm`, the profiled-deviance engine of Bates et al. (2015) for
     up to three correlated random effects per group.

@@ -1,0 +1,1 @@
+"""One module per config `kind:`, named as the kind."""

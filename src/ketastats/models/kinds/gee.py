@@ -1,8 +1,8 @@
-"""Marginal model of a score by GEE: the MMRM analogue (kind ``gee``).
+"""Marginal model of a score by GEE (kind ``gee``): valid under MCAR dropout; kind ``mmrm`` is the likelihood MMRM.
 
 The mixed-model repeated-measures analysis (MMRM) of visit-based trials models the mean
 of the score at each visit (session as a categorical fixed effect) with an unstructured
-covariance across visits (domain.md 4.1). Its population-averaged counterpart here is a
+covariance across visits (docs/statistics.md, "Primary model"). Its population-averaged counterpart here is a
 linear **GEE** (Liang & Zeger 1986) with an **unstructured working correlation** across
 sessions, an identity link and robust (sandwich) standard errors:
 
@@ -175,8 +175,8 @@ def fit(
         ),
         "estimands": record,
         "estimand_scale": "population-averaged (marginal) difference in score points",
-        "analysis_role": "MMRM analogue: one mean per session, unstructured correlation across sessions, "
-        "robust SEs; valid under MCAR dropout (the mixed model under MAR)",
+        "analysis_role": "marginal model: one mean per session, working correlation across sessions, "
+        "robust SEs; valid under MCAR dropout (the likelihood MMRM under MAR)",
         "messages": msgs,
         "design": design_of(rows, formula, None, group, list(x_df.columns), centre=spec.get("centre") or ()),
     }

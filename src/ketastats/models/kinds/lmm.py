@@ -1,6 +1,6 @@
 """Kind ``lmm``: a linear mixed model of a score (the primary model and its variants).
 
-The primary model (domain.md 4.1-4.2) is
+The primary model (docs/statistics.md, "Primary model") is
 
     score_ij = b0 + f(progress_ij) + b_gap days_since_prev_ij + b_base score_baseline_i
                + b_W ill_within_ij + b_B ill_between_i + b_lag ill_lag1_ij
