@@ -20,6 +20,7 @@ from ketastats.simulate import (
     simulate_to_dir,
     write_cohort,
 )
+from ketastats.simulate.decisions import DECISION_COLUMNS
 from ketastats.simulate.items import allocate_items, fill_overflow, stochastic_round
 from ketastats.simulate.params import PARAM_DOCS
 
@@ -109,7 +110,8 @@ def test_patient_ids_are_random_hex_tokens_from_the_seed(cohort):
 def test_every_scenario_runs_and_records_itself(scenario):
     c = simulate_cohort(150, seed=3, scenario=scenario)
     assert c.scenario == scenario and c.truth["scenario"] == scenario
-    assert tuple(c.sessions.columns) == SESSION_COLUMNS
+    extra = DECISION_COLUMNS if c.params["decisions"]["record_planned_illness"] else ()
+    assert tuple(c.sessions.columns) == SESSION_COLUMNS + extra
     assert c.params == resolve_params(scenario)
     assert len(c.truth["patients"]) == 150
 

@@ -298,6 +298,22 @@ def _build_columns() -> dict[str, ColumnSpec]:
                    "otherwise.", "days", 0, 365),
         ColumnSpec("dose_changed", "binary", "treatment",
                    "The dose differs from the previous infusion (1) or not (0).", "", 0, 1),
+        ColumnSpec("planned_ill", "binary", "treatment",
+                   "Postponed infusion: the patient was acutely ill on the planned day (1) or "
+                   "it was postponed for another reason (0); only when postponed = 1.", "", 0, 1),
+        ColumnSpec("planned_illness_type", "category", "treatment",
+                   "Postponed infusion: kind of the illness on the planned day (the reason); "
+                   "only when planned_ill = 1.", levels=ILLNESS_TYPES),
+        ColumnSpec("planned_illness_severity", "category", "treatment",
+                   "Postponed infusion: severity of the illness on the planned day; only when "
+                   "planned_ill = 1.", levels=SEVERITIES),
+        ColumnSpec("planned_days_since_onset", "int", "treatment",
+                   "Postponed infusion: days from illness onset to the planned day; only when "
+                   "planned_ill = 1.", "days", 0, 60),
+        ColumnSpec("planned_illness_medication", "binary", "treatment",
+                   "Postponed infusion: on illness medication (antipyretic, NSAID, steroid or "
+                   "antibiotic) on the planned day (1) or not (0); only when planned_ill = 1.",
+                   "", 0, 1),
         ColumnSpec("sbp_pre", "float", "treatment", "Systolic blood pressure before infusion.",
                    "mmHg", 50, 260),
         ColumnSpec("dbp_pre", "float", "treatment", "Diastolic blood pressure before infusion.",

@@ -335,6 +335,71 @@ def _tipping_point(m: Mapping[str, Any]) -> MethodDescription:
     )
 
 
+def _decision(m: Mapping[str, Any]) -> MethodDescription:
+    spec = m.get("spec") or {}
+    est = str(m.get("estimator") or spec.get("estimator") or "aipw")
+    conf = spec.get("confounders") or []
+    ps = spec.get("propensity_terms") or conf
+    om = spec.get("outcome_terms") or conf
+    truncate = spec.get("truncate")
+    trunc = (
+        f", truncated at the {100 * float(truncate[0]):g}th and {100 * float(truncate[1]):g}th percentiles"
+        if truncate else ""
+    )
+    model = {
+        "ipw": "inverse-probability weighting [hernan2020] with stabilized weights [cole2008]" + trunc,
+        "gformula": "the parametric g-formula [hernan2020]: an outcome regression in each arm, each decision "
+        "point's predictions under both decisions averaged over all points",
+        "aipw": "the doubly robust augmented inverse-probability-weighted estimator [bang2005], consistent when "
+        "either the propensity or the outcome model is right",
+    }.get(est, _e(est))
+    se = {
+        "ipw": "cluster-robust sandwich standard errors (patients as clusters) of the weighted regression of the "
+        "outcome on the decision, the weights treated as known (conservative)",
+        "gformula": "cluster-robust sandwich standard errors (patients as clusters) by the delta method on the "
+        "stacked estimating equations of the outcome regressions and the standardized mean",
+        "aipw": "cluster-robust sandwich standard errors (patients as clusters) of the mean of the AIPW "
+        "pseudo-outcomes (the influence function)",
+    }.get(est, "")
+    return MethodDescription(
+        model=(
+            "a sequential target-trial emulation [hernan2016]: each scheduled infusion (from the second) at "
+            "which the patient was acutely ill is one trial of the decision taken there (postpone versus give "
+            "as planned; a reduced versus the usual dose), analysed by " + model
+        ),
+        formula=(
+            f"<code>decision ~ {_e(' + '.join(ps))}</code> (propensity, logistic); "
+            f"<code>outcome ~ {_e(' + '.join(om))}</code> (outcome, per arm; linear, logistic for response)"
+        ),
+        random="",
+        estimation="maximum likelihood with statsmodels GLM [seabold2010]",
+        se_method=se,
+        inference=_df(m),
+        extra=(
+            "Diagnostics: propensity overlap, standardized mean differences before and after weighting "
+            "[austin2015], effective sample sizes and the largest weights; a decision is skipped, with the "
+            "reason, when positivity fails."
+        ),
+    )
+
+
+def _illness_by(m: Mapping[str, Any]) -> MethodDescription:
+    spec = m.get("spec") or {}
+    by = ", ".join(_e(b).replace("_", " ") for b in spec.get("by") or [])
+    return MethodDescription(
+        model=(
+            "the primary linear mixed model [laird1982] refitted once per grouping (" + by + ") with the "
+            "within-person illness term split into one person-mean-centred indicator per level [curran2011]"
+        ),
+        formula=_formula(m),
+        random=_random(m),
+        estimation=f"{_reml(m)} with {_engine(m)}",
+        se_method=_MODEL_BASED_SE + "; the global test that every level's effect is equal is a Wald "
+        "chi-squared test from the fixed effects' covariance",
+        inference=_df(m),
+    )
+
+
 #: kind -> function(model JSON) -> MethodDescription
 DESCRIBERS: dict[str, Callable[[Mapping[str, Any]], MethodDescription]] = {
     "lmm": _lmm,
@@ -348,6 +413,8 @@ DESCRIBERS: dict[str, Callable[[Mapping[str, Any]], MethodDescription]] = {
     "lmm_mi": _lmm_mi,
     "tipping_point": _tipping_point,
     "mmrm": _mmrm,
+    "decision": _decision,
+    "illness_by": _illness_by,
 }
 
 

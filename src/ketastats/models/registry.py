@@ -325,6 +325,70 @@ _KINDS = (
     ),
 )
 
+def _decision_fields(where: str, spec: Mapping[str, Any]) -> list[str]:
+    problems = []
+    truncate = spec.get("truncate")
+    if truncate is not None and not (0 <= float(truncate[0]) < float(truncate[1]) <= 1):
+        problems.append(f"{where}.truncate: two percentiles (fractions) lo < hi in [0, 1], e.g. [0.01, 0.99]; "
+                        "null = no truncation.")
+    lo, hi = (float(x) for x in spec["propensity_range"])
+    if not 0 <= lo < hi <= 1:
+        problems.append(f"{where}.propensity_range: lo < hi in [0, 1], e.g. [0.025, 0.975].")
+    known = set(_DECISION_CONFOUNDERS)
+    for key in ("confounders", "propensity_terms", "outcome_terms"):
+        unknown = [t for t in spec.get(key) or [] if t not in known]
+        if unknown:
+            problems.append(f"{where}.{key}: {', '.join(map(repr, unknown))} not a confounder; use "
+                            f"{', '.join(_DECISION_CONFOUNDERS)}.")
+    return problems
+
+
+#: confounders of kind decision (ketastats.decisions.points.CONFOUNDERS; plain Python here)
+_DECISION_CONFOUNDERS = (
+    "severity", "illness_type", "febrile", "days_since_onset", "previous_score", "baseline_score", "progress",
+    "days_since_previous", "illness_medication", "baseline_log_il6", "baseline_log_crp",
+)  # fmt: skip
+
+_KINDS = (
+    *_KINDS,
+    Kind(
+        "decision",
+        "When a patient is ill at a scheduled infusion: the effect of postponing it, and of a reduced dose, "
+        "on the next rating (sequential target-trial emulation; IPW, g-formula or AIPW).",
+        {
+            "estimator": "aipw",
+            "decisions": ["postpone", "reduced_dose"],
+            "outcomes": ["next", "end", "response_next", "response_end"],
+            "confounders": list(_DECISION_CONFOUNDERS),
+            "propensity_terms": None,
+            "outcome_terms": None,
+            "truncate": [0.01, 0.99],
+            "min_per_arm": 20,
+            "min_per_stratum": 20,
+            "propensity_range": [0.025, 0.975],
+            "max_share_outside": 0.5,
+            "illness_term": None,
+            "df_method": "normal",
+        },
+        checks=(_decision_fields,),
+        needs_outcome=False,
+    ),
+    Kind(
+        "illness_by",
+        "The primary model with the within-person illness term split by illness type, severity and febrile "
+        "status (one refit per grouping), with a global test of equal effects.",
+        {
+            "outcome": "score",
+            "fixed": list(_PRIMARY_FIXED),
+            "random": ["progress"],
+            "by": ["illness_type", "illness_severity", "febrile"],
+            "split_term": "ill_within",
+            "min_sessions": 20,
+            "illness_term": None,
+        },
+    ),
+)
+
 #: every kind of model, by its config name
 REGISTRY: dict[str, Kind] = {k.name: k for k in _KINDS}
 

@@ -22,6 +22,28 @@ REFERENCES: dict[str, str] = {
         "Montgomery, S. A., & Åsberg, M. (1979). A new depression scale designed to be sensitive to "
         "change. British Journal of Psychiatry, 134(4), 382-389. https://doi.org/10.1192/bjp.134.4.382"
     ),
+    "hernan2020": (
+        "Hernán, M. A., & Robins, J. M. (2020). Causal Inference: What If. Boca Raton: Chapman & Hall/CRC."
+    ),
+    "hernan2016": (
+        "Hernán, M. A., & Robins, J. M. (2016). Using big data to emulate a target trial when a randomized "
+        "trial is not available. American Journal of Epidemiology, 183(8), 758-764. "
+        "https://doi.org/10.1093/aje/kwv254"
+    ),
+    "cole2008": (
+        "Cole, S. R., & Hernán, M. A. (2008). Constructing inverse probability weights for marginal "
+        "structural models. American Journal of Epidemiology, 168(6), 656-664. "
+        "https://doi.org/10.1093/aje/kwn164"
+    ),
+    "bang2005": (
+        "Bang, H., & Robins, J. M. (2005). Doubly robust estimation in missing data and causal inference "
+        "models. Biometrics, 61(4), 962-973. https://doi.org/10.1111/j.1541-0420.2005.00377.x"
+    ),
+    "austin2015": (
+        "Austin, P. C., & Stuart, E. A. (2015). Moving towards best practice when using inverse probability "
+        "of treatment weighting (IPTW) using the propensity score to estimate causal treatment effects in "
+        "observational studies. Statistics in Medicine, 34(28), 3661-3679. https://doi.org/10.1002/sim.6607"
+    ),
     "laird1982": (
         "Laird, N. M., & Ware, J. H. (1982). Random-effects models for longitudinal data. Biometrics, "
         "38(4), 963-974. https://doi.org/10.2307/2529876"

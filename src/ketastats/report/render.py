@@ -28,6 +28,7 @@ from ..models.counted import mask_numbers
 from ..tablecsv import write_csv
 from .catalog import TABLES
 from .chromium import CHROMIUM_ARGS, find_chromium
+from .decision_figures import by_illness_figure, love_figure, overlap_figure
 from .diagnostics import model_diagnostics
 from .figures import (
     FIGURES,
@@ -207,6 +208,11 @@ def _figures(
             score=ins["name"], score_label=ins["short"], unit=ins["unit"],
         ),
         "illness_timeline": lambda: illness_timeline_figure(sessions, results.get("illness")),
+        "decision_overlap": lambda: overlap_figure(results.get("decisions")),
+        "decision_balance": lambda: love_figure(results.get("decisions")),
+        "by_illness": lambda: by_illness_figure(
+            results.get("decisions"), mcid=primary_mcid, score=ins["short"], level=level
+        ),
         "cytokines": lambda: cytokine_figure(sessions, results["cytokines"]),
         "forest": lambda: forest_figure(
             results["illness_effects"],

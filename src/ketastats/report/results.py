@@ -45,6 +45,7 @@ from scipy import stats
 from ..identifiers import redact_provenance
 from ..models.counted import fill, mask_numbers
 from ..models.result import ModelResult
+from .decisions import decision_diagnostics, decision_section
 from .estimands import estimand_table
 from .methods import methods_section
 from .sensitivity import sensitivity_section
@@ -133,8 +134,9 @@ def model_illness_effect(model: Mapping[str, Any]) -> dict[str, Any] | None:
 
 
 #: per-patient and per-row blocks (and the exact counts of texts) kept in the model JSONs but
-#: not copied into results.json: a model's design holds the rows it analysed
-_PER_PATIENT = ("blups", "predicted_effects", "counted_text", "design")
+#: not copied into results.json: a model's design holds the rows it analysed; a decision model's
+#: balance table and propensity histogram are released by the decision section instead
+_PER_PATIENT = ("blups", "predicted_effects", "counted_text", "design", "overlap", "balance")
 #: order of the analyses in tables and the forest plot
 _ROLE_ORDER = {"primary": 0, "sensitivity": 1, "secondary": 2}
 
@@ -1035,6 +1037,7 @@ def build_results(
         },
         "cytokines": _cytokines(sessions, layer),
         "data_flow": _data_flow(received, sessions, models, layer),
+        "decisions": decision_diagnostics(models, layer),
     }
     pending["models"] = {
         name: _release_model(name, _model_view(name, models[name]), models[name], layer) for name in _ordered(models)
@@ -1091,6 +1094,9 @@ def build_results(
         results["multiplicity"] = None
     else:
         results["multiplicity"] = adjust_families(models)
+    results["decisions"] = decision_section(
+        views, released["decisions"], mcid=mcid, score=instrument["short"], level=level
+    )
     results["sensitivity"] = sensitivity_section(results)
     results["suppression"] = layer.log.to_dict()
     results["methods"] = methods_section(results)

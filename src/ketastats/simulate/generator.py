@@ -132,6 +132,7 @@ _STREAMS = (
     "missing",
     "dropout",
     "scales",
+    "decisions",  # last: the earlier streams are the same with or without it (SeedSequence.spawn)
 )
 
 
@@ -350,6 +351,12 @@ def simulate_cohort(
     sim = _simulate(n, p, rng)
     sessions = _session_table(sim, p)
     truth = _truth(sim, p, scenario=scenario, seed=int(seed), n=n)
+    if p["decisions"]["policy"] != "rule" or p["decisions"]["record_planned_illness"]:
+        from ketastats.simulate.decisions import decision_truth, planned_illness_columns
+
+        truth["effects"]["decisions"] = decision_truth(sim, p)
+        if p["decisions"]["record_planned_illness"]:
+            sessions = planned_illness_columns(sessions, sim)
     return SimulatedCohort(
         sessions=sessions, truth=truth, params=p, seed=int(seed), scenario=scenario
     )
@@ -433,6 +440,13 @@ def _simulate(n: int, p: dict, rng: dict) -> dict:
     u_ht = r.random((n, n_vis))
     rr = rng["residual"]
     innov = rr.standard_normal((n, n_vis)) * float(rs["residual_sd"])
+    dc = p["decisions"]
+    logistic = dc["policy"] == "logistic"
+    u_reduce = rng["decisions"].random((n, n_vis)) if logistic else None
+    reduced = np.zeros((n, n_vis), dtype=bool)
+    ep_plan = np.full((n, n_vis), -1, dtype=np.int64)
+    decision_shift = np.zeros((n, n_vis))
+    resid = np.zeros((n, n_vis))
     rho = float(rs["residual_ar1"])
 
     sev_shift = np.array([float(ef["sickness_shift"][s]) for s in SEVERITIES])
@@ -485,14 +499,25 @@ def _simulate(n: int, p: dict, rng: dict) -> dict:
         infusion = v < n_inf
         if infusion:
             e0 = ep.dominant(t_plan.astype(float))
+            ep_plan[:, v] = e0
             sick0 = e0 >= 0
             pprob = np.where(
                 sick0,
                 np.where(ep.febrile[np.maximum(e0, 0)], pp_feb, pp_sev[ep.sev[np.maximum(e0, 0)]]),
                 0.0,
             )
+            if logistic:
+                from ketastats.simulate.decisions import decision_probability, observed_rating
+
+                previous = base if v == 0 else observed_rating(
+                    core[:, v - 1], direct[:, v - 1] + carry[:, v - 1] + mediated[:, v - 1]
+                )
+                pprob = np.where(sick0, decision_probability(dc, "postpone", ep, e0, previous), 0.0)
+                rprob = np.where(sick0, decision_probability(dc, "reduce", ep, e0, previous), 0.0)
             postponed[:, v] = sick0 & (u_post[:, v] < pprob)
             delay[:, v] = np.where(postponed[:, v], post_len[:, v], 0)
+            if logistic and v > 0:  # the first infusion has no usual dose to reduce from
+                reduced[:, v] = sick0 & ~postponed[:, v] & (u_reduce[:, v] < rprob)
         day[:, v] = t_plan + delay[:, v]
         t = day[:, v].astype(float)
         e = ep.dominant(t)
@@ -520,7 +545,13 @@ def _simulate(n: int, p: dict, rng: dict) -> dict:
         prog[:, v] = p_cur
         prog0[:, v] = p0_cur
         eps = innov[:, 0] if v == 0 else rho * eps + np.sqrt(1 - rho**2) * innov[:, v]
+        resid[:, v] = eps
         core[:, v] = base - bf * p_cur + waning[:, v] + eps
+        if logistic and v > 0:
+            decision_shift[:, v] = float(dc["postpone_shift_next"]) * postponed[:, v - 1] + float(
+                dc["reduced_dose_shift_next"]
+            ) * reduced[:, v - 1]
+            core[:, v] = core[:, v] + decision_shift[:, v]
         if infusion:
             # escalation is decided on the rating after `escalation_after_infusions` infusions
             if v == int(sc["escalation_after_infusions"]) and v > 0:
@@ -532,6 +563,10 @@ def _simulate(n: int, p: dict, rng: dict) -> dict:
                 )
                 cur_dose = np.where(esc, float(sc["escalated_dose_mg_kg"]), cur_dose)
             dose[:, v] = cur_dose
+            if logistic:
+                dose[:, v] = np.where(
+                    reduced[:, v], np.round(cur_dose * float(dc["reduced_dose_factor"]), 2), cur_dose
+                )
             p_ht = float(sc["hypertension_event_prob"]) * age_factor
             if v < 3:
                 p_ht = p_ht * float(sc["hypertension_early_multiplier"])
@@ -554,6 +589,15 @@ def _simulate(n: int, p: dict, rng: dict) -> dict:
             p_cur = p_cur + w0 * np.where(ill, ill_mult, 1.0) * incr
 
     out.update(
+        post_len=post_len,
+        u_post=u_post,
+        u_esc=u_esc,
+        u_reduce=u_reduce,
+        reduced=reduced,
+        ep_plan=ep_plan,
+        decision_shift=decision_shift,
+        resid=resid,
+        log_peak=log_peak,
         planned=planned,
         day=day,
         postponed=postponed,
@@ -573,6 +617,8 @@ def _simulate(n: int, p: dict, rng: dict) -> dict:
         core=core,
     )
     out["expected"] = base[:, None] - bf[:, None] * prog + waning + direct + carry + mediated
+    if logistic:
+        out["expected"] = out["expected"] + decision_shift
     out["efficacy_shift"] = bf[:, None] * (prog0 - prog)
 
     # ---- MADRS items and totals (complete data, before missingness)

@@ -194,6 +194,30 @@ DEFAULTS: dict[str, Any] = {
         "item_profile": [3.6, 4.0, 3.3, 3.2, 2.2, 3.2, 3.4, 3.8, 3.0, 1.8],
         "item_profile_concentration": 40.0,
     },
+    # the clinic's decision when a patient is ill at a scheduled infusion (issue 17); the
+    # defaults keep the original rule (illness.postpone_prob) and add nothing
+    "decisions": {
+        "policy": "rule",
+        "madrs_centre": 25.0,
+        "postpone_logit": {
+            "intercept": 0.0,
+            "moderate": 0.0,
+            "severe": 0.0,
+            "febrile": 0.0,
+            "per_point_previous_madrs": 0.0,
+        },
+        "reduce_logit": {
+            "intercept": 0.0,
+            "moderate": 0.0,
+            "severe": 0.0,
+            "febrile": 0.0,
+            "per_point_previous_madrs": 0.0,
+        },
+        "reduced_dose_factor": 1.0,
+        "postpone_shift_next": 0.0,
+        "reduced_dose_shift_next": 0.0,
+        "record_planned_illness": False,
+    },
 }
 
 #: One line per parameter: meaning, unit and evidence tag (sources: docs/simulation.md, "Parameters").
@@ -298,6 +322,28 @@ PARAM_DOCS: dict[str, str] = {
     "scales.qids_noise_sd": "QIDS-SR16 noise SD around the range-scaled latent severity [A]",
     "scales.item_profile": "mean MADRS item profile (relative weights, items 1-10) [A]",
     "scales.item_profile_concentration": "Dirichlet concentration of patient item profiles [A]",
+    "decisions.policy": (
+        "'rule': postpone with illness.postpone_prob, never reduce the dose; 'logistic': "
+        "postpone and reduce the dose by the logits below [A]"
+    ),
+    "decisions.madrs_centre": "previous MADRS at which the logits' intercepts apply [A]",
+    "decisions.postpone_logit": (
+        "P(postpone | ill at the planned day): logit = intercept + moderate/severe + febrile "
+        "+ per_point_previous_madrs x (previous rating - centre) [A]"
+    ),
+    "decisions.reduce_logit": (
+        "P(reduced dose | ill and not postponed), same terms (policy 'logistic') [A]"
+    ),
+    "decisions.reduced_dose_factor": "a reduced dose is the usual dose x this, that infusion only [A]",
+    "decisions.postpone_shift_next": (
+        "MADRS shift at the rating after a postponed infusion, on top of what the later day "
+        "changes (illness resolved, waning) [A]"
+    ),
+    "decisions.reduced_dose_shift_next": "MADRS shift at the rating after a reduced-dose infusion [A]",
+    "decisions.record_planned_illness": (
+        "write planned_ill, planned_illness_type/severity/days_since_onset/medication: the "
+        "illness at the planned day of a postponed infusion [A]"
+    ),
 }
 
 #: Why two ketamine-response defaults differ from the research table (responder_share 0.72 -> 0.75,
@@ -317,6 +363,16 @@ _NULL_EFFECTS = {
     "efficacy_multiplier_when_ill": 1.0,
     "il6_to_madrs_per_log": 0.0,
 }
+
+def _scenario_file(name: str) -> dict:
+    """A scenario kept in its own file, ``simulate/<name>.yaml`` (sparse overrides, commented)."""
+    from pathlib import Path
+
+    from ketastats.safeyaml import load_yaml
+
+    path = Path(__file__).with_name(f"{name}.yaml")
+    return load_yaml(path.read_text(encoding="utf-8"), source=str(path))
+
 
 #: Named scenarios: sparse overrides on top of :data:`DEFAULTS` (which is ``sickness``).
 SCENARIOS: dict[str, dict] = {
@@ -354,9 +410,12 @@ SCENARIOS: dict[str, dict] = {
     "clinic": {"cohort": {"baseline_profile": "clinic"}},
     # standard multiplex assay: IL-6 LOD 1.4 pg/mL, ~35% non-detects (Thompson 2012)
     "standard_multiplex": {"biomarkers": {"platform": "standard_multiplex"}},
+    # proceed, postpone or reduce the dose (issue 17): ketastats.simulate.decisions
+    "decisions": _scenario_file("decisions"),
 }
 
 _CHOICES = {
+    "decisions.policy": ("rule", "logistic"),
     "cohort.baseline_profile": ("trial", "clinic"),
     "biomarkers.platform": ("hs", "standard_multiplex"),
     "missingness.dropout_mechanism": ("mar", "mnar"),
@@ -482,6 +541,9 @@ def _check_values(params: dict, where: str) -> None:
         raise ConfigError(f"{where}: 'illness.severity_probs' must sum to 1; got {sev}.")
     if params["illness"]["postpone_days_min"] > params["illness"]["postpone_days_max"]:
         raise ConfigError(f"{where}: 'illness.postpone_days_min' exceeds 'postpone_days_max'.")
+    factor = float(params["decisions"]["reduced_dose_factor"])
+    if not 0.0 < factor <= 1.0:
+        raise ConfigError(f"{where}: 'decisions.reduced_dose_factor' must be in (0, 1]; got {factor!r}.")
     if len(params["scales"]["item_profile"]) != 10:
         raise ConfigError(f"{where}: 'scales.item_profile' needs 10 values (MADRS items 1-10).")
 

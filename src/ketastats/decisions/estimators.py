@@ -1,0 +1,403 @@
+"""Effect of a decision at ill infusions: naive, IPW, g-formula and AIPW, with patient-clustered SEs.
+
+Every estimator takes the analysis set of one decision and one outcome: the eligible points
+(:func:`ketastats.decisions.points.decision_points`) with the decision, the outcome and every
+confounder observed. ``A`` is the decision (1 = postpone, or 1 = reduced dose), ``Y`` the
+outcome, ``X`` the confounders (numeric as they are, categories as indicator columns). The
+target is the average effect among eligible points, ``psi = E[Y(1) - Y(0)]`` (points of one
+patient are separate "trials" of a sequential target-trial emulation).
+
+``naive``
+    difference of the mean outcomes (OLS of Y on A); confounded, shown for contrast.
+``ipw``
+    Hajek inverse-probability weighting: the propensity ``e(X) = P(A = 1 | X)`` by logistic
+    regression (statsmodels GLM), stabilized weights ``P(A = a) / P(A = a | X)`` (Cole & Hernan
+    2008) truncated at the 1st and 99th percentiles (``truncate``), and the weighted difference
+    of means as the A coefficient of a weighted regression of Y on A. SE: the cluster-robust
+    sandwich of that weighted regression (patients as clusters), treating the weights as known
+    (as ``survey::svyglm`` and ``geepack::geeglm`` do), which is conservative for this estimand.
+``gformula``
+    the parametric g-formula: an outcome regression per decision arm (linear for a score,
+    logistic for response, statsmodels GLM), each point's predictions under both decisions,
+    averaged over all points. SE: the delta method on the stacked estimating equations (the
+    outcome regressions and the mean), summed within patients: exact to first order, no
+    bootstrap.
+``aipw``
+    augmented IPW (Bang & Robins 2005): the mean of ``m1 - m0 + A (Y - m1) / e - (1 - A) (Y -
+    m0) / (1 - e)``, with the propensity (untruncated) and the per-arm outcome regressions above.
+    Consistent when either model is right. SE: the sandwich of that mean, summed within
+    patients (the influence function; the nuisance models' estimation adds nothing to first
+    order when both are right).
+
+Each returns :class:`Estimate`. The propensity is refused (:class:`NotEstimable`) when an arm
+has fewer than ``min_per_arm`` points or most points' propensities are outside
+``propensity_range`` (positivity fails): the analysis then says why instead of giving a number.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from ..exceptions import KetastatsError
+from .points import CATEGORICAL
+
+__all__ = [
+    "ESTIMATORS",
+    "Estimate",
+    "NotEstimable",
+    "design_matrix",
+    "estimate",
+    "fit_outcome_models",
+    "fit_propensity",
+    "stabilized_weights",
+]
+
+ESTIMATORS = ("naive", "ipw", "gformula", "aipw")
+
+
+class NotEstimable(KetastatsError):
+    """The data cannot support the contrast (positivity, too few points); the message says why.
+
+    Counts quoted in the message are given as keyword arguments and named ``{name}`` in it, so
+    that a report can suppress small ones.
+    """
+
+    def __init__(self, template: str, **counts: int):
+        self.template = template
+        self.counts = {k: int(v) for k, v in counts.items()}
+        super().__init__(template.format(**self.counts) if self.counts else template)
+
+
+@dataclass
+class Estimate:
+    """One estimator's effect: the difference ``E[Y(1)] - E[Y(0)]`` among eligible points."""
+
+    estimator: str
+    estimate: float
+    se: float
+    ci_low: float
+    ci_high: float
+    p_value: float
+    n_points: int
+    n_patients: int
+    n_treated: int
+    n_control: int
+    mean_treated: float | None = None
+    mean_control: float | None = None
+    se_method: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# ------------------------------------------------------------------------------ design
+
+
+def design_matrix(points: pd.DataFrame, terms: Sequence[str]) -> pd.DataFrame:
+    """Intercept, numeric terms as they are and categorical terms as indicators (first level the reference).
+
+    Columns that are constant, or linear combinations of earlier ones (``febrile`` next to the
+    illness types, a level nobody has), are dropped, so the design has full column rank.
+    """
+    cols: dict[str, np.ndarray] = {"const": np.ones(len(points))}
+    for term in terms:
+        if term in CATEGORICAL:
+            values = points[term].astype(object)
+            levels = [lv for lv in CATEGORICAL[term] if (values == lv).any()]
+            levels += sorted({str(v) for v in values.dropna()} - set(levels))
+            for lv in levels[1:]:
+                cols[f"{term}[{lv}]"] = (values == lv).to_numpy(dtype=float)
+        else:
+            cols[term] = pd.to_numeric(points[term], errors="coerce").to_numpy(dtype=float)
+    X = pd.DataFrame(cols, index=points.index)
+    return X[independent_columns(X)]
+
+
+def independent_columns(X: pd.DataFrame, tol: float = 1e-9) -> list[str]:
+    """The columns of ``X`` kept by a greedy rank check, in order (the intercept first)."""
+    keep: list[str] = []
+    basis = np.zeros((len(X), 0))
+    for c in X.columns:
+        x = X[c].to_numpy(dtype=float)
+        if not np.all(np.isfinite(x)):
+            continue
+        scale = np.linalg.norm(x)
+        if scale == 0:
+            continue
+        r = x / scale
+        if basis.shape[1]:
+            r = r - basis @ (basis.T @ r)
+            r = r - basis @ (basis.T @ r)
+        norm = np.linalg.norm(r)
+        if norm > tol * 1e3:
+            basis = np.column_stack([basis, r / norm])
+            keep.append(c)
+    return keep
+
+
+# ------------------------------------------------------------------------------ models
+
+
+def _glm(y: np.ndarray, X: np.ndarray, binary: bool, weights: np.ndarray | None = None):
+    import statsmodels.api as sm
+    from statsmodels.tools.sm_exceptions import ConvergenceWarning, PerfectSeparationWarning
+
+    family = sm.families.Binomial() if binary else sm.families.Gaussian()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", (ConvergenceWarning, PerfectSeparationWarning, RuntimeWarning))
+        model = sm.GLM(y, X, family=family, var_weights=weights)
+        return model.fit(maxiter=100)
+
+
+@dataclass
+class Propensity:
+    """The propensity model: P(A = 1 | X) per point and the fit behind it."""
+
+    e: np.ndarray
+    columns: list[str]
+    params: np.ndarray
+    converged: bool
+
+
+def fit_propensity(A: np.ndarray, X: pd.DataFrame) -> Propensity:
+    """Logistic regression of the decision on the confounders (statsmodels GLM, Binomial)."""
+    res = _glm(A, X.to_numpy(dtype=float), binary=True)
+    e = np.asarray(res.fittedvalues, dtype=float)
+    return Propensity(e=e, columns=list(X.columns), params=np.asarray(res.params), converged=bool(res.converged))
+
+
+def stabilized_weights(A: np.ndarray, e: np.ndarray, truncate: Sequence[float] | None) -> tuple[np.ndarray, dict]:
+    """``P(A = a) / P(A = a | X)``, truncated at the given percentiles of the weights (fractions)."""
+    p1 = float(np.mean(A))
+    w = np.where(A == 1, p1 / e, (1 - p1) / (1 - e))
+    info: dict[str, Any] = {"truncate": list(truncate) if truncate else None, "n_truncated": 0}
+    if truncate:
+        lo, hi = np.quantile(w, [float(truncate[0]), float(truncate[1])])
+        info.update(bounds=[float(lo), float(hi)], n_truncated=int(np.sum((w < lo) | (w > hi))))
+        w = np.clip(w, lo, hi)
+    return w, info
+
+
+@dataclass
+class OutcomeModels:
+    """Per-arm outcome regressions and each point's predictions under both decisions."""
+
+    m1: np.ndarray
+    m0: np.ndarray
+    fits: dict[int, Any]
+    columns: dict[int, list[str]]
+    binary: bool
+
+
+def fit_outcome_models(Y: np.ndarray, A: np.ndarray, X: pd.DataFrame, binary: bool) -> OutcomeModels:
+    """Outcome regression within each arm (columns without variation in an arm are dropped there)."""
+    preds, fits, columns = {}, {}, {}
+    for a in (0, 1):
+        rows = A == a
+        keep = independent_columns(X.loc[rows])
+        Xa = X[keep].to_numpy(dtype=float)
+        res = _glm(Y[rows], Xa[rows], binary=binary)
+        fits[a], columns[a] = res, keep
+        preds[a] = np.asarray(res.model.predict(res.params, Xa), dtype=float)
+    return OutcomeModels(m1=preds[1], m0=preds[0], fits=fits, columns=columns, binary=binary)
+
+
+# ------------------------------------------------------------------------------ variance
+
+
+def cluster_se(contrib: np.ndarray, groups: np.ndarray) -> float:
+    """sqrt(sum over patients of (sum of the patient's contributions)^2): the clustered sandwich."""
+    sums = pd.Series(contrib).groupby(groups).sum().to_numpy()
+    return float(math.sqrt(np.sum(sums**2)))
+
+
+def _wald(est: float, se: float, alpha: float) -> tuple[float, float, float]:
+    if not (np.isfinite(est) and np.isfinite(se)) or se <= 0:
+        return math.nan, math.nan, math.nan
+    z = stats.norm.ppf(1 - alpha / 2)
+    p = float(2 * stats.norm.sf(abs(est / se)))
+    return est - z * se, est + z * se, p
+
+
+def _weighted_difference(Y, A, w, groups):
+    """A coefficient of the weighted regression of Y on (1, A), with its cluster-robust SE."""
+    X = np.column_stack([np.ones_like(A, dtype=float), A.astype(float)])
+    res = _glm(Y, X, binary=False, weights=w)
+    beta = np.asarray(res.params)
+    resid = Y - X @ beta
+    bread = np.linalg.inv((X * w[:, None]).T @ X)
+    scores = X * (w * resid)[:, None]
+    sums = pd.DataFrame(scores).groupby(groups).sum().to_numpy()
+    cov = bread @ (sums.T @ sums) @ bread
+    return float(beta[1]), float(math.sqrt(cov[1, 1]))
+
+
+def _gformula_contributions(om: OutcomeModels, X: pd.DataFrame, Y: np.ndarray, A: np.ndarray) -> np.ndarray:
+    """Per-point contributions to psi_hat - psi (influence function / n) of the g-formula."""
+    n = len(Y)
+    d = om.m1 - om.m0
+    psi = float(np.mean(d))
+    contrib = (d - psi) / n
+    for a, sign in ((1, 1.0), (0, -1.0)):
+        res = om.fits[a]
+        Xa = X[om.columns[a]].to_numpy(dtype=float)
+        rows = A == a
+        mu = om.m1 if a == 1 else om.m0
+        # d m / d beta at every point: X (identity link) or mu (1 - mu) X (logit)
+        deriv = Xa * (mu * (1 - mu))[:, None] if om.binary else Xa
+        grad = deriv.mean(axis=0)
+        # estimating equations of the GLM in its arm: X_i (y_i - mu_i) (canonical links)
+        info = (Xa[rows] * ((mu * (1 - mu))[rows] if om.binary else np.ones(rows.sum()))[:, None]).T @ Xa[rows]
+        score = np.zeros_like(Xa)
+        score[rows] = Xa[rows] * (Y[rows] - mu[rows])[:, None]
+        infl = score @ np.linalg.solve(info, grad)
+        contrib = contrib + sign * infl
+        del res
+    return contrib
+
+
+# ------------------------------------------------------------------------------ estimators
+
+
+def estimate(
+    estimator: str,
+    points: pd.DataFrame,
+    *,
+    decision: str,
+    outcome: str,
+    binary: bool,
+    propensity_terms: Sequence[str],
+    outcome_terms: Sequence[str],
+    truncate: Sequence[float] | None = (0.01, 0.99),
+    alpha: float = 0.05,
+    group: str = "patient_id",
+) -> Estimate:
+    """One estimator of the effect of ``decision`` on ``outcome`` (module docstring).
+
+    ``points`` is the analysis set: every point with the decision, the outcome and the terms
+    observed (the caller selects it and checks positivity).
+    """
+    if estimator not in ESTIMATORS:
+        raise KetastatsError(f"unknown estimator {estimator!r}; use one of {', '.join(ESTIMATORS)}")
+    A = points[decision].to_numpy(dtype=float)
+    Y = points[outcome].to_numpy(dtype=float)
+    groups = points[group].astype(str).to_numpy()
+    n1, n0 = int(A.sum()), int(len(A) - A.sum())
+    common = dict(
+        n_points=len(A),
+        n_patients=int(pd.Series(groups).nunique()),
+        n_treated=n1,
+        n_control=n0,
+    )
+    details: dict[str, Any] = {}
+    if estimator == "naive":
+        est, se = _weighted_difference(Y, A, np.ones_like(Y), groups)
+        m1, m0 = float(Y[A == 1].mean()), float(Y[A == 0].mean())
+        se_method = "cluster-robust sandwich (patients), OLS of the outcome on the decision"
+    elif estimator == "ipw":
+        ps = fit_propensity(A, design_matrix(points, propensity_terms))
+        w, info = stabilized_weights(A, ps.e, truncate)
+        est, se = _weighted_difference(Y, A, w, groups)
+        m1 = float(np.average(Y[A == 1], weights=w[A == 1]))
+        m0 = float(np.average(Y[A == 0], weights=w[A == 0]))
+        details = {"weights": info, "propensity_converged": ps.converged, "propensity_terms": ps.columns}
+        se_method = (
+            "cluster-robust sandwich (patients) of the weighted regression, weights treated as known"
+        )
+    elif estimator == "gformula":
+        X = design_matrix(points, outcome_terms)
+        om = fit_outcome_models(Y, A, X, binary)
+        est = float(np.mean(om.m1 - om.m0))
+        se = cluster_se(_gformula_contributions(om, X, Y, A), groups)
+        m1, m0 = float(np.mean(om.m1)), float(np.mean(om.m0))
+        details = {"outcome_terms": {str(a): om.columns[a] for a in (0, 1)}}
+        se_method = "delta method on the stacked estimating equations, summed within patients"
+    else:  # aipw
+        ps = fit_propensity(A, design_matrix(points, propensity_terms))
+        X = design_matrix(points, outcome_terms)
+        om = fit_outcome_models(Y, A, X, binary)
+        e = ps.e
+        mu1 = om.m1 + A * (Y - om.m1) / e
+        mu0 = om.m0 + (1 - A) * (Y - om.m0) / (1 - e)
+        phi = mu1 - mu0
+        est = float(np.mean(phi))
+        se = cluster_se((phi - est) / len(phi), groups)
+        m1, m0 = float(np.mean(mu1)), float(np.mean(mu0))
+        details = {
+            "propensity_converged": ps.converged,
+            "propensity_terms": ps.columns,
+            "outcome_terms": {str(a): om.columns[a] for a in (0, 1)},
+        }
+        se_method = "sandwich of the mean of the AIPW pseudo-outcomes, summed within patients"
+    lo, hi, p = _wald(est, se, alpha)
+    return Estimate(
+        estimator=estimator,
+        estimate=est,
+        se=se,
+        ci_low=lo,
+        ci_high=hi,
+        p_value=p,
+        mean_treated=m1,
+        mean_control=m0,
+        se_method=se_method,
+        details=details,
+        **common,
+    )
+
+
+def analysis_set(
+    points: pd.DataFrame, decision: str, outcome: str, terms: Sequence[str]
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Points with the decision, the outcome and every term observed; counts of those left out."""
+    need = [decision, outcome, *dict.fromkeys(terms)]
+    has_decision = points[decision].notna()
+    has_outcome = points[outcome].notna()
+    has_terms = points[list(dict.fromkeys(terms))].notna().all(axis=1) if terms else True
+    keep = has_decision & has_outcome & has_terms
+    counts = {
+        "eligible": int(has_decision.sum()),
+        "missing_outcome": int((has_decision & ~has_outcome).sum()),
+        "missing_confounder": int((has_decision & has_outcome & ~has_terms).sum()),
+        "analysed": int(keep.sum()),
+    }
+    del need
+    return points.loc[keep].reset_index(drop=True), counts
+
+
+def check_positivity(
+    A: np.ndarray,
+    e: np.ndarray | None,
+    *,
+    min_per_arm: int,
+    propensity_range: Sequence[float],
+    max_share_outside: float,
+    labels: Mapping[int, str],
+    setting: str = "min_per_arm",
+) -> None:
+    """Raise :class:`NotEstimable` when an arm is too small or most propensities are extreme."""
+    for a in (1, 0):
+        n = int(np.sum(A == a))
+        if n < min_per_arm:
+            raise NotEstimable(
+                f"positivity: {{n}} decision point(s) in the arm '{labels[a]}', fewer than the {min_per_arm} "
+                f"needed ({setting}); no effect is estimated",
+                n=n,
+            )
+    if e is not None:
+        lo, hi = float(propensity_range[0]), float(propensity_range[1])
+        outside = float(np.mean((e < lo) | (e > hi)))
+        if outside > max_share_outside:
+            raise NotEstimable(
+                f"positivity: {100 * outside:.0f}% of decision points have a propensity outside "
+                f"[{lo:g}, {hi:g}] (more than {100 * max_share_outside:.0f}%): the decision is all but "
+                "determined by the confounders, so the data cannot say what the other choice would have done"
+            )

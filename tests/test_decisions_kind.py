@@ -1,0 +1,128 @@
+"""Kind ``decision``: the model JSON of the decision analysis (issue 17)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from ketastats.models import resolve_spec, run_model
+from ketastats.models.specs import resolve_estimands, spec_problems
+from ketastats.prepare import prepare_sessions
+from ketastats.simulate import simulate_cohort
+from ketastats.validate import coerce_sessions
+
+
+def _data(scenario="decisions", n=2000, seed=5):
+    c = simulate_cohort(n, seed=seed, scenario=scenario)
+    return c, prepare_sessions(coerce_sessions(c.sessions))
+
+
+def _run(data, **spec):
+    s = resolve_spec("decision_test", {"kind": "decision", **spec})
+    assert spec_problems("models.decision_test", s) == []
+    return run_model("decision_test", s, data, resolve_estimands(None))
+
+
+@pytest.fixture(scope="module")
+def cohort():
+    return _data()
+
+
+@pytest.mark.parametrize("estimator", ["ipw", "gformula", "aipw"])
+def test_each_estimator_gives_both_decisions_with_estimand_assumptions_and_protocol(cohort, estimator):
+    c, data = cohort
+    out = _run(data, estimator=estimator)
+    json.dumps(out, allow_nan=False)  # every number finite, the JSON valid
+    assert out["status"] == "ok" and out["estimator"] == estimator
+    truth = c.truth["effects"]["decisions"]
+    for decision in ("postpone", "reduced_dose"):
+        block = out["decisions"][decision]
+        assert block["status"] == "ok"
+        nxt = block["outcomes"]["next"]
+        eff, naive = nxt["effect"], nxt["naive"]
+        assert eff["estimator"] == estimator and naive["estimator"] == "naive"
+        assert eff["ci_low"] <= truth[decision]["value"] <= eff["ci_high"]
+        assert not naive["ci_low"] <= truth[decision]["value"] <= naive["ci_high"]
+        assert eff["mcid"] == 2.0 and eff["versus_mcid"]
+        assert set(block["outcomes"]) == {"next", "end", "response_next", "response_end"}
+        assert block["outcomes"]["response_next"]["effect"]["scale"] == "risk difference"
+        d = block["diagnostics"]
+        ess = d["effective_sample_size"]
+        assert 0 < ess["treated"] <= block["counts"]["treated"] and 0 < ess["control"] <= block["counts"]["control"]
+        bal = {r["term"]: r for r in d["balance"]}
+        # the previous rating drives the decision: imbalanced before weighting, much less after
+        # (truncating the weights leaves a little imbalance)
+        assert abs(bal["previous_score"]["smd_before"]) > 0.2
+        assert abs(bal["previous_score"]["smd_after"]) < abs(bal["previous_score"]["smd_before"]) / 3
+        assert max(abs(r["smd_after"]) for r in d["balance"]) < 0.15
+        assert sum(d["overlap"]["treated"]["counts"]) == nxt["counts"]["analysed"] - nxt["effect"]["n_control"]
+        assert len(d["largest_weights"]) == 5 and d["weights"]["n_truncated"] > 0
+        assert [r["severity"] for r in block["by_severity"]] == ["mild", "moderate", "severe"]
+        assert any(r["status"] == "ok" for r in block["by_severity"])
+        for r in block["by_severity"]:
+            assert (r["status"] == "ok") == ("effect" in r)
+    est = out["estimand"]["postpone"]
+    assert est["framework"] == "ICH E9(R1)"
+    assert {"population", "treatment", "variable", "intercurrent_events", "summary"} <= set(est)
+    assert set(out["assumptions"]) >= {"no_unmeasured_confounding", "positivity"}
+    elements = [r["element"] for r in out["target_trial"]["postpone"]]
+    assert elements == ["Eligibility", "Treatment strategies", "Assignment", "Follow-up", "Outcome",
+                        "Causal contrast", "Analysis"]
+    assert {c["term"] for c in out["coefficients"]} >= {"postpone[next]", "reduced_dose[next]"}
+
+
+def test_a_cohort_without_the_columns_says_which_and_what_to_record():
+    _, data = _data("sickness", 600, 3)
+    out = _run(data, estimator="aipw")
+    # the demo-like cohort: no planned_* columns, and too few reduced doses
+    assert out["status"] == "skipped"
+    assert "planned_ill, planned_illness_severity" in out["reason"]
+    assert "record whether the patient was ill on the planned day of a postponed infusion" in out["reason"]
+    no_dose = data.drop(columns=["dose_mg_kg"])
+    out = _run(no_dose, estimator="aipw", decisions=["reduced_dose"])
+    assert out["status"] == "skipped" and "no dose_mg_kg" in out["reason"]
+    assert "the dose of each infusion in mg/kg" in out["reason"]
+
+
+def test_positivity_failure_gives_a_reason_not_a_number(cohort):
+    _, data = cohort
+    out = _run(data, estimator="ipw", decisions=["postpone"], propensity_range=[0.45, 0.55])
+    assert out["status"] == "skipped"
+    assert "propensity outside [0.45, 0.55]" in out["reason"]
+    assert out["coefficients"] == [] and "decisions" not in out
+    out = _run(data, estimator="ipw", min_per_arm=100000)
+    assert out["status"] == "skipped" and "fewer than the 100000 needed (min_per_arm)" in out["reason"]
+    # the count in the reason is recorded for the report's suppression
+    assert any(v["counts"] for v in out["counted_text"].values())
+
+
+def test_one_decision_skipped_leaves_the_other(cohort):
+    _, data = cohort
+    out = _run(data.drop(columns=["planned_ill"]), estimator="gformula")
+    assert out["status"] == "ok"
+    assert out["decisions"]["postpone"]["status"] == "skipped"
+    assert out["decisions"]["postpone"]["missing_columns"] == ["planned_ill"]
+    assert out["decisions"]["reduced_dose"]["status"] == "ok"
+    assert "effect" not in out["decisions"]["postpone"].get("outcomes", {})
+
+
+def test_misspecified_terms_and_bad_settings_are_refused_by_the_spec_check():
+    s = resolve_spec("d", {"kind": "decision", "truncate": [0.99, 0.01], "confounders": ["severity", "mood"]})
+    problems = spec_problems("models.d", s)
+    assert any("truncate" in p for p in problems)
+    assert any("'mood' not a confounder" in p for p in problems)
+
+
+def test_propensity_terms_can_be_misspecified_on_purpose(cohort):
+    c, data = cohort
+    truth = c.truth["effects"]["decisions"]["postpone"]["value"]
+    good = _run(data, estimator="ipw", decisions=["postpone"], outcomes=["next"])
+    bad = _run(data, estimator="ipw", decisions=["postpone"], outcomes=["next"], propensity_terms=["progress"])
+    g = good["decisions"]["postpone"]["outcomes"]["next"]["effect"]["estimate"]
+    b = bad["decisions"]["postpone"]["outcomes"]["next"]["effect"]["estimate"]
+    # leaving severity and the previous rating out of the propensity leaves IPW confounded
+    assert abs(b - truth) > 2 * abs(g - truth) and abs(b - truth) > 1.5
+    assert bad["decisions"]["postpone"]["propensity_terms"] == ["progress"]
+    assert np.isfinite(b)

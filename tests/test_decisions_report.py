@@ -1,0 +1,132 @@
+"""The report's decision section (issue 17): answers, diagnostics, by-illness rows, suppression."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import pytest
+
+from ketastats.models import resolve_spec, run_model
+from ketastats.models.specs import resolve_estimands
+from ketastats.pipeline import provenance
+from ketastats.prepare import prepare_sessions
+from ketastats.report import build_results
+from ketastats.report.decision_figures import by_illness_figure, love_figure, overlap_figure
+from ketastats.report.decisions import answer_sentence
+from ketastats.simulate import simulate_cohort
+from ketastats.validate import coerce_sessions
+
+SPECS = {
+    "primary": {"kind": "lmm", "role": "primary"},
+    "illness_by": {"kind": "illness_by"},
+    "decision_aipw": {"kind": "decision", "estimator": "aipw"},
+    "decision_ipw": {"kind": "decision", "estimator": "ipw"},
+    "decision_gformula": {"kind": "decision", "estimator": "gformula"},
+}
+
+
+def _results(scenario: str, n: int, seed: int = 5):
+    c = simulate_cohort(n, seed=seed, scenario=scenario)
+    data = prepare_sessions(coerce_sessions(c.sessions))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        models = {k: run_model(k, resolve_spec(k, s), data, resolve_estimands(None)) for k, s in SPECS.items()}
+    received = {"records": len(c.sessions), "patients": n, "sha256": "0" * 64, "file": "sessions.csv"}
+    prov = provenance({"cohorts": {}}, {"sha256": "0" * 64, "file": "sessions.csv"}, Path("."))
+    res = build_results("t", data, received, models, prov, {"small_cell_threshold": 10, "confidence_level": 0.95})
+    return c, models, res
+
+
+@pytest.fixture(scope="module")
+def decisions_results():
+    return _results("decisions", 1500)
+
+
+def test_the_section_answers_each_decision_against_the_mcid(decisions_results):
+    c, models, res = decisions_results
+    json.dumps(res, allow_nan=False)
+    dx = res["decisions"]
+    assert dx["available"] and dx["headline_model"] == "decision_aipw"
+    for decision in ("postpone", "reduced_dose"):
+        e = dx["decisions"][decision]
+        assert e["status"] == "ok"
+        eff = models["decision_aipw"]["decisions"][decision]["outcomes"]["next"]["effect"]
+        # the sentence quotes the AIPW estimate and CI, rounded, and reads them against the MCID
+        assert f"{abs(eff['estimate']):.1f} points" in e["answer"]
+        assert f"{eff['ci_low']:.1f}".replace("-", "−") in e["answer"] and "2-point MCID" in e["answer"]
+        assert ("lowered" in e["answer"]) == (eff["estimate"] < 0)
+        # every estimator and the naive contrast, per outcome, in results.json
+        got = {(r["outcome"], r["estimator"]) for r in e["effects"]}
+        assert {("next", x) for x in ("aipw", "ipw", "gformula", "naive")} <= got
+        assert e["diagnostics"]["effective_sample_size"]["treated"] > 0
+    assert dx["estimand"]["postpone"]["framework"] == "ICH E9(R1)"
+    assert "No unmeasured confounding" in dx["assumptions"]["no_unmeasured_confounding"]
+    assert [r["element"] for r in dx["target_trial"]["postpone"]][0] == "Eligibility"
+
+
+def test_by_illness_rows_hold_the_primary_model_by_kind_and_the_decisions_by_severity(decisions_results):
+    _, models, res = decisions_results
+    rows = res["decisions"]["by_illness"]
+    panels = list(dict.fromkeys(r["panel"] for r in rows))
+    assert panels[:3] == [f"Illness effect on the MADRS (primary model) by {b}" for b in ("type", "severity", "fever")]
+    assert any(p.startswith("Postponed versus given as planned") for p in panels)
+    sev = {r["level"]: r for r in rows if r["group"] == "illness_severity"}
+    # the simulated sickness shift grows with severity (1.5, 3.5, 6 points)
+    assert sev["mild"]["estimate"] < sev["moderate"]["estimate"] < sev["severe"]["estimate"]
+    assert all(r["ci_low"] <= r["estimate"] <= r["ci_high"] for r in rows if r["status"] == "ok")
+    test = models["illness_by"]["by_illness"]["illness_severity"]["global_test"]
+    assert test["df"] == 2 and test["p_value"] < 1e-6
+
+
+def test_no_raw_balance_or_histogram_counts_in_the_release(decisions_results):
+    _, models, res = decisions_results
+    raw = models["decision_aipw"]["decisions"]["postpone"]["diagnostics"]
+    assert raw["overlap"]["treated"]["counts"] and raw["balance"][0]["mean_treated"] is not None
+    text = json.dumps(res["models"]["decision_aipw"])
+    assert '"balance"' not in text and '"overlap"' not in text
+    rel = res["decisions"]["decisions"]
+    for decision, e in rel.items():
+        for r in e["diagnostics"]["balance"]:
+            assert "mean_treated" not in r
+        # yes/no confounders with a small implied count are suppressed, never shown
+        smds = {r["term"]: r["smd_after"] for r in e["diagnostics"]["balance"] if r["binary"]}
+        assert "suppressed" in smds.values(), decision
+        assert "counts" not in e["diagnostics"]["overlap"]
+
+
+def test_a_cohort_without_the_columns_says_what_to_record_and_the_rest_runs():
+    _, models, res = _results("sickness", 300)
+    dx = res["decisions"]
+    assert dx["status"] == "skipped" and "planned_ill" in dx["reason"] and "record whether" in dx["reason"]
+    assert res["models"]["primary"]["status"] == "ok"
+    assert res["illness_effects"]
+
+
+@pytest.mark.parametrize(
+    ("est", "lo", "hi", "words"),
+    [
+        (-3.0, -4.5, -2.2, "a clinically important benefit"),
+        (-2.0, -3.1, -0.9, "a benefit that may or may not reach"),
+        (-0.8, -1.5, -0.1, "a benefit smaller than"),
+        (0.2, -1.0, 1.4, "no clinically important difference"),
+        (0.5, -1.0, 2.6, "inconclusive"),
+        (3.0, 2.1, 3.9, "a clinically important harm"),
+    ],
+)
+def test_answer_sentence_reads_the_ci_against_the_mcid(est, lo, hi, words):
+    s = answer_sentence("postpone", {"estimate": est, "ci_low": lo, "ci_high": hi},
+                        {"treated": "postponed", "control": "given as planned"}, 2.0, "MADRS", 0.95)
+    assert words in s and "95% CI" in s
+
+
+def test_the_figures_draw_from_the_released_section(decisions_results):
+    _, _, res = decisions_results
+    dx = res["decisions"]
+    for fig in (overlap_figure(dx), love_figure(dx), by_illness_figure(dx, mcid=2.0)):
+        assert len(fig.axes) >= 1
+    assert len(overlap_figure(dx).axes) == 2
+    # without a decision analysis the figures say why
+    none = {"available": False}
+    assert overlap_figure(none).axes[0].texts[0].get_text().startswith("No decision analysis")
