@@ -71,6 +71,7 @@ MODELS = [
     "mediation_il6",
     "primary_mi",
     "tipping_point",
+    "illness_by",
 ]
 #: the multiple-imputation kinds are referenced with fewer imputations and deltas (the analysis and the
 #: pooling of given completed data sets are checked, not the imputation draws)
