@@ -145,6 +145,9 @@ KIND_DEFAULTS: dict[str, dict[str, Any]] = {
         "random": ["progress"],
         "formula": None,
         "re_formula": None,
+        # model: lme4's sigma^2 (X'V^-1X)^-1; robust / bias_reduced: cluster-robust sandwich over
+        # patients (plain, or Mancl-DeRouen), normal reference (docs/statistics.md)
+        "se": "model",
     },
     "gee": {
         "outcome": "score",
@@ -410,6 +413,13 @@ def spec_problems(where: str, spec: Mapping[str, Any]) -> list[str]:
             )
         if spec.get("donors") is not None and int(spec["donors"]) < 1:
             problems.append(f"{where}.donors: at least 1 donor is needed.")
+    se = spec.get("se")
+    if kind == "lmm" and se not in (None, "model", "robust", "bias_reduced"):
+        problems.append(f"{where}.se: kind lmm takes model, robust or bias_reduced; got {se!r}.")
+    if kind == "gee" and se == "model":
+        problems.append(f"{where}.se: kind gee has sandwich SEs only; use robust or bias_reduced.")
+    if se in ("robust", "bias_reduced") and kind not in ("lmm", "gee"):
+        problems.append(f"{where}.se: cluster-robust SEs are an option of kinds lmm and gee, not {kind}.")
     if kind == "glmm_binary" and spec.get("random"):
         problems.append(f"{where}.random: kind glmm_binary fits a random intercept only; remove random.")
     return problems
