@@ -56,8 +56,8 @@ The true within-person effect
     thinned by postponement. Under the ``null`` scenario every component is exactly 0.
     It is a *descriptive* number, not what a model's within-person coefficient estimates: the
     coefficient of ``ill_within`` contrasts flagged with unflagged sessions (missed illness
-    and false flags dilute it; carry-over at unflagged sessions after an episode and the
-    weighting of patients move it), so the recovery study scores the model against the
+    and false flags dilute it; carry-over that lands on flagged sessions adds to it), so the
+    recovery study scores the model against the
     projection of :meth:`SimulatedCohort.illness_shift` on the model's own design and weights
     (:func:`ketastats.recovery.target_effect`; ``docs/statistics.md``).
     Per patient and visit the truth also lists each part (``direct_shift``,
