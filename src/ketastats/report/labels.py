@@ -54,6 +54,10 @@ def _lower_first(text: str) -> str:
 def _column_label(name: str, score: str) -> str | None:
     if name in DERIVED:
         return DERIVED[name].format(score=score)
+    m = re.fullmatch(r"ill_(illness_type|illness_severity|febrile)_(\w+?)_within", name)
+    if m:  # kind illness_by: ill with this level of the grouping, within patient
+        level = m[2].replace("_", " ").replace("influenza like", "influenza-like")
+        return f"Acute illness at the session: {level} (within patient)"
     m = re.fullmatch(r"(log_)?(\w+?)_(within|between)", name)
     if m and m[2] in COLUMNS:  # a centred column: its within- or between-patient part
         inner = _column_label(m[2], score) or m[2]
