@@ -68,7 +68,7 @@ NOT_COUNTS = frozenset(
         "seed", "m", "iterations", "donors", "planned_sessions", "n_draws", "n_agq", "max_times",
         "sessions", "days", "delta", "deltas", "min_patients", "min_events", "min_draws",
         "imputations", "threshold", "flag_threshold", "df", "q", "mcid", "level", "n_nodes",
-        "session", "day", "degree", "order", "evaluations",
+        "session", "day", "degree", "order", "evaluations", "visit", "visits", "max_visits",
     }
 )  # fmt: skip
 #: subtrees of a model's entry that are configuration, not data

@@ -183,3 +183,15 @@ def conceals(shown, true: int) -> bool:
         return True
     m = re.fullmatch(r"(\d+)-(\d+)", str(shown))
     return bool(m) and int(m[1]) < int(m[2]) and int(m[1]) <= true <= int(m[2])
+
+
+def same_model_entry(ours: dict, local: dict, model_json: dict) -> None:
+    """Two releases' entries of one model agree: every estimate equal; a suppressed count may be
+    shown as a different range (each release's range is what its own other counts let a reader
+    derive), but both conceal the model's true count."""
+    assert ours.keys() == local.keys()
+    for key in ours:
+        if key in ("nobs", "ngroups") and (isinstance(ours[key], str) or isinstance(local[key], str)):
+            assert conceals(ours[key], model_json[key]) and conceals(local[key], model_json[key]), key
+        else:
+            assert ours[key] == local[key], key

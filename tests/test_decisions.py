@@ -261,7 +261,7 @@ def test_stabilized_weights_are_truncated_at_percentiles():
 
 def test_positivity_failures_are_refused_with_a_reason():
     a = np.array([1.0] * 5 + [0.0] * 100)
-    with pytest.raises(NotEstimable, match="5 decision point.s. in the arm 'postponed'"):
+    with pytest.raises(NotEstimable, match="5 decision point.s. in the arm postponed"):
         check_positivity(a, None, min_per_arm=20, propensity_range=(0.05, 0.95), max_share_outside=0.5,
                          labels={1: "postponed", 0: "given"})
     a = np.array([1.0] * 50 + [0.0] * 50)

@@ -15,6 +15,8 @@ censored model 1e-6 (both sides are exact likelihood maximisations); glmer at th
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -107,11 +109,9 @@ def test_the_rows_are_the_ones_r_refitted(demo, manifest):
 def test_every_kind_of_the_shipped_config_has_a_reference(demo, ref):
     _, outputs = demo
     referenced = {spec_for(name)["kind"] for name in outputs}
-    # kind decision is skipped on the demo (no planned_* columns, too few reduced doses): its R
-    # reference is a simulated cohort's (tests/test_decisions_reference.py, geepack)
-    shipped = {shipped_spec(name)["kind"] for name in shipped_models()} - {"decision"}
+    shipped = {shipped_spec(name)["kind"] for name in shipped_models()}
     assert (
-        referenced
+        referenced | OWN_REFERENCE.keys()
         == shipped
         == {
             "lmm",
@@ -127,8 +127,15 @@ def test_every_kind_of_the_shipped_config_has_a_reference(demo, ref):
             "mmrm",
             "illness_by",
         }
+        | OWN_REFERENCE.keys()
     )
     assert set(ref.model) == set(MODELS)
+    for kind, (data, test) in OWN_REFERENCE.items():
+        assert (DATA / data).is_file() and (Path(__file__).parent / test).is_file(), kind
+
+
+#: kinds checked against R by their own reference (not a refit of the demo's rows)
+OWN_REFERENCE = {"decision": ("decision_reference.csv", "test_decisions_reference.py")}
 
 
 # ----------------------------------------------------------------------------------- LMM kinds
@@ -163,6 +170,15 @@ def test_cytokine_substitution_models_equal_lmertest(demo, ref):
     assert list(out["fits"]) == ["il6_pg_ml", "tnfa_pg_ml", "crp_mg_l"]  # il1b: > 30% non-detects
     for i, (marker, block) in enumerate(out["fits"].items()):
         _check_lmm(block, ref, "cytokine_illness_lod", i, prefix=f"{marker}: ")
+
+
+def test_illness_by_type_severity_and_fever_equals_lmertest(demo, ref):
+    """Kind illness_by: the primary model refitted with the illness term split by level, once per grouping."""
+    out = demo[1]["illness_by"]
+    assert list(out["fits"]) == ["illness_type", "illness_severity", "febrile"]
+    for i, by in enumerate(out["fits"]):
+        ours = {c["term"].removeprefix(f"{by}: "): c for c in out["coefficients"] if c["term"].startswith(f"{by}: ")}
+        _check_fixed(ours, _ref(ref, "illness_by", i, "lmerTest", "fixed"), df_rel=1e-4)
 
 
 def test_cytokine_moderation_equals_lmertest(demo, ref):

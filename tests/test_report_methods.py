@@ -68,9 +68,9 @@ def test_each_fitted_kind_names_its_se_method_and_formula(models):
 def test_report_paragraphs_follow_the_descriptions(demo_run, models):
     paras = json.loads((demo_run / "reports/demo/results.json").read_text())["methods"]["paragraphs"]
     for name, m in models.items():
-        if m["status"] == "skipped":  # kind decision on the demo: the paragraph says it was skipped, and why
-            said = [p for p in paras if p.startswith(f"The model '{escape(m['label'])}'")]
-            assert len(said) == 1 and "was skipped" in said[0] and "planned_ill" in said[0], name
+        if m["status"] == "skipped":  # the decision models on the demo (no planned_* columns): said so, with why
+            mine = [p for p in paras if p.startswith(f"The model '{escape(m['label'])}'")]
+            assert len(mine) == 1 and "was skipped" in mine[0] and "planned_ill" in mine[0], name
             continue
         mine = [p for p in paras if p.startswith(f"Model '{escape(m['label'])}'")]
         assert len(mine) == 1, name

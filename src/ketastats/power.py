@@ -3,8 +3,9 @@
 For each cohort size on a grid, :func:`run_power` simulates replicate cohorts with a given
 true within-person illness effect, fits the primary model and counts how often the
 illness effect is significant at ``alpha``. The effect is set by scaling the simulator's
-direct sickness shifts (``effects.sickness_shift``, by severity) so that the truth the
-simulator reports equals the requested effect.
+direct sickness shifts (``effects.sickness_shift``, by severity) so that the true value of
+the model's illness coefficient (:func:`ketastats.recovery.target_effect`, the estimand of
+the recovery study) equals the requested effect.
 
 References
 ----------
@@ -25,7 +26,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from .exceptions import KetastatsError
-from .recovery import TRUTH_KEY, run_replicate
+from .recovery import run_replicate
 
 __all__ = ["effect_overrides", "run_power", "power_figure", "write_power"]
 
@@ -33,18 +34,28 @@ log = logging.getLogger(__name__)
 
 
 def effect_overrides(
-    effect: float, scenario: str = "sickness", *, seed: int = 0, pilot_patients: int = 4000
+    effect: float,
+    scenario: str = "sickness",
+    *,
+    seed: int = 0,
+    pilot_patients: int = 4000,
+    spec: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Simulator overrides under which the true within-person illness effect is ``effect``.
 
     The sickness shifts of ``scenario`` are scaled by ``effect / v1``, where ``v1`` is the
-    true effect of the unscaled scenario measured on a large pilot cohort.
+    recovery truth of the unscaled scenario (what the illness coefficient of ``spec``, by
+    default the primary model, estimates: :func:`ketastats.recovery.target_effect`) on a
+    large pilot cohort. The truth is linear in the shifts, so the scaled scenario's truth is
+    ``effect`` up to the pilot's sampling (the shifts move a few escalation and dropout
+    decisions).
     """
-    from .simulate import resolve_params, simulate_cohort
+    from .simulate import resolve_params
 
     shifts = resolve_params(scenario)["effects"]["sickness_shift"]
-    pilot = simulate_cohort(pilot_patients, seed=seed, scenario=scenario)
-    v1 = float(pilot.truth["effects"][TRUTH_KEY]["value"])
+    v1 = float(run_replicate(scenario, pilot_patients, seed, 0, spec=spec)["truth"])
+    if not math.isfinite(v1):
+        raise KetastatsError(f"the pilot cohort of scenario {scenario!r} gave no estimate to scale the effect by")
     if abs(v1) < 1e-9:
         raise KetastatsError(
             f"scenario {scenario!r} has no illness effect to scale; use scenario 'sickness' with --effect"
@@ -72,7 +83,7 @@ def run_power(
         One row per size: ``n_patients``, ``replicates``, ``power`` (share of replicates
         rejecting H0 at ``alpha``), ``power_mcse``, ``true_effect``, ``mean_estimate``.
     """
-    overrides = effect_overrides(effect, scenario, seed=seed) if effect is not None else None
+    overrides = effect_overrides(effect, scenario, seed=seed, spec=spec) if effect is not None else None
     rows = []
     for n in sizes:
         reps = [

@@ -388,7 +388,7 @@ def check_positivity(
         n = int(np.sum(A == a))
         if n < min_per_arm:
             raise NotEstimable(
-                f"positivity: {{n}} decision point(s) in the arm '{labels[a]}', fewer than the {min_per_arm} "
+                f"positivity: {{n}} decision point(s) in the arm {labels[a]}, fewer than the {min_per_arm} "
                 f"needed ({setting}); no effect is estimated",
                 n=n,
             )

@@ -119,12 +119,19 @@ def _df(m: Mapping[str, Any]) -> str:
 
 
 def _lmm(m: Mapping[str, Any]) -> MethodDescription:
+    se_type = str(m.get("se_type") or "model-based")
+    se_method = _MODEL_BASED_SE
+    if se_type != "model-based":
+        se_method = (
+            f"{_e(se_type)} standard errors over patients (Liang-Zeger), which stay valid when the "
+            "model's covariance of the sessions is wrong"
+        )
     return MethodDescription(
         model="a linear mixed model [laird1982]",
         formula=_formula(m),
         random=_random(m),
         estimation=f"{_reml(m)} with {_engine(m)}",
-        se_method=_MODEL_BASED_SE,
+        se_method=se_method,
         inference=_df(m),
     )
 

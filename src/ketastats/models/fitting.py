@@ -7,7 +7,10 @@ through :func:`ketastats.models.engines.lmm.fit_mixed` under
 others); fixed-effect tests use Satterthwaite degrees of freedom
 (:mod:`ketastats.models.engines.satterthwaite`) unless the spec asks for the normal
 approximation or the variance-parameter Hessian is not positive definite, and every
-coefficient records which (``df_method``).
+coefficient records which (``df_method``). ``se: robust`` (kind ``lmm``) replaces the
+model-based SEs by the cluster-robust sandwich over patients and ``se: bias_reduced`` by its
+Mancl-DeRouen correction (:func:`ketastats.models.engines.satterthwaite.cluster_robust_cov`),
+with normal-reference tests and intervals; the default ``se: model`` keeps lme4's SEs.
 """
 
 from __future__ import annotations
@@ -20,16 +23,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..exceptions import ModelError
 from .common import (
     coefficient_rows,
     num,
 )
 from .engines.lmm import MixedModelResult, apply_references, design_matrices, fit_mixed
-from .engines.satterthwaite import SatterthwaiteResult, satterthwaite
+from .engines.satterthwaite import SatterthwaiteResult, cluster_robust_cov, satterthwaite
 from .result import Design, design_of
 from .retries import Diagnosis, RetryOutcome, fit_with_retries
 
-__all__ = ["LMMFit", "fit_lmm_robust", "fit_spec_lmm", "lmm_block", "lmm_design", "formulas_for"]
+__all__ = ["LMM_SE_TYPES", "LMMFit", "fit_lmm_robust", "fit_spec_lmm", "lmm_block", "lmm_design", "formulas_for"]
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +47,15 @@ class LMMFit:
     outcome: RetryOutcome
     coefficients: list[dict[str, Any]]
     df_method: str
+    se_type: str = "model"
+
+
+#: ``se`` of kind lmm -> the ``se_type`` written to the model JSON
+LMM_SE_TYPES = {
+    "model": "model-based",
+    "robust": "cluster-robust (sandwich)",
+    "bias_reduced": "bias-reduced cluster-robust sandwich (Mancl-DeRouen)",
+}
 
 
 def formulas_for(spec: Mapping[str, Any], *, outcome: str | None = None, extra_fixed: Sequence[str] = ()):
@@ -67,6 +80,7 @@ def fit_lmm_robust(
     df_method: str = "satterthwaite",
     alpha: float = 0.05,
     prefix: str = "",
+    se: str = "model",
 ) -> LMMFit:
     """Fit an LMM with retries across engines; Satterthwaite (or normal) inference.
 
@@ -74,7 +88,13 @@ def fit_lmm_robust(
     several optimizers and keeps the best optimum), then ``fast``. An
     attempt is good when it converged, is not singular, and the negative Hessian of the
     (REML) log-likelihood in the variance parameters is positive definite.
+
+    ``se`` is ``model`` (``sigma^2 (X'V^-1X)^-1``), ``robust`` or ``bias_reduced`` (the
+    cluster-robust sandwich over groups, :func:`~ketastats.models.engines.satterthwaite.cluster_robust_cov`;
+    its tests and intervals use the normal reference, so ``df_method`` is then ``normal``).
     """
+    if se not in LMM_SE_TYPES:
+        raise ModelError(f"se must be one of {', '.join(LMM_SE_TYPES)}; got {se!r}")
     if engine == "auto":
         # auto = fast when the model is in its class, else statsmodels
         engines = ["auto", "statsmodels"]
@@ -101,6 +121,15 @@ def fit_lmm_robust(
 
     out = fit_with_retries([(f"engine={e}", attempt(e)) for e in engines], assess)
     res, sat = out.result
+    if se != "model":
+        if list(res.fixed["term"]) != list(xnames):
+            raise ModelError(f"fixed effects {list(res.fixed['term'])} differ from the design's {xnames}")
+        cov = cluster_robust_cov(
+            y, X, Z, groups, res.re_cov, res.residual_variance, bias_reduced=se == "bias_reduced"
+        )
+        res.cov_beta = cov
+        res.fixed = res.fixed.assign(se=np.sqrt(np.diag(cov)))
+        df_method = "normal"
     use_satt = df_method == "satterthwaite" and sat.hessian_pd
     coefs = coefficient_rows(
         list(res.fixed["term"]),
@@ -114,7 +143,7 @@ def fit_lmm_robust(
     method = "satterthwaite" if use_satt else "normal"
     if df_method == "satterthwaite" and not use_satt:
         log.warning("Satterthwaite df unavailable (Hessian not positive definite): normal approximation used")
-    return LMMFit(res, sat, out, coefs, method)
+    return LMMFit(res, sat, out, coefs, method, se)
 
 
 def fit_spec_lmm(
@@ -125,7 +154,7 @@ def fit_spec_lmm(
     alpha: float,
     prefix: str = "",
 ) -> LMMFit:
-    """:func:`fit_lmm_robust` with the spec's group, method, engine and df method."""
+    """:func:`fit_lmm_robust` with the spec's group, method, engine and df method (kind lmm: and se)."""
     return fit_lmm_robust(
         df,
         formula,
@@ -136,6 +165,7 @@ def fit_spec_lmm(
         df_method=spec["df_method"],
         alpha=alpha,
         prefix=prefix,
+        se=str(spec.get("se") or "model") if spec.get("kind") == "lmm" else "model",
     )
 
 
@@ -178,6 +208,7 @@ def lmm_block(fit: LMMFit) -> dict[str, Any]:
         "nobs": int(res.nobs),
         "ngroups": int(res.ngroups),
         "df_method": fit.df_method,
+        "se_type": LMM_SE_TYPES[fit.se_type],
         "coefficients": fit.coefficients,
         "fixed": {
             str(t): {"estimate": num(e), "se": num(s)}

@@ -153,7 +153,7 @@ def _deltas_include_zero(where: str, spec: Mapping[str, Any]) -> list[str]:
 def _gee_se(where: str, spec: Mapping[str, Any]) -> list[str]:
     if spec.get("se") in (None, "robust", "bias_reduced"):
         return []
-    return [f"{where}.se: kind gee has robust or bias_reduced SEs."]
+    return [f"{where}.se: kind gee has sandwich SEs only; use robust or bias_reduced."]
 
 
 def _mmrm_inference(where: str, spec: Mapping[str, Any]) -> list[str]:
@@ -167,12 +167,29 @@ def _mmrm_inference(where: str, spec: Mapping[str, Any]) -> list[str]:
     return problems
 
 
+def _se_choice(allowed: tuple[str, ...]) -> Check:
+    def check(where: str, spec: Mapping[str, Any]) -> list[str]:
+        se = spec.get("se")
+        if se is None or se in allowed:
+            return []
+        return [f"{where}.se: kind {spec['kind']} takes {', '.join(allowed[:-1])} or {allowed[-1]}; got {se!r}."]
+
+    return check
+
+
 # ---------------------------------------------------------------- registry
 _KINDS = (
     Kind(
         "lmm",
         "Linear mixed model of a score (the primary model, and sensitivity variants).",
-        {"outcome": "score", "fixed": list(_PRIMARY_FIXED), "random": ["progress"], "formula": None, "re_formula": None},
+        {
+            "outcome": "score", "fixed": list(_PRIMARY_FIXED), "random": ["progress"], "formula": None,
+            "re_formula": None,
+            # model: lme4's sigma^2 (X'V^-1X)^-1; robust / bias_reduced: cluster-robust sandwich over
+            # patients (plain, or Mancl-DeRouen), normal reference (docs/statistics.md)
+            "se": "model",
+        },
+        checks=(_se_choice(("model", "robust", "bias_reduced")),),
         row_filters=True,
     ),
     Kind(

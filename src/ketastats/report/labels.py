@@ -17,8 +17,6 @@ Examples
 'IL-6 (pg/mL) x Acute illness at the session (within patient: vs own other sessions)'
 >>> term_label("C(session)[T.3]", "MADRS")
 'Session 3 (vs the first session analysed)'
->>> term_label("ill_illness_type_influenza_like_within", "MADRS")
-'Acute illness, type influenza like (within patient: vs own other sessions)'
 """
 
 from __future__ import annotations
@@ -53,18 +51,13 @@ def _lower_first(text: str) -> str:
     return text[0].lower() + text[1:] if len(text) > 1 and text[1].islower() else text
 
 
-#: the level indicators of kind illness_by: ill_<grouping>_<level>, person-mean centred
-_ILL_BY = re.compile(r"ill_(illness_type|illness_severity|febrile)_(\w+?)_(within|between)")
-_ILL_BY_WORDS = {"illness_type": "type", "illness_severity": "severity", "febrile": "fever"}
-
-
 def _column_label(name: str, score: str) -> str | None:
     if name in DERIVED:
         return DERIVED[name].format(score=score)
-    m = _ILL_BY.fullmatch(name)
-    if m:  # kind illness_by: ill with one level of a grouping
-        part = "within patient: vs own other sessions" if m[3] == "within" else "between patients"
-        return f"Acute illness, {_ILL_BY_WORDS[m[1]]} {m[2].replace('_', ' ')} ({part})"
+    m = re.fullmatch(r"ill_(illness_type|illness_severity|febrile)_(\w+?)_within", name)
+    if m:  # kind illness_by: ill with this level of the grouping, within patient
+        level = m[2].replace("_", " ").replace("influenza like", "influenza-like")
+        return f"Acute illness at the session: {level} (within patient)"
     m = re.fullmatch(r"(log_)?(\w+?)_(within|between)", name)
     if m and m[2] in COLUMNS:  # a centred column: its within- or between-patient part
         inner = _column_label(m[2], score) or m[2]

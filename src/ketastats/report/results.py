@@ -192,6 +192,7 @@ NOT_COUNTS = frozenset(
         "seed", "m", "iterations", "donors", "planned_sessions", "n_draws", "n_agq", "max_times",
         "sessions", "days", "delta", "deltas", "min_patients", "min_events", "min_draws",
         "imputations", "threshold", "flag_threshold", "df", "q", "mcid", "level", "session", "day",
+        "visit", "visits", "max_visits",
     }
 )  # fmt: skip
 #: float values of model blocks that are counts all the same (a mean of counts)

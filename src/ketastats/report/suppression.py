@@ -514,9 +514,12 @@ class Disclosure:
                 iv[k] = (float(thr + 1), inf)
             else:
                 iv[k] = (float(v or 0), float(v or 0))
-        for _ in range(50):
+        # a fixed order (not the order sections registered in) and iteration to the fixpoint: the
+        # same release gives the same ranges in every process
+        relations = sorted(self._relations, key=repr)
+        for _ in range(10_000):
             changed = False
-            for total, parts in self._relations:
+            for total, parts in relations:
                 lo_sum = sum(iv[m][0] for m in parts)
                 hi_sum = sum(iv[m][1] for m in parts)
                 t_lo, t_hi = iv[total]

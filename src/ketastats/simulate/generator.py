@@ -55,6 +55,12 @@ The true within-person effect
     ill infusions), which are reported separately as ``lagged_effect_after_reported_illness``.
     It is a sample (cohort-specific) average: the severity mix of attended ill sessions is
     thinned by postponement. Under the ``null`` scenario every component is exactly 0.
+    It is a *descriptive* number, not what a model's within-person coefficient estimates: the
+    coefficient of ``ill_within`` contrasts flagged with unflagged sessions (missed illness
+    and false flags dilute it; carry-over that lands on flagged sessions adds to it), so the
+    recovery study scores the model against the
+    projection of :meth:`SimulatedCohort.illness_shift` on the model's own design and weights
+    (:func:`ketastats.recovery.target_effect`; ``docs/statistics.md``).
     Per patient and visit the truth also lists each part (``direct_shift``,
     ``carryover_shift``, ``mediated_shift`` - which persists while the IL-6 pulse decays
     after an episode - and ``efficacy_shift``), the noise-free ``expected_madrs`` and the
@@ -166,6 +172,46 @@ class SimulatedCohort:
         if "n_patients" in self.truth:
             return int(self.truth["n_patients"])
         return int(self.sessions["patient_id"].nunique())
+
+    def illness_shift(self) -> pd.DataFrame:
+        """The true shift of the expected MADRS caused by illness, per patient and planned visit.
+
+        Unobserved in real data: the generator's own parts of the MADRS (``truth["patients"]``,
+        3 decimals), one row per patient and planned visit (complete data, also for visits lost
+        to dropout or missing ratings), with ``direct`` (same-session sickness shift),
+        ``carryover`` (from an ill previous session), ``mediated`` (through the IL-6 pulse, which
+        outlasts the episode), ``efficacy`` (drug effect lost or gained at earlier ill infusions)
+        and their sum ``total``: the expected MADRS at that visit minus the expected MADRS on the
+        same days without any effect of illness. The recovery study's truth projects ``total`` on
+        the analysed model's design (:func:`ketastats.recovery.target_effect`).
+
+        Examples
+        --------
+        >>> c = simulate_cohort(20, seed=1)
+        >>> s = c.illness_shift()
+        >>> list(s.columns)
+        ['patient_id', 'session', 'direct', 'carryover', 'mediated', 'efficacy', 'total']
+        >>> bool((s["total"] == s[["direct", "carryover", "mediated", "efficacy"]].sum(axis=1)).all())
+        True
+        """
+        parts = {
+            "direct": "direct_shift",
+            "carryover": "carryover_shift",
+            "mediated": "mediated_shift",
+            "efficacy": "efficacy_shift",
+        }
+        patients = self.truth["patients"]
+        n_vis = [len(p["direct_shift"]) for p in patients]
+        out = pd.DataFrame(
+            {
+                "patient_id": np.repeat([str(p["patient_id"]) for p in patients], n_vis),
+                "session": np.concatenate([np.arange(1, k + 1) for k in n_vis]).astype(np.int64),
+            }
+        )
+        for col, key in parts.items():
+            out[col] = np.concatenate([np.asarray(p[key], dtype=float) for p in patients])
+        out["total"] = out["direct"] + out["carryover"] + out["mediated"] + out["efficacy"]
+        return out
 
 
 def _truncnorm(rng: np.random.Generator, n: int, mean, sd, lo, hi) -> np.ndarray:

@@ -205,7 +205,7 @@ class MixedModelResult:
                 rows, self.formula, self.re_formula, self.group,
                 [str(t) for t in self.fixed["term"]], [str(n) for n in self.random_names],
             ),
-            extra={"formula": self.formula, "re_formula": self.re_formula},
+            extra={"formula": self.formula, "re_formula": self.re_formula, "se_type": "model-based"},
         )
 
 

@@ -238,8 +238,8 @@ def _analyse_decision(
         block["record"] = [RECORD.get(c, c) for c in missing]
         what = " and ".join(block["record"])
         return _skip(block, out, CountedText(escape(
-            f"{treated} versus {control} needs column(s) {', '.join(missing)}, not in the data; to analyse "
-            f"this decision, record {what}")))
+            f"{treated} versus {control}: the cohort has no {', '.join(missing)} (columns not in the data); "
+            f"to analyse this decision, record {what}")))
     available = [c for c in spec["confounders"] if c in CONFOUNDERS and c not in notes["unavailable"]]
     block["confounders"] = available
     block["confounders_unavailable"] = [c for c in spec["confounders"] if c in notes["unavailable"]]
