@@ -298,3 +298,13 @@ def test_recovery_replicate_scores_every_variant_against_the_truth():
     assert list(s["replicates"].unique()) == [2]
     with pytest.raises(Exception, match="no decision truth"):
         run_decision_replicate("sickness", 100, 3, 0, spec)
+
+
+def test_a_confounder_recorded_for_given_infusions_only_is_left_out_not_the_postponed_points():
+    c = simulate_cohort(800, seed=9, scenario="decisions")
+    data = prepare_sessions(coerce_sessions(c.sessions)).drop(columns=["planned_illness_medication"])
+    points, notes = decision_points(data)
+    assert "illness_medication" in notes["unavailable"]
+    assert points.loc[points.postpone == 0, "illness_medication"].notna().all()
+    _, full = decision_points(prepare_sessions(coerce_sessions(c.sessions)))
+    assert "illness_medication" not in full["unavailable"]

@@ -253,11 +253,15 @@ def decision_points(
     end = pd.Series(planned_last, index=s.index)
     out["y_end"] = at(scores, end)
     out["response_end"] = at(responses, end)
+    postponed_points = out["postpone"] == 1
     for name in CONFOUNDERS:
         values = out[name]
         share = float(values.notna().mean()) if len(values) else 0.0
         limit = _MIN_SHARE_CYTOKINE if name.startswith("baseline_log_") else 0.5
-        if share < limit:
+        # a confounder recorded for given infusions only (no planned_* column for it) would drop
+        # every postponed point from the analysis: it is left out instead
+        one_arm = bool(postponed_points.any()) and bool(values[postponed_points].isna().all())
+        if share < limit or one_arm:
             notes["unavailable"].append(name)
     notes["n_points"] = int(len(out))
     return out, notes
