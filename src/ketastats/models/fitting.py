@@ -208,7 +208,8 @@ def lmm_block(fit: LMMFit) -> dict[str, Any]:
         "nobs": int(res.nobs),
         "ngroups": int(res.ngroups),
         "df_method": fit.df_method,
-        "se_type": LMM_SE_TYPES[fit.se_type],
+        # only a sandwich says so: with model-based SEs every LMM kind and ketastats fit write one schema
+        **({"se_type": LMM_SE_TYPES[fit.se_type]} if fit.se_type != "model" else {}),
         "coefficients": fit.coefficients,
         "fixed": {
             str(t): {"estimate": num(e), "se": num(s)}
