@@ -30,7 +30,7 @@ def main() -> None:
     ap.add_argument("--replicates", type=int, default=1000)
     ap.add_argument("--patients", type=int, default=200)
     ap.add_argument("--seed", type=int, default=7)
-    ap.add_argument("--se", choices=("model", "robust", "bias_reduced"), default="model")
+    ap.add_argument("--se", choices=("model", "robust", "bias_reduced", "cr2"), default="model")
     ap.add_argument("--batch", type=int, default=50, help="replicates per checkpoint file")
     ap.add_argument(
         "--overrides",

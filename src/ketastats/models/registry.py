@@ -185,11 +185,12 @@ _KINDS = (
         {
             "outcome": "score", "fixed": list(_PRIMARY_FIXED), "random": ["progress"], "formula": None,
             "re_formula": None,
-            # model: lme4's sigma^2 (X'V^-1X)^-1; robust / bias_reduced: cluster-robust sandwich over
-            # patients (plain, or Mancl-DeRouen), normal reference (docs/statistics.md)
-            "se": "model",
+            # cr2 (default): the CR2 sandwich over patients with Bell-McCaffrey df, which covers where
+            # the model's covariance is wrong; model: lme4's sigma^2 (X'V^-1X)^-1; robust /
+            # bias_reduced: the plain or Mancl-DeRouen sandwich, normal reference (docs/statistics.md)
+            "se": "cr2",
         },
-        checks=(_se_choice(("model", "robust", "bias_reduced")),),
+        checks=(_se_choice(("model", "robust", "bias_reduced", "cr2")),),
         row_filters=True,
     ),
     Kind(
