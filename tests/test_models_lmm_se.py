@@ -221,4 +221,4 @@ def test_se_option_is_checked_per_kind():
     assert "sandwich SEs only" in " ".join(spec_problems("models.g", {**gee, "se": "model"}))
     glmm = resolve_spec("b", {"kind": "glmm_binary"})
     assert "kinds lmm and gee" in " ".join(spec_problems("models.b", {**glmm, "se": "robust"}))
-    assert "cr2 is an option of kind lmm" in " ".join(spec_problems("models.g", {**gee, "se": "cr2"}))
+    assert "cr2 is an option of kinds lmm, lmm_mi and tipping_point" in " ".join(spec_problems("models.g", {**gee, "se": "cr2"}))

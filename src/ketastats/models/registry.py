@@ -323,9 +323,11 @@ _KINDS = (
             "fixed": list(_PRIMARY_FIXED),
             "random": ["progress"],
             "df_method": "barnard_rubin",
+            # cr2: each imputation's CR2 sandwich, as kind lmm (docs/statistics.md); model: lme4's
+            "se": "cr2",
             **_MI_DEFAULTS,
         },
-        checks=(_multiple_imputation,),
+        checks=(_multiple_imputation, _se_choice(("cr2", "model"))),
     ),
     Kind(
         "tipping_point",
@@ -336,10 +338,12 @@ _KINDS = (
             "fixed": list(_PRIMARY_FIXED),
             "random": ["progress"],
             "df_method": "barnard_rubin",
+            # cr2: each imputation's CR2 sandwich, as kind lmm (docs/statistics.md); model: lme4's
+            "se": "cr2",
             **_MI_DEFAULTS,
             "deltas": [-12, -10, -8, -6, -4, -2, 0, 2, 4, 6, 8, 10, 12],
         },
-        checks=(_multiple_imputation, _deltas_include_zero),
+        checks=(_multiple_imputation, _deltas_include_zero, _se_choice(("cr2", "model"))),
     ),
 )
 
