@@ -15,7 +15,7 @@ pytestmark = pytest.mark.workflow
 
 #: kind -> (words its SE sentence must hold, words no part of its paragraph may hold)
 EXPECTED = {
-    "lmm": ("σ²(X'V⁻¹X)⁻¹", ("sandwich",)),
+    "lmm": ("cluster-robust sandwich (CR2", ("σ²(X'V⁻¹X)⁻¹",)),  # se: cr2, the default
     "gee": ("sandwich", ("random intercept", "σ²(X'V⁻¹X)⁻¹")),
     "gee_binary": ("sandwich", ("random intercept", "σ²(X'V⁻¹X)⁻¹")),
     "glmm_binary": ("observed information", ("σ²(X'V⁻¹X)⁻¹", "sandwich")),
@@ -23,8 +23,8 @@ EXPECTED = {
     "cytokine_moderation": ("σ²(X'V⁻¹X)⁻¹", ("sandwich",)),
     "mediation": ("Monte Carlo", ("sandwich",)),
     "illness_slopes": ("σ²(X'V⁻¹X)⁻¹", ("sandwich",)),
-    "lmm_mi": ("Rubin's rules", ("sandwich",)),
-    "tipping_point": ("Rubin's rules", ("sandwich",)),
+    "lmm_mi": ("Rubin's rules [rubin1987] from the small-sample cluster-robust (CR2)", ("σ²(X'V⁻¹X)⁻¹",)),
+    "tipping_point": ("Rubin's rules [rubin1987] from the small-sample cluster-robust (CR2)", ("σ²(X'V⁻¹X)⁻¹",)),
     "mmrm": ("(X'V⁻¹X)⁻¹", ("random intercept", "sandwich")),
     "decision": ("sandwich", ("random intercept", "σ²(X'V⁻¹X)⁻¹")),
     "illness_by": ("σ²(X'V⁻¹X)⁻¹", ("sandwich",)),
@@ -54,8 +54,8 @@ def test_each_fitted_kind_names_its_se_method_and_formula(models):
             assert m["status"] == "ok", name
         d = describe_method(m)
         must, never = EXPECTED[m["kind"]]
-        if m["kind"] == "cytokine_illness" and m["censoring"] != "tobit":  # substituted: an LMM
-            must, never = EXPECTED["lmm"]
+        if m["kind"] == "cytokine_illness" and m["censoring"] != "tobit":  # substituted: an LMM, lme4's SEs
+            must, never = EXPECTED["illness_slopes"]
         assert must in d.se_method, (name, d.se_method)
         text = " ".join([d.model, d.random, d.estimation, d.se_method, d.inference, d.extra])
         for word in never:

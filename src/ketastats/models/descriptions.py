@@ -330,8 +330,12 @@ def _lmm_mi(m: Mapping[str, Any]) -> MethodDescription:
             "sessions after dropout (the hypothetical strategy under MAR)"
         ),
         se_method=(
-            "standard errors pooled by Rubin's rules [rubin1987] from the model-based standard errors of each "
-            "completed data set"
+            "standard errors pooled by Rubin's rules [rubin1987] from the small-sample cluster-robust (CR2) "
+            "sandwich standard errors over patients of each completed data set [bell2002], the complete-data "
+            "degrees of freedom being the mean of their Satterthwaite degrees of freedom [pustejovsky2018]"
+            if str(m.get("se_type") or "").startswith("small-sample")
+            else "standard errors pooled by Rubin's rules [rubin1987] from the model-based standard errors of "
+            "each completed data set"
         ),
         inference=_df(m),
         extra="The imputation model's variables are listed under Sensitivity analyses.",
