@@ -15,7 +15,9 @@ Each replicate simulates a cohort of ``--patients`` patients with 7 sessions:
   linearly from ``phi_first`` to ``phi_last`` (a common part, a first-order ante-dependence and a nugget
   ``1 - c - ad_weight``; stationary when ``phi_first == phi_last``);
 - monotone dropout after each session, with probability ``logit^-1(a + b (y_{t-1} - 30))``: driven by the
-  previous rating, which was observed (MAR).
+  previous rating, which was observed (MAR);
+- optionally (``g``) illness more likely after a higher rating: ``logit P(ill_t) = logit p + g (y_{t-1} - 30)``
+  with ``p`` the chain's probability above.
 
 Designs (``DESIGNS``; every number can be overridden by its option):
 
@@ -28,6 +30,11 @@ Designs (``DESIGNS``; every number can be overridden by its option):
   dropout strongly driven by the previous rating (``b = 0.5``) and illness that persists less than the
   ratings do (stay 0.35 / 0.45, onset 0.15 / 0.25), so that the working model's error in predicting a
   rating from the previous one falls on the illness contrast. About half drop out.
+- ``feedback``: ``selective`` with illness more likely in patients doing worse: the log odds of being ill
+  at a session gain ``g = 0.1`` per point of the previous rating (odds x2.2 per 8 points). Illness then
+  depends on past ratings only (sequentially exogenous): the likelihood still factorises into each rating
+  given the past, so the MMRM stays valid, but a GEE's estimating equation is unbiased only when its
+  working covariance is the true one.
 
 Each analysis fits ``y ~ C(session) + ill`` on the observed ratings: the MMRM (unstructured covariance,
 REML; Satterthwaite df, and Kenward-Roger; ketastats.models.engines.mmrm), the GEE with an unstructured
@@ -59,14 +66,16 @@ DESIGNS = {
     "original": {
         "sds": [6.0, 6.5, 7.0, 7.5, 8.0, 8.5, 9.0], "c": 0.3, "ad_weight": 0.6, "phi_first": 0.8,
         "phi_last": 0.8, "a": -2.5, "b": 0.15, "prone": 0.3, "onset_prone": 0.25, "stay_prone": 0.7,
-        "onset": 0.1, "stay": 0.6,
+        "onset": 0.1, "stay": 0.6, "g": 0.0,
     },
     "selective": {
         "sds": [4.0, 8.0, 9.0, 9.5, 10.0, 10.0, 10.0], "c": 0.3, "ad_weight": 0.6, "phi_first": 0.7,
         "phi_last": 0.95, "a": -2.5, "b": 0.5, "prone": 0.3, "onset_prone": 0.25, "stay_prone": 0.45,
-        "onset": 0.15, "stay": 0.35,
+        "onset": 0.15, "stay": 0.35, "g": 0.0,
     },
 }
+# ``selective`` with illness more likely after a worse rating (odds x2.2 per 8 points, one SD)
+DESIGNS["feedback"] = {**DESIGNS["selective"], "g": 0.1}
 
 ARMS = (
     ("oracle", "GLS with the true covariance (check of the generator)"),
@@ -97,13 +106,21 @@ def simulate(rng: np.random.Generator, patients: int, d: dict, S: np.ndarray):
     prone = rng.random(patients) < d["prone"]
     p_onset = np.where(prone, d["onset_prone"], d["onset"])
     p_stay = np.where(prone, d["stay_prone"], d["stay"])
+    u = np.empty((patients, T))
+    for t in range(T):
+        u[:, t] = rng.random(patients)
+    mu = 30.0 - 1.5 * np.arange(T)
+    e = rng.multivariate_normal(np.zeros(T), S, patients)
     ill = np.zeros((patients, T))
-    ill[:, 0] = rng.random(patients) < p_onset
+    ill[:, 0] = u[:, 0] < p_onset
+    y = np.empty((patients, T))
+    y[:, 0] = mu[0] + BETA * ill[:, 0] + e[:, 0]
     for t in range(1, T):
         p = np.where(ill[:, t - 1] == 1, p_stay, p_onset)
-        ill[:, t] = rng.random(patients) < p
-    mu = 30.0 - 1.5 * np.arange(T)
-    y = mu[None, :] + BETA * ill + rng.multivariate_normal(np.zeros(T), S, patients)
+        if d["g"]:  # illness more likely after a worse (higher) rating: sequentially exogenous
+            p = 1.0 / (1.0 + np.exp(-(np.log(p / (1.0 - p)) + d["g"] * (y[:, t - 1] - 30.0))))
+        ill[:, t] = u[:, t] < p
+        y[:, t] = mu[t] + BETA * ill[:, t] + e[:, t]
     keep = np.ones((patients, T), dtype=bool)
     for t in range(1, T):
         p_drop = 1.0 / (1.0 + np.exp(-(d["a"] + d["b"] * (y[:, t - 1] - 30.0))))
