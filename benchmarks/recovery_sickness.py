@@ -30,7 +30,7 @@ def main() -> None:
     ap.add_argument("--replicates", type=int, default=1000)
     ap.add_argument("--patients", type=int, default=200)
     ap.add_argument("--seed", type=int, default=7)
-    ap.add_argument("--se", choices=("model", "robust", "bias_reduced"), default="model")
+    ap.add_argument("--se", choices=("model", "robust", "bias_reduced", "cr2"), default="model")
     ap.add_argument("--batch", type=int, default=50, help="replicates per checkpoint file")
     ap.add_argument(
         "--overrides",
@@ -72,7 +72,10 @@ def main() -> None:
             rate = (time.perf_counter() - t0) / done
             print(f"replicates {start}-{stop - 1} done ({rate:.2f} s each)", flush=True)
     files = [batches / f"batch_{s:05d}.csv" for s in range(0, a.replicates, a.batch)]
-    table = pd.concat([pd.read_csv(f) for f in files], ignore_index=True)
+    # keep_default_na=False: scenario "null" is a name, not a missing value
+    table = pd.concat(
+        [pd.read_csv(f, keep_default_na=False, na_values=["", "nan", "NaN"]) for f in files], ignore_index=True
+    )
     s = summarize_replicates(table)
     write_recovery(table, s, a.out)
     print(

@@ -69,9 +69,21 @@ def _check_fixed(ours, want, *, rel=1e-5, se_rel=1e-5, df_rel=None):
 
 
 def _check_lmm(block, ref, model, fit, prefix=""):
-    """An LMM's fixed effects (with Satterthwaite df), variances and log-likelihood against lmerTest."""
-    _check_fixed(_coefs(block, prefix), _ref(ref, model, fit, "lmerTest", "fixed"), df_rel=1e-4)
-    assert block["df_method"] == "satterthwaite"
+    """An LMM's fixed effects (with Satterthwaite df), variances and log-likelihood against lmerTest.
+
+    A model with CR2 standard errors (``se: cr2``, the kind lmm default) has lmerTest's estimates and
+    clubSandwich's CR2 SEs and Satterthwaite df (``lmm_sandwich_reference.csv``, same rows).
+    """
+    want = _ref(ref, model, fit, "lmerTest", "fixed")
+    if str(block.get("se_type", "")).startswith("small-sample cluster-robust sandwich (CR2"):
+        cr2 = pd.read_csv(DATA / "lmm_sandwich_reference.csv")
+        cr2 = cr2[(cr2.data == model) & (cr2.type == "CR2")].set_index("term")
+        assert sorted(cr2.index) == sorted(want.index)
+        want = want.assign(se=cr2.loc[want.index, "se"], df=cr2.loc[want.index, "df"])
+        assert block["df_method"] == "bell_mccaffrey"
+    else:
+        assert block["df_method"] == "satterthwaite"
+    _check_fixed(_coefs(block, prefix), want, df_rel=1e-4)
     vc = _ref(ref, model, fit, "lmerTest", "varcomp")["estimate"]
     names, cov = block["random"]["names"], np.array(block["random"]["cov"])
     assert block["residual_variance"] == pytest.approx(vc["residual"], rel=1e-4)
@@ -141,6 +153,7 @@ OWN_REFERENCE = {"decision": ("decision_reference.csv", "test_decisions_referenc
 # ----------------------------------------------------------------------------------- LMM kinds
 @pytest.mark.parametrize("model", ["primary", "complete_case"])
 def test_lmm_equals_lmertest(demo, ref, model):
+    assert demo[1][model]["se_type"].startswith("small-sample cluster-robust sandwich (CR2")  # as shipped
     _check_lmm(demo[1][model], ref, model, 0)
 
 
@@ -198,14 +211,16 @@ def test_mediation_paths_equal_lmertest(demo, ref):
 
 @pytest.mark.parametrize("model", ["primary_mi", "tipping_point"])
 def test_multiple_imputation_pooling_equals_rubin_in_r(demo, ref, model):
-    """lmer on each completed data set, pooled in R by Rubin's rules with Barnard-Rubin df."""
+    """lmer on each completed data set, pooled in R by Rubin's rules with Barnard-Rubin df: the shipped
+    models pool each fit's CR2 sandwich (clubSandwich), complete-data df the mean of its df."""
     out = demo[1][model]
+    assert out["se_type"].startswith("small-sample cluster-robust sandwich (CR2")
     if model == "primary_mi":
         rows = {0.0: _coefs(out)}
     else:
         rows = {r["delta"]: r for r in out["tipping"]["rows"]}
     for delta in (0.0, 6.0) if model == "tipping_point" else (0.0,):
-        want = _ref(ref, model, delta, "rubin", "pooled")
+        want = _ref(ref, model, delta, "rubin_cr2", "pooled")
         if model == "primary_mi":
             _check_fixed(rows[delta], want, df_rel=1e-4)
         else:  # the tipping point's rows give the illness term at each delta

@@ -52,10 +52,10 @@ def test_primary_model_recovers_the_true_effects(primary, cohort):
 def test_primary_model_json_has_every_key(primary):
     assert ENVELOPE <= set(primary)
     assert primary["random"]["names"] == ["Intercept", "progress"]
-    assert primary["method"] == "REML" and primary["df_method"] == "satterthwaite"
+    assert primary["method"] == "REML" and primary["df_method"] == "bell_mccaffrey"  # se: cr2, the default
     for c in primary["coefficients"]:
         assert COEF_KEYS <= set(c)
-        assert c["df_method"] == "satterthwaite" and c["df"] > 0
+        assert c["df_method"] == "bell_mccaffrey" and c["df"] > 0
         assert c["ci_low"] < c["estimate"] < c["ci_high"]
     # the analysed sessions are the post-baseline ones (5 of 6 per patient)
     assert primary["nobs"] == 200 * 5 and primary["ngroups"] == 200

@@ -319,7 +319,7 @@ def test_try_model_fits_like_the_workflow_and_joins_the_comparison(tmp_path):
     df = _simulated()
     view = CohortView(cohort="t", root=tmp_path, sessions=df, models={"primary": SKELETON_JSON})
     assert try_model(view, "") is view and try_model(view, None) is view
-    tried = try_model(view, "madrs ~ session + ill", "~session", engine="statsmodels")
+    tried = try_model(view, "madrs ~ session + ill", "~session", engine="statsmodels", se="model")
     assert list(view.models) == ["primary"], "the original view is not changed"
     assert list(tried.models) == ["primary", "trial"]
     m = tried.models["trial"]

@@ -110,7 +110,7 @@ def _parser() -> argparse.ArgumentParser:
     rc.add_argument("--alpha", type=float, default=0.05)
     rc.add_argument(
         "--se",
-        choices=("model", "robust", "bias_reduced"),
+        choices=("model", "robust", "bias_reduced", "cr2"),
         help="standard errors of a kind-lmm model: model-based, or cluster-robust over patients "
         "(default: the model spec's own, model-based for the built-in primary model)",
     )

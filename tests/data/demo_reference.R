@@ -21,8 +21,11 @@
 #   log-likelihood, conditional SEs.
 # - geeglm estimates its own working correlation with its own moment estimators; the tests compare at it.
 # - Multiple imputation: lmer on each completed data set, pooled here by Rubin's rules with Barnard-Rubin df
-#   (complete-data df = nobs - p), as ketastats pools.
-suppressMessages({library(lme4); library(lmerTest); library(geepack); library(numDeriv); library(nlme)})
+#   (complete-data df = nobs - p), as ketastats pools with se: model (source rubin); and with each fit's CR2
+#   sandwich from clubSandwich (r-cran-clubsandwich 0.5.8), complete-data df = the mean over the fits of
+#   coef_test's Satterthwaite df, as ketastats pools with se: cr2, its default (source rubin_cr2).
+suppressMessages({library(lme4); library(lmerTest); library(geepack); library(numDeriv); library(nlme)
+                  library(clubSandwich)})
 
 man <- read.csv("demo_rows/manifest.csv", stringsAsFactors = FALSE, na.strings = "")
 only <- commandArgs(trailingOnly = TRUE)
@@ -61,7 +64,7 @@ lmer_fit <- function(m, d, xs, terms, rand) {
   }
   add(m$model, m$fit, "lmerTest", "fit", "logLik", as.numeric(logLik(fit)))
   add(m$model, m$fit, "lmerTest", "fit", "nobs", nobs(fit))
-  list(est = cf[xs, 1], se = cf[xs, 2], nobs = nobs(fit))
+  list(est = cf[xs, 1], se = cf[xs, 2], nobs = nobs(fit), fit = fit, xs = xs)
 }
 
 # --- the censored (Tobit) random-intercept model, from its likelihood -------------------------------------
@@ -213,6 +216,20 @@ for (key in names(pool)) {
   nu_obs <- (nu_com + 1) / (nu_com + 3) * nu_com * (1 - lam)
   df <- nu_old * nu_obs / (nu_old + nu_obs)
   for (j in seq_along(terms)) add(parts[1], as.numeric(parts[2]), "rubin", "pooled", terms[j], qbar[j], sqrt(tot[j]), df[j])
+  # the same with each fit's CR2 sandwich and the mean of its Satterthwaite df as the complete-data df
+  cr2 <- lapply(fits, function(f) {
+    vc <- vcovCR(as(f$fit, "lmerMod"), type = "CR2")
+    list(u = diag(as.matrix(vc))[f$xs], df = coef_test(as(f$fit, "lmerMod"), vcov = vc, test = "Satterthwaite")$df_Satt)
+  })
+  U <- do.call(rbind, lapply(cr2, `[[`, "u"))
+  nu_com <- colMeans(do.call(rbind, lapply(cr2, `[[`, "df")))
+  ubar <- colMeans(U)
+  tot <- ubar + (1 + 1 / mm) * b
+  lam <- (1 + 1 / mm) * b / tot
+  nu_old <- (mm - 1) / lam^2
+  nu_obs <- (nu_com + 1) / (nu_com + 3) * nu_com * (1 - lam)
+  df <- nu_old * nu_obs / (nu_old + nu_obs)
+  for (j in seq_along(terms)) add(parts[1], as.numeric(parts[2]), "rubin_cr2", "pooled", terms[j], qbar[j], sqrt(tot[j]), df[j])
 }
 
 res <- do.call(rbind, out)

@@ -203,6 +203,7 @@ def try_model(
     engine: str = "auto",
     group: str = "patient_id",
     alpha: float = 0.05,
+    se: str = "cr2",
 ) -> CohortView:
     """Fit one more linear mixed model to the cohort, as the workflow would, for comparison.
 
@@ -222,8 +223,9 @@ def try_model(
         Random effects per patient (``"~session"``: intercept and slope; ``None``: intercept).
     name : str
         The model's name in the returned view (must not be taken).
-    method, engine, group, alpha
-        As in a ``models:`` entry of the config; ``alpha`` sets the CI level (1 - alpha).
+    method, engine, group, alpha, se
+        As in a ``models:`` entry of the config (kind ``lmm``); ``alpha`` sets the CI level
+        (1 - alpha); ``se="model"`` gives lme4's standard errors instead of the CR2 sandwich.
 
     Returns
     -------
@@ -246,6 +248,7 @@ def try_model(
         "method": method,
         "engine": engine,
         "group": group,
+        "se": se,
         "label": f"{name} (fitted in the notebook)",
     }
     if re_formula:

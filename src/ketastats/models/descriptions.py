@@ -36,6 +36,8 @@ DF_METHODS: dict[str, str] = {
     "[kenward1997]",
     "residual": "t tests and intervals with the residual degrees of freedom",
     "barnard_rubin": "t tests and intervals with Barnard-Rubin degrees of freedom [barnard1999]",
+    "bell_mccaffrey": "t tests and intervals with the Satterthwaite degrees of freedom of the CR2 sandwich "
+    "[bell2002; pustejovsky2018]",
     "mixed": "Satterthwaite degrees of freedom for the linear mixed fits and standard normal Wald "
     "tests for the censored (Tobit) fits",
 }
@@ -121,7 +123,13 @@ def _df(m: Mapping[str, Any]) -> str:
 def _lmm(m: Mapping[str, Any]) -> MethodDescription:
     se_type = str(m.get("se_type") or "model-based")
     se_method = _MODEL_BASED_SE
-    if se_type != "model-based":
+    if se_type.startswith("small-sample"):
+        se_method = (
+            f"{_e(se_type)} standard errors over patients [liang1986; bell2002]: the patients' residuals "
+            "adjusted so that the estimator is unbiased when the model's covariance is right, and valid when "
+            "it is wrong"
+        )
+    elif se_type != "model-based":
         se_method = (
             f"{_e(se_type)} standard errors over patients (Liang-Zeger), which stay valid when the "
             "model's covariance of the sessions is wrong"

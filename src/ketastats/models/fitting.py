@@ -9,8 +9,9 @@ others); fixed-effect tests use Satterthwaite degrees of freedom
 approximation or the variance-parameter Hessian is not positive definite, and every
 coefficient records which (``df_method``). ``se: robust`` (kind ``lmm``) replaces the
 model-based SEs by the cluster-robust sandwich over patients and ``se: bias_reduced`` by its
-Mancl-DeRouen correction (:func:`ketastats.models.engines.satterthwaite.cluster_robust_cov`),
-with normal-reference tests and intervals; the default ``se: model`` keeps lme4's SEs.
+Mancl-DeRouen correction, both with normal-reference tests and intervals; ``se: cr2`` by the
+CR2 sandwich with Bell-McCaffrey degrees of freedom (:mod:`ketastats.models.engines.sandwich`,
+as R's clubSandwich); ``se: model`` keeps lme4's SEs.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from .common import (
     num,
 )
 from .engines.lmm import MixedModelResult, apply_references, design_matrices, fit_mixed
-from .engines.satterthwaite import SatterthwaiteResult, cluster_robust_cov, satterthwaite
+from .engines.sandwich import cluster_robust
+from .engines.satterthwaite import SatterthwaiteResult, satterthwaite
 from .result import Design, design_of
 from .retries import Diagnosis, RetryOutcome, fit_with_retries
 
@@ -55,7 +57,11 @@ LMM_SE_TYPES = {
     "model": "model-based",
     "robust": "cluster-robust (sandwich)",
     "bias_reduced": "bias-reduced cluster-robust sandwich (Mancl-DeRouen)",
+    "cr2": "small-sample cluster-robust sandwich (CR2, Bell-McCaffrey)",
 }
+
+#: ``se`` of kind lmm -> the residual adjustment of :func:`~ketastats.models.engines.sandwich.cluster_robust`
+_SANDWICH_ADJUST = {"robust": "none", "bias_reduced": "mancl_derouen", "cr2": "cr2"}
 
 
 def formulas_for(spec: Mapping[str, Any], *, outcome: str | None = None, extra_fixed: Sequence[str] = ()):
@@ -90,8 +96,10 @@ def fit_lmm_robust(
     (REML) log-likelihood in the variance parameters is positive definite.
 
     ``se`` is ``model`` (``sigma^2 (X'V^-1X)^-1``), ``robust`` or ``bias_reduced`` (the
-    cluster-robust sandwich over groups, :func:`~ketastats.models.engines.satterthwaite.cluster_robust_cov`;
-    its tests and intervals use the normal reference, so ``df_method`` is then ``normal``).
+    cluster-robust sandwich over groups, plain or Mancl-DeRouen, :func:`~ketastats.models.engines.sandwich.cluster_robust`;
+    their tests and intervals use the normal reference, so ``df_method`` is then ``normal``) or ``cr2``
+    (the CR2 sandwich with Bell-McCaffrey Satterthwaite df per coefficient, ``df_method`` ``bell_mccaffrey``,
+    unless ``df_method`` is ``normal``).
     """
     if se not in LMM_SE_TYPES:
         raise ModelError(f"se must be one of {', '.join(LMM_SE_TYPES)}; got {se!r}")
@@ -121,15 +129,27 @@ def fit_lmm_robust(
 
     out = fit_with_retries([(f"engine={e}", attempt(e)) for e in engines], assess)
     res, sat = out.result
+    robust_df = None
     if se != "model":
         if list(res.fixed["term"]) != list(xnames):
             raise ModelError(f"fixed effects {list(res.fixed['term'])} differ from the design's {xnames}")
-        cov = cluster_robust_cov(
-            y, X, Z, groups, res.re_cov, res.residual_variance, bias_reduced=se == "bias_reduced"
+        sw = cluster_robust(y, X, Z, groups, res.re_cov, res.residual_variance, adjust=_SANDWICH_ADJUST[se])
+        res.cov_beta = sw.cov
+        res.fixed = res.fixed.assign(se=np.sqrt(np.diag(sw.cov)))
+        # CR2 comes with its own Satterthwaite df (Bell-McCaffrey); the other sandwiches use the normal
+        robust_df = sw.df
+        df_method = "bell_mccaffrey" if sw.df is not None and df_method != "normal" else "normal"
+    if robust_df is not None and df_method == "bell_mccaffrey":
+        coefs = coefficient_rows(
+            list(res.fixed["term"]),
+            res.fixed["estimate"].to_numpy(),
+            res.fixed["se"].to_numpy(),
+            alpha=alpha,
+            df=robust_df,
+            df_method="bell_mccaffrey",
+            prefix=prefix,
         )
-        res.cov_beta = cov
-        res.fixed = res.fixed.assign(se=np.sqrt(np.diag(cov)))
-        df_method = "normal"
+        return LMMFit(res, sat, out, coefs, "bell_mccaffrey", se)
     use_satt = df_method == "satterthwaite" and sat.hessian_pd
     coefs = coefficient_rows(
         list(res.fixed["term"]),

@@ -185,11 +185,12 @@ _KINDS = (
         {
             "outcome": "score", "fixed": list(_PRIMARY_FIXED), "random": ["progress"], "formula": None,
             "re_formula": None,
-            # model: lme4's sigma^2 (X'V^-1X)^-1; robust / bias_reduced: cluster-robust sandwich over
-            # patients (plain, or Mancl-DeRouen), normal reference (docs/statistics.md)
-            "se": "model",
+            # cr2 (default): the CR2 sandwich over patients with Bell-McCaffrey df, which covers where
+            # the model's covariance is wrong; model: lme4's sigma^2 (X'V^-1X)^-1; robust /
+            # bias_reduced: the plain or Mancl-DeRouen sandwich, normal reference (docs/statistics.md)
+            "se": "cr2",
         },
-        checks=(_se_choice(("model", "robust", "bias_reduced")),),
+        checks=(_se_choice(("model", "robust", "bias_reduced", "cr2")),),
         row_filters=True,
     ),
     Kind(
@@ -322,9 +323,11 @@ _KINDS = (
             "fixed": list(_PRIMARY_FIXED),
             "random": ["progress"],
             "df_method": "barnard_rubin",
+            # cr2: each imputation's CR2 sandwich, as kind lmm (docs/statistics.md); model: lme4's
+            "se": "cr2",
             **_MI_DEFAULTS,
         },
-        checks=(_multiple_imputation,),
+        checks=(_multiple_imputation, _se_choice(("cr2", "model"))),
     ),
     Kind(
         "tipping_point",
@@ -335,10 +338,12 @@ _KINDS = (
             "fixed": list(_PRIMARY_FIXED),
             "random": ["progress"],
             "df_method": "barnard_rubin",
+            # cr2: each imputation's CR2 sandwich, as kind lmm (docs/statistics.md); model: lme4's
+            "se": "cr2",
             **_MI_DEFAULTS,
             "deltas": [-12, -10, -8, -6, -4, -2, 0, 2, 4, 6, 8, 10, 12],
         },
-        checks=(_multiple_imputation, _deltas_include_zero),
+        checks=(_multiple_imputation, _deltas_include_zero, _se_choice(("cr2", "model"))),
     ),
 )
 

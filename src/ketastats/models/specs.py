@@ -228,6 +228,8 @@ def spec_problems(where: str, spec: Mapping[str, Any]) -> list[str]:
         problems.append(f"{where}.complete_case: supported for kinds {filtering}.")
     if spec.get("exclude_onset_within_days") is not None and not kind.row_filters:
         problems.append(f"{where}.exclude_onset_within_days: supported for kinds {filtering}.")
+    if spec.get("se") == "cr2" and kind.name not in ("lmm", "lmm_mi", "tipping_point"):
+        problems.append(f"{where}.se: cr2 is an option of kinds lmm, lmm_mi and tipping_point, not {kind.name}.")
     if spec.get("se") in ("robust", "bias_reduced") and kind.name not in ("lmm", "gee"):
         problems.append(f"{where}.se: cluster-robust SEs are an option of kinds lmm and gee, not {kind.name}.")
     return problems + kind.problems(where, spec)

@@ -82,6 +82,15 @@ REFERENCES: dict[str, str] = {
         "Liang, K.-Y., & Zeger, S. L. (1986). Longitudinal data analysis using generalized linear models. "
         "Biometrika, 73(1), 13-22. https://doi.org/10.1093/biomet/73.1.13"
     ),
+    "bell2002": (
+        "Bell, R. M., & McCaffrey, D. F. (2002). Bias reduction in standard errors for linear regression "
+        "with multi-stage samples. Survey Methodology, 28(2), 169-181."
+    ),
+    "pustejovsky2018": (
+        "Pustejovsky, J. E., & Tipton, E. (2018). Small-sample methods for cluster-robust variance "
+        "estimation and hypothesis testing in fixed effects models. Journal of Business & Economic "
+        "Statistics, 36(4), 672-683. https://doi.org/10.1080/07350015.2016.1247004"
+    ),
     "mallinckrodt2008": (
         "Mallinckrodt, C. H., Lane, P. W., Schnell, D., Peng, Y., & Mancuso, J. P. (2008). Recommendations for "
         "the primary analysis of continuous endpoints in longitudinal clinical trials. Drug Information "

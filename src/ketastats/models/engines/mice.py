@@ -81,10 +81,11 @@ import pandas as pd
 from ...exceptions import ModelError
 from ..common import as_float, coefficient_rows, illness_effect, mcid_for, num, term_columns
 from ..estimands import apply_estimands
-from ..fitting import fit_lmm_robust, formulas_for
+from ..fitting import LMM_SE_TYPES, fit_lmm_robust, formulas_for
 from ..retries import SkipModel
 from ..rows import model_rows
 from .lmm import design_matrices, fast_max_q, fit_fast
+from .sandwich import cluster_robust
 
 __all__ = [
     "WideVariable",
@@ -662,7 +663,7 @@ class MIFits:
     converged: bool
     singular: bool
     engines: list[str]
-    df_complete: float
+    df_complete: float | np.ndarray
     messages: list[str]
 
 
@@ -846,8 +847,13 @@ def fit_imputed(
     """Fit the spec's model to each analysed completed data set and pool by Rubin's rules.
 
     ``shifts`` (one array per data set, aligned with ``design.y``) are added to the outcome
-    (delta adjustment). The complete-data df of the Barnard-Rubin df are ``nobs - p``.
+    (delta adjustment). With ``se: model`` each fit's variances are lme4's and the complete-data
+    df of the Barnard-Rubin df are ``nobs - p``; with ``se: cr2`` (the default, as kind ``lmm``)
+    they are each fit's CR2 sandwich (:func:`ketastats.models.engines.sandwich.cluster_robust`)
+    and the complete-data df per coefficient the mean of the fits' Bell-McCaffrey df.
     """
+    se = str(spec.get("se") or "model")
+    cr2_df: list[np.ndarray] = []
     ests, vars_, covs, sig2 = [], [], [], []
     conv, sing, engines, msgs = True, False, [], []
     terms: list[str] = []
@@ -858,7 +864,15 @@ def fit_imputed(
         terms = [str(t) for t in res.fixed["term"]]
         names = list(res.random_names)
         ests.append(res.fixed["estimate"].to_numpy(dtype=float))
-        vars_.append(res.fixed["se"].to_numpy(dtype=float) ** 2)
+        if se == "cr2":
+            if terms != [str(t) for t in design.xnames]:
+                raise ModelError(f"fixed effects {terms} differ from the design's {design.xnames}")
+            y = design.y if shifts is None else design.y + shifts[i]
+            sw = cluster_robust(y, design.X, design.Z, design.groups, res.re_cov, res.residual_variance, adjust="cr2")
+            vars_.append(np.diag(sw.cov).copy())
+            cr2_df.append(sw.df)
+        else:
+            vars_.append(res.fixed["se"].to_numpy(dtype=float) ** 2)
         covs.append(np.atleast_2d(res.re_cov))
         sig2.append(float(res.residual_variance))
         conv &= bool(res.converged)
@@ -866,7 +880,7 @@ def fit_imputed(
         engines.append(res.engine)
         nobs, ngroups = int(res.nobs), int(res.ngroups)
     p = len(terms)
-    df_com = float(max(nobs - p, 1))
+    df_com = np.mean(np.vstack(cr2_df), axis=0) if cr2_df else float(max(nobs - p, 1))
     pooled = pool_rubin(np.vstack(ests), np.vstack(vars_), df_com)
     coefs = coefficient_rows(
         terms, pooled.estimate, pooled.se, alpha=alpha, df=pooled.df, df_method="barnard_rubin"
@@ -936,7 +950,11 @@ def imputation_block(prep: MIPrepared, fits: MIFits, spec: Mapping[str, Any]) ->
         "assumption": "MAR given the imputation model's variables",
         "fmi": {t: num(f) for t, f in zip(fits.terms, fits.pooled.fmi)},
         "riv": {t: num(r) for t, r in zip(fits.terms, fits.pooled.riv)},
-        "df_complete": num(fits.df_complete),
+        "df_complete": (
+            {t: num(d) for t, d in zip(fits.terms, fits.df_complete)}
+            if np.ndim(fits.df_complete)
+            else num(fits.df_complete)
+        ),
     }
 
 
@@ -959,6 +977,7 @@ def pooled_block(prep: MIPrepared, fits: MIFits, spec: Mapping[str, Any]) -> dic
         "nobs": int(fits.nobs),
         "ngroups": int(fits.ngroups),
         "df_method": "barnard_rubin",
+        "se_type": LMM_SE_TYPES[str(spec.get("se") or "model")],
         "coefficients": fits.coefficients,
         "fixed": {c["term"]: {"estimate": c["estimate"], "se": c["se"]} for c in fits.coefficients},
         "illness_effect": eff,

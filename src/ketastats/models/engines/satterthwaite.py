@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["LMMCrossProducts", "cluster_robust_cov", "lmm_loglik", "satterthwaite", "SatterthwaiteResult"]
+__all__ = ["LMMCrossProducts", "lmm_loglik", "satterthwaite", "SatterthwaiteResult"]
 
 
 @dataclass
@@ -302,77 +302,3 @@ def satterthwaite(
     var_of_var = np.einsum("kp,kl,lp->p", jac, A, jac)
     df = 2 * np.diag(C) ** 2 / var_of_var
     return SatterthwaiteResult(df, A, H, True, jac)
-
-
-def cluster_robust_cov(
-    y: np.ndarray,
-    X: np.ndarray,
-    Z: np.ndarray,
-    groups: np.ndarray,
-    G: np.ndarray,
-    sigma2: float,
-    *,
-    bias_reduced: bool = False,
-    chunk: int = 4096,
-) -> np.ndarray:
-    """Cluster-robust (sandwich) covariance of the GLS fixed effects of a linear mixed model.
-
-    With ``W_i = V_i^-1``, ``V_i = Z_i G Z_i' + sigma^2 I`` at the estimated variances,
-    ``A = (X'WX)^-1`` and the GLS residuals ``r_i = y_i - X_i beta`` per patient,
-
-        Cov(beta) = A [sum_i X_i' W_i e_i e_i' W_i X_i] A,
-
-    with ``e_i = r_i`` (Liang & Zeger 1986, the model's working covariance as GEE's working
-    correlation) or, with ``bias_reduced``, ``e_i = (I - H_ii)^-1 r_i``,
-    ``H_ii = X_i A X_i' W_i`` (Mancl & DeRouen 2001, as statsmodels' GEE
-    ``cov_type="bias_reduced"`` of kind ``gee``). It stays valid when ``V`` is wrong (serial
-    correlation, heteroskedasticity, a misspecified random part) as long as patients are
-    independent. Patients are processed ``chunk`` at a time, by number of rows.
-
-    Examples
-    --------
-    Without random effects and one row per patient it is White's (HC0) estimator:
-
-    >>> import numpy as np
-    >>> X = np.column_stack([np.ones(4), [0.0, 1.0, 2.0, 3.0]]); y = np.array([1.0, 0.0, 3.0, 2.0])
-    >>> b = np.linalg.lstsq(X, y, rcond=None)[0]; r = y - X @ b; A = np.linalg.inv(X.T @ X)
-    >>> hc0 = A @ (X.T * r**2) @ X @ A
-    >>> bool(np.allclose(cluster_robust_cov(y, X, np.ones((4, 1)), np.arange(4), np.zeros((1, 1)), 1.0), hc0))
-    True
-    """
-    y = np.asarray(y, float)
-    X = np.asarray(X, float)
-    Z = np.asarray(Z, float)
-    G = np.atleast_2d(np.asarray(G, float))
-    s2 = float(sigma2)
-    _, codes = np.unique(np.asarray(groups), return_inverse=True)
-    m = int(codes.max()) + 1
-    p, q = X.shape[1], Z.shape[1]
-    # GLS at (G, sigma2) by Woodbury, all patients at once: W_i = (I - Z_i B_i Z_i') / s2
-    S = _group_sums(codes, m, Z[:, :, None] * Z[:, None, :])
-    NX = _group_sums(codes, m, Z[:, :, None] * X[:, None, :])
-    Ny = _group_sums(codes, m, Z * y[:, None])
-    B = G @ np.linalg.inv(s2 * np.eye(q) + S @ G)
-    XWX = (X.T @ X - _cross(NX, B @ NX)) / s2
-    A = np.linalg.inv((XWX + XWX.T) / 2)
-    beta = A @ ((X.T @ y - _cross(NX, B @ Ny[:, :, None])[:, 0]) / s2)
-    r = y - X @ beta
-    order = np.argsort(codes, kind="stable")
-    sizes = np.bincount(codes, minlength=m)
-    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-    meat = np.zeros((p, p))
-    for k in np.unique(sizes):
-        pats = np.flatnonzero(sizes == k)
-        for c0 in range(0, len(pats), chunk):
-            pc = pats[c0 : c0 + chunk]
-            rows = order[(starts[pc][:, None] + np.arange(k)[None, :])]  # (c, k) rows of each patient
-            Xi, Zi, ri = X[rows], Z[rows], r[rows]
-            W = (np.eye(k)[None] - Zi @ B[pc] @ np.swapaxes(Zi, 1, 2)) / s2  # (c, k, k)
-            WX = W @ Xi  # (c, k, p)
-            if bias_reduced:
-                H = Xi @ A @ np.swapaxes(WX, 1, 2)  # X_i A X_i' W_i (W symmetric)
-                ri = np.linalg.solve(np.eye(k)[None] - H, ri[:, :, None])[:, :, 0]
-            u = np.einsum("ckp,ck->cp", WX, ri)
-            meat += u.T @ u
-    cov = A @ meat @ A
-    return (cov + cov.T) / 2
