@@ -4,6 +4,7 @@
     python benchmarks/mmrm_mar_recovery.py --design original --replicates 1000 --patients 200
     python benchmarks/mmrm_mar_recovery.py --design selective --replicates 1000 --patients 200
     python benchmarks/mmrm_mar_recovery.py --design feedback --replicates 1000 --patients 200
+    python benchmarks/mmrm_mar_recovery.py --design feedback --sds 8,8,8,8,8,8,8 --replicates 1000 --patients 200
     python benchmarks/mmrm_mar_recovery.py --design feedback --sds 8,8,8,8,8,8,8 --a -30 --patients 10000 --replicates 4
 
 Each replicate simulates a cohort of ``--patients`` patients with 7 sessions:
