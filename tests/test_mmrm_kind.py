@@ -27,11 +27,12 @@ def _run(demo, **override):
     return run_model("mmrm", spec, demo, shipped_estimands())
 
 
-def test_shipped_mmrm_is_unstructured_reml_with_satterthwaite_df(demo):
+def test_shipped_mmrm_is_unstructured_reml_with_kenward_roger(demo):
     out = _run(demo)
     assert out["status"] == "ok", out["reason"]
     assert out["kind"] == "mmrm" and out["role"] == "sensitivity"
-    assert out["method"] == "REML" and out["df_method"] == "satterthwaite"
+    assert out["method"] == "REML" and out["df_method"] == "kenward_roger"
+    assert out["se_type"] == "model-based with the Kenward-Roger adjustment"
     cov = out["covariance"]
     assert cov["structure"] == cov["requested"] == "us" and cov["passed_over"] == []
     T = len(cov["visits"])
@@ -40,7 +41,7 @@ def test_shipped_mmrm_is_unstructured_reml_with_satterthwaite_df(demo):
     assert S.shape == (T, T) and np.all(np.linalg.eigvalsh(S) > 0)
     # the illness terms are time-varying covariates; the effect reported is the within-patient one
     eff = out["illness_effect"]
-    assert eff["term"] == "ill_within" and eff["df_method"] == "satterthwaite" and eff["df"] > 100
+    assert eff["term"] == "ill_within" and eff["df_method"] == "kenward_roger" and eff["df"] > 100
     assert any(c["term"].startswith("C(session)") for c in out["coefficients"])
     json.dumps(out, allow_nan=False)  # plain JSON
 
@@ -78,16 +79,16 @@ def test_structure_order_and_support_rules():
 
 
 def test_kenward_roger_and_empirical_options(demo):
-    base = _run(demo)
+    base = _run(demo, df_method="satterthwaite")
     kr = _run(demo, df_method="kenward_roger")
-    emp = _run(demo, se="empirical")
+    emp = _run(demo, df_method="satterthwaite", se="empirical")
     b = {c["term"]: c for c in base["coefficients"]}
     k = {c["term"]: c for c in kr["coefficients"]}
     e = {c["term"]: c for c in emp["coefficients"]}
     for term in b:
         assert k[term]["estimate"] == e[term]["estimate"] == b[term]["estimate"]
         assert k[term]["se"] >= b[term]["se"]  # the KR adjustment inflates
-        assert k[term]["df_method"] == "kenward_roger"
+        assert k[term]["df_method"] == "kenward_roger" and b[term]["df_method"] == "satterthwaite"
         assert e[term]["df_method"] == "residual" and e[term]["df"] == emp["ngroups"] - len(b)
     assert e["ill_within"]["se"] != pytest.approx(b["ill_within"]["se"], rel=1e-3)
     assert "Kenward-Roger" in kr["se_type"] and "sandwich" in emp["se_type"]
@@ -176,7 +177,9 @@ def test_methods_say_what_each_assumes(demo):
     d = describe_method(out)
     assert "(MAR)" in d.model and "(MCAR)" in d.model and "unstructured covariance" in d.model
     assert "random intercept" not in " ".join([d.model, d.random, d.estimation, d.se_method])
-    assert "Satterthwaite" in d.inference
+    # the shipped Kenward-Roger is named where the SEs and the tests are described
+    assert "Kenward-Roger" in d.se_method and "Kenward-Roger" in d.inference and "[kenward1997]" in d.inference
+    assert "Satterthwaite" in describe_method(_run(demo, df_method="satterthwaite")).inference
     gee = run_model("mmrm_gee", shipped_spec("mmrm_gee"), demo, shipped_estimands())
     assert "completely at random" in describe_method(gee).estimation
     assert "MAR" in describe_analysis(out) and "MCAR" in describe_analysis(gee)
