@@ -112,7 +112,7 @@ def _parser() -> argparse.ArgumentParser:
         "--se",
         choices=("model", "robust", "bias_reduced", "cr2"),
         help="standard errors of a kind-lmm model: model-based, or cluster-robust over patients "
-        "(default: the model spec's own, model-based for the built-in primary model)",
+        "(default: the model spec's own; cr2, the CR2 sandwich with its df, for the built-in primary model)",
     )
     rc.add_argument("--out", type=Path, required=True, help="output folder")
 
