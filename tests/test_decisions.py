@@ -85,11 +85,27 @@ def test_decisions_scenario_records_its_truth_and_the_planned_illness():
     assert sorted(s["dose_mg_kg"].dropna().round(2).unique()) == [0.3, 0.45, 0.5, 0.75]
 
 
-def test_other_scenarios_have_no_decision_truth_or_columns():
-    c = simulate_cohort(100, seed=4, scenario="sickness")
-    assert "decisions" not in c.truth["effects"]
-    assert not set(DECISION_COLUMNS) & set(c.sessions.columns)
-    assert c.params["decisions"]["policy"] == "rule"
+@pytest.mark.parametrize("scenario", ["sickness", "null", "mnar"])
+def test_every_scenario_records_the_planned_illness_and_nothing_else_moves(scenario):
+    # the planned_* columns are records of what happened on the planned day; writing them (and the
+    # decision truth) leaves every other column and truth value of the scenario as it was
+    c = simulate_cohort(300, seed=4, scenario=scenario)
+    off = simulate_cohort(300, seed=4, scenario=scenario, overrides={"decisions": {"record_planned_illness": False}})
+    assert c.params["decisions"]["policy"] == "rule" and c.params["decisions"]["record_planned_illness"]
+    assert tuple(c.sessions.columns) == tuple(off.sessions.columns) + DECISION_COLUMNS
+    pd.testing.assert_frame_equal(c.sessions[list(off.sessions.columns)], off.sessions)
+    truth = dict(c.truth, effects=dict(c.truth["effects"]))
+    decisions = truth["effects"].pop("decisions")
+    assert "decisions" not in off.truth["effects"]
+    assert truth["params"]["decisions"].pop("record_planned_illness") is True
+    assert off.truth["params"]["decisions"].pop("record_planned_illness") is False
+    assert truth == off.truth
+    # the rule policy never lowers a dose on purpose: no dose effect; postponing has one (the later day)
+    assert decisions["policy"] == "rule" and decisions["reduced_dose"]["value"] == 0.0
+    assert decisions["postpone"]["n_points"] > 20 and decisions["postpone"]["value"] != 0.0
+    post = c.sessions["postponed"] == 1
+    assert c.sessions.loc[~post, list(DECISION_COLUMNS)].isna().all().all()
+    assert c.sessions.loc[post, "planned_ill"].notna().all()
 
 
 def test_the_decision_stream_is_spawned_last():
@@ -144,7 +160,7 @@ def test_decision_points_are_the_ill_infusions_with_the_decision_day_confounders
 
 
 def test_a_cohort_without_planned_illness_keeps_only_given_infusions_as_points():
-    c = simulate_cohort(600, seed=6, scenario="sickness")
+    c = simulate_cohort(600, seed=6, scenario="sickness", overrides={"decisions": {"record_planned_illness": False}})
     data = prepare_sessions(coerce_sessions(c.sessions))
     points, _ = decision_points(data)
     # postponed infusions cannot be eligible: their illness on the planned day is unknown
@@ -261,12 +277,21 @@ def test_stabilized_weights_are_truncated_at_percentiles():
 
 def test_positivity_failures_are_refused_with_a_reason():
     a = np.array([1.0] * 5 + [0.0] * 100)
-    with pytest.raises(NotEstimable, match="5 decision point.s. in the arm postponed"):
+    with pytest.raises(NotEstimable, match="too few to compare: 5 of the ill infusions analysed were postponed; "
+                       "comparing the two choices needs at least 20 of each .min_per_arm., so no effect") as err:
         check_positivity(a, None, min_per_arm=20, propensity_range=(0.05, 0.95), max_share_outside=0.5,
                          labels={1: "postponed", 0: "given"})
+    assert err.value.counts == {"n": 5}  # open to the report's suppression
+    with pytest.raises(NotEstimable, match="3 of the ill infusions analysed were given at the usual dose"):
+        check_positivity(np.array([1.0] * 100 + [0.0] * 3), None, min_per_arm=20, propensity_range=(0.05, 0.95),
+                         max_share_outside=0.5, labels={1: "reduced dose", 0: "usual dose"})
+    with pytest.raises(NotEstimable, match="none of the ill infusions analysed were given at a reduced dose"):
+        check_positivity(np.zeros(30), None, min_per_arm=20, propensity_range=(0.05, 0.95),
+                         max_share_outside=0.5, labels={1: "reduced dose", 0: "usual dose"})
     a = np.array([1.0] * 50 + [0.0] * 50)
     e = np.r_[np.full(40, 0.99), np.full(10, 0.5), np.full(40, 0.01), np.full(10, 0.5)]
-    with pytest.raises(NotEstimable, match="80% of decision points"):
+    with pytest.raises(NotEstimable, match="for 80% of the ill infusions analysed the estimated chance of being "
+                       "postponed .the propensity. is outside .0.05, 0.95."):
         check_positivity(a, e, min_per_arm=20, propensity_range=(0.05, 0.95), max_share_outside=0.5,
                          labels={1: "postponed", 0: "given"})
     check_positivity(a, np.full(100, 0.5), min_per_arm=20, propensity_range=(0.05, 0.95),
@@ -297,7 +322,7 @@ def test_recovery_replicate_scores_every_variant_against_the_truth():
     assert abs(s.loc[("postpone", "aipw_wrong_propensity"), "bias"]) < 1
     assert list(s["replicates"].unique()) == [2]
     with pytest.raises(Exception, match="no decision truth"):
-        run_decision_replicate("sickness", 100, 3, 0, spec)
+        run_decision_replicate("sickness", 100, 3, 0, spec, overrides={"decisions": {"record_planned_illness": False}})
 
 
 def test_a_confounder_recorded_for_given_infusions_only_is_left_out_not_the_postponed_points():

@@ -11,6 +11,7 @@ from ketastats.models import resolve_spec, run_model
 from ketastats.models.specs import resolve_estimands, spec_problems
 from ketastats.prepare import prepare_sessions
 from ketastats.simulate import simulate_cohort
+from ketastats.simulate.decisions import DECISION_COLUMNS
 from ketastats.validate import coerce_sessions
 
 
@@ -75,8 +76,9 @@ def test_each_estimator_gives_both_decisions_with_estimand_assumptions_and_proto
 
 def test_a_cohort_without_the_columns_says_which_and_what_to_record():
     _, data = _data("sickness", 600, 3)
+    # a clinic export without the planned_* columns (the generator writes them), and too few reduced doses
+    data = data.drop(columns=list(DECISION_COLUMNS))
     out = _run(data, estimator="aipw")
-    # the demo-like cohort: no planned_* columns, and too few reduced doses
     assert out["status"] == "skipped"
     assert "planned_ill, planned_illness_severity" in out["reason"]
     assert "record whether the patient was ill on the planned day of a postponed infusion" in out["reason"]
@@ -90,10 +92,10 @@ def test_positivity_failure_gives_a_reason_not_a_number(cohort):
     _, data = cohort
     out = _run(data, estimator="ipw", decisions=["postpone"], propensity_range=[0.45, 0.55])
     assert out["status"] == "skipped"
-    assert "propensity outside [0.45, 0.55]" in out["reason"]
+    assert "the estimated chance of being postponed (the propensity) is outside [0.45, 0.55]" in out["reason"]
     assert out["coefficients"] == [] and "decisions" not in out
     out = _run(data, estimator="ipw", min_per_arm=100000)
-    assert out["status"] == "skipped" and "fewer than the 100000 needed (min_per_arm)" in out["reason"]
+    assert out["status"] == "skipped" and "needs at least 100000 of each (min_per_arm)" in out["reason"]
     # the count in the reason is recorded for the report's suppression
     assert any(v["counts"] for v in out["counted_text"].values())
 

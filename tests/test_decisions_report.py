@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import warnings
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from ketastats.report import build_results
 from ketastats.report.decision_figures import by_illness_figure, love_figure, overlap_figure
 from ketastats.report.decisions import answer_sentence
 from ketastats.simulate import simulate_cohort
+from ketastats.simulate.decisions import DECISION_COLUMNS
 from ketastats.validate import coerce_sessions
 
 SPECS = {
@@ -27,9 +29,9 @@ SPECS = {
 }
 
 
-def _results(scenario: str, n: int, seed: int = 5):
+def _results(scenario: str, n: int, seed: int = 5, drop: tuple[str, ...] = ()):
     c = simulate_cohort(n, seed=seed, scenario=scenario)
-    data = prepare_sessions(coerce_sessions(c.sessions))
+    data = prepare_sessions(coerce_sessions(c.sessions.drop(columns=list(drop))))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         models = {k: run_model(k, resolve_spec(k, s), data, resolve_estimands(None)) for k, s in SPECS.items()}
@@ -97,11 +99,26 @@ def test_no_raw_balance_or_histogram_counts_in_the_release(decisions_results):
 
 
 def test_a_cohort_without_the_columns_says_what_to_record_and_the_rest_runs():
-    _, models, res = _results("sickness", 300)
+    _, models, res = _results("sickness", 300, drop=DECISION_COLUMNS)
     dx = res["decisions"]
     assert dx["status"] == "skipped" and "planned_ill" in dx["reason"] and "record whether" in dx["reason"]
     assert res["models"]["primary"]["status"] == "ok"
     assert res["illness_effects"]
+
+
+def test_too_few_postponements_are_said_in_a_clinicians_words():
+    # a demo-sized clinic cohort: the planned_* columns are there, but few ill infusions were
+    # postponed and none given at a reduced dose; the section says so instead of a number
+    _, models, res = _results("sickness", 150)
+    dx = res["decisions"]
+    assert dx["status"] == "skipped" and dx["decisions"] == {}
+    post, dose = dx["reason"].split("; reduced dose versus usual dose: ")
+    m = re.fullmatch(r"postponed versus given as planned: too few to compare: (\d+) of the ill infusions analysed "
+                     r"were postponed; comparing the two choices needs at least 20 of each \(min_per_arm\), so no "
+                     r"effect is estimated", post)
+    assert m and 10 < int(m.group(1)) < 20, post  # above the report's small-cell threshold: shown
+    assert dose.startswith("too few to compare: none of the ill infusions analysed were given at a reduced dose")
+    assert res["models"]["primary"]["status"] == "ok"
 
 
 @pytest.mark.parametrize(

@@ -50,6 +50,7 @@ from ..exceptions import KetastatsError
 from .points import CATEGORICAL
 
 __all__ = [
+    "ARM_PHRASES",
     "ESTIMATORS",
     "Estimate",
     "NotEstimable",
@@ -61,6 +62,15 @@ __all__ = [
 ]
 
 ESTIMATORS = ("naive", "ipw", "gformula", "aipw")
+
+#: How a skip reason says what happened in the arm that is too small ("18 of the ill infusions
+#: analysed were postponed"), keyed by the arm labels of the decision kind.
+ARM_PHRASES = {
+    "postponed": "were postponed",
+    "given as planned": "were given as planned",
+    "reduced dose": "were given at a reduced dose",
+    "usual dose": "were given at the usual dose",
+}
 
 
 class NotEstimable(KetastatsError):
@@ -383,21 +393,29 @@ def check_positivity(
     labels: Mapping[int, str],
     setting: str = "min_per_arm",
 ) -> None:
-    """Raise :class:`NotEstimable` when an arm is too small or most propensities are extreme."""
+    """Raise :class:`NotEstimable` when an arm is too small or most propensities are extreme.
+
+    The message is for a clinician: how many of the ill infusions analysed had each choice, and
+    how many are needed (``setting`` names the configuration key). The count is a keyword of
+    :class:`NotEstimable`, so that the report can suppress it when small.
+    """
     for a in (1, 0):
         n = int(np.sum(A == a))
         if n < min_per_arm:
-            raise NotEstimable(
-                f"positivity: {{n}} decision point(s) in the arm {labels[a]}, fewer than the {min_per_arm} "
-                f"needed ({setting}); no effect is estimated",
-                n=n,
-            )
+            did = ARM_PHRASES.get(labels[a], f"were in the group '{labels[a]}'")
+            needs = (f"; comparing the two choices needs at least {min_per_arm} of each ({setting}), so no "
+                     "effect is estimated")
+            # the other arm's size is not quoted: with this one it could reveal a small count
+            if n == 0:
+                raise NotEstimable(f"too few to compare: none of the ill infusions analysed {did}" + needs)
+            raise NotEstimable(f"too few to compare: {{n}} of the ill infusions analysed {did}" + needs, n=n)
     if e is not None:
         lo, hi = float(propensity_range[0]), float(propensity_range[1])
         outside = float(np.mean((e < lo) | (e > hi)))
         if outside > max_share_outside:
             raise NotEstimable(
-                f"positivity: {100 * outside:.0f}% of decision points have a propensity outside "
-                f"[{lo:g}, {hi:g}] (more than {100 * max_share_outside:.0f}%): the decision is all but "
-                "determined by the confounders, so the data cannot say what the other choice would have done"
+                f"the choice is all but predictable: for {100 * outside:.0f}% of the ill infusions analysed "
+                f"the estimated chance of being {labels[1]} (the propensity) is outside [{lo:g}, {hi:g}] "
+                f"(more than {100 * max_share_outside:.0f}%; propensity_range, max_share_outside), so the data "
+                "cannot say what the other choice would have done; no effect is estimated"
             )
