@@ -62,6 +62,58 @@ def test_counterfactual_next_rating_reproduces_the_simulated_one_under_the_decis
     assert ill.sum() > 50 and np.mean(other[ill] != taken[ill]) > 0.5
 
 
+@pytest.mark.parametrize(
+    ("scenario", "overrides"),
+    [
+        ("decisions", None),
+        ("sickness", None),
+        ("attenuation", {"schedule": {"escalation_efficacy_multiplier": 1.4, "escalation_prob": 0.9}}),
+    ],
+)
+def test_the_forced_course_agrees_with_the_simulation_and_with_next_rating(scenario, overrides):
+    # the end-of-course truth re-runs the generator's own per-visit pass with one visit's decisions
+    # forced: forcing the decisions taken gives the simulated course exactly, and forcing others
+    # gives, at the next rating, what the independent next_rating computes
+    p = resolve_params(scenario, overrides)
+    sim = generator._simulate(1200, p, generator._streams(3))
+    n = sim["n"]
+    for v in range(1, sim["n_inf"]):
+        same = generator._simulate(n, p, generator._streams(3), force=(v, sim["postponed"][:, v], sim["reduced"][:, v]))
+        for key in ("core", "direct", "carry", "mediated", "day", "postponed", "reduced"):
+            assert np.array_equal(same[key], sim[key]), (v, key)
+        rng = np.random.default_rng(v)
+        for post, red in [(np.ones(n, bool), None), (np.zeros(n, bool), None), (np.zeros(n, bool), np.ones(n, bool)),
+                          (rng.random(n) < 0.5, rng.random(n) < 0.5)]:
+            forced = generator._simulate(n, p, generator._streams(3), force=(v, post, red))
+            want = next_rating(sim, p, v, post, forced["reduced"][:, v])
+            got = observed_rating(forced["core"][:, v + 1], forced["direct"][:, v + 1] + forced["carry"][:, v + 1]
+                                  + forced["mediated"][:, v + 1])
+            assert np.array_equal(got, want), v
+
+
+def test_end_of_course_truth_is_the_next_rating_truth_at_the_last_infusion():
+    c = simulate_cohort(1500, seed=4, scenario="decisions")
+    truth = c.truth["effects"]["decisions"]
+    end = truth["end_of_course"]
+    assert end["postpone"]["n_points"] == truth["postpone"]["n_points"]
+    assert end["reduced_dose"]["n_points"] == truth["reduced_dose"]["n_points"]
+    last = c.params["schedule"]["planned_infusions"]  # its next rating is the end of the course
+    rows = pd.DataFrame(truth["points"])
+    at_last = rows[rows["session"] == last]
+    assert len(at_last) > 30
+    assert (at_last["postpone_effect_end"] == at_last["postpone_effect"]).all()
+    given = at_last[at_last["reduced_dose_effect"].notna()]
+    assert (given["reduced_dose_effect_end"] == given["reduced_dose_effect"]).all()
+    assert end["postpone"]["value"] == pytest.approx(rows["postpone_effect_end"].mean(), abs=1e-4)
+    assert end["reduced_dose"]["value"] == pytest.approx(rows["reduced_dose_effect_end"].dropna().mean(), abs=1e-4)
+    # earlier points: the next-rating shifts have faded by the end (a reduced dose shifts one rating),
+    # what is left is the later day's course
+    early = rows[rows["session"] < last]
+    assert abs(early["reduced_dose_effect_end"].dropna().mean()) < 0.25 * abs(truth["reduced_dose"]["value"])
+    assert 0 < end["reduced_dose"]["value"] < truth["reduced_dose"]["value"]
+    assert truth["postpone"]["value"] < end["postpone"]["value"] < 0
+
+
 def test_decisions_scenario_records_its_truth_and_the_planned_illness():
     c = simulate_cohort(1500, seed=4, scenario="decisions")
     truth = c.truth["effects"]["decisions"]
@@ -316,11 +368,23 @@ def test_recovery_replicate_scores_every_variant_against_the_truth():
     rows = run_decision_replicate("decisions", 1500, 3, 0, spec) + run_decision_replicate("decisions", 1500, 3, 1, spec)
     table = pd.DataFrame(rows)
     assert set(table["variant"]) == set(VARIANTS) and set(table["decision"]) == {"postpone", "reduced_dose"}
-    assert (table.groupby(["replicate", "decision"])["truth"].nunique() == 1).all()
-    s = summarize(table).set_index(["decision", "variant"])
-    assert s.loc[("postpone", "naive"), "bias"] > 2  # confounded
-    assert abs(s.loc[("postpone", "aipw_wrong_propensity"), "bias"]) < 1
-    assert list(s["replicates"].unique()) == [2]
+    # the outcomes with a truth: the next rating and the end of the course (response has none)
+    assert set(table["outcome"]) == {"next", "end"}
+    assert (table.groupby(["replicate", "decision", "outcome"])["truth"].nunique() == 1).all()
+    truth = simulate_cohort(1500, seed=table["seed"].iloc[0], scenario="decisions").truth["effects"]["decisions"]
+    first = table[table["replicate"] == 0].set_index(["decision", "outcome", "variant"])
+    assert first.loc[("postpone", "end", "aipw"), "truth"] == truth["end_of_course"]["postpone"]["value"]
+    assert first.loc[("reduced_dose", "next", "aipw"), "truth"] == truth["reduced_dose"]["value"]
+    assert (table["skipped"] == "").all()
+    s = summarize(table).set_index(["decision", "outcome", "variant"])
+    assert s.loc[("postpone", "next", "naive"), "bias"] > 2  # confounded
+    assert abs(s.loc[("postpone", "next", "aipw_wrong_propensity"), "bias"]) < 1
+    assert list(s["replicates"].unique()) == [2] and (s["replicates_skipped"] == 0).all()
+    # a cohort too small for the decision: counted as skipped with the model's reason, never estimated
+    small = pd.DataFrame(run_decision_replicate("decisions", 60, 3, 0, spec, variants=["aipw"]))
+    assert small["estimate"].isna().all() and small["skipped"].str.contains("too few to compare").all()
+    s = summarize(small).set_index(["decision", "outcome", "variant"])
+    assert (s["replicates_skipped"] == 1).all() and (s["replicates_with_estimate"] == 0).all()
     with pytest.raises(Exception, match="no decision truth"):
         run_decision_replicate("sickness", 100, 3, 0, spec, overrides={"decisions": {"record_planned_illness": False}})
 
