@@ -128,3 +128,38 @@ def test_propensity_terms_can_be_misspecified_on_purpose(cohort):
     assert abs(b - truth) > 2 * abs(g - truth) and abs(b - truth) > 1.5
     assert bad["decisions"]["postpone"]["propensity_terms"] == ["progress"]
     assert np.isfinite(b)
+
+
+def test_decision_effects_by_severity_where_each_stratum_has_the_numbers(cohort):
+    from ketastats.decisions import decision_points
+    from ketastats.decisions.estimators import analysis_set, estimate
+
+    c, data = cohort
+    truth = c.truth["effects"]["decisions"]
+    # the true effect of postponing grows with severity (the illness passes before the next rating)
+    sev_truth = truth["postpone"]["by_severity"]
+    assert sev_truth["mild"]["value"] > sev_truth["moderate"]["value"] > sev_truth["severe"]["value"]
+    out = _run(data, estimator="aipw", outcomes=["next"])
+    points, _ = decision_points(data)
+    shown = 0
+    for decision in ("postpone", "reduced_dose"):
+        block = out["decisions"][decision]
+        terms = [t for t in block["propensity_terms"] if t != "severity"]
+        for r in block["by_severity"]:
+            level = r["severity"]
+            if min(r["n_treated"], r["n_control"]) < 20:  # min_per_stratum
+                assert r["status"] == "skipped" and "effect" not in r
+                assert f"{level} illness: too few to compare" in r["reason"] and "(min_per_stratum)" in r["reason"]
+                continue
+            shown += 1
+            e = r["effect"]
+            # the stratum's own analysis: the estimator on that stratum's points, severity left out
+            sub, _ = analysis_set(points[points["severity"] == level], decision, "y_next", terms)
+            ref = estimate("aipw", sub, decision=decision, outcome="y_next", binary=False, propensity_terms=terms,
+                           outcome_terms=terms, truncate=[0.01, 0.99], alpha=0.05)
+            assert e["estimate"] == pytest.approx(ref.estimate, abs=1e-10) and e["se"] == pytest.approx(ref.se)
+            assert e["n_treated"] == r["n_treated"] and e["n_control"] == r["n_control"]
+            # and it estimates that stratum's true effect (mean individual effect of its points)
+            t = truth[decision]["by_severity"][level]["value"]
+            assert abs(e["estimate"] - t) < 3 * e["se"], (decision, level, e["estimate"], t)
+    assert shown == 4  # mild and moderate for both decisions; few severe illnesses are given as planned
