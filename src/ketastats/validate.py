@@ -746,8 +746,8 @@ def _check_planned_illness(c: _Collector, text: dict[str, pd.Series], num: dict[
     if "planned_ill" in text:
         pill = num["planned_ill"].to_numpy()
         not_ill = (pill == 0) | text["planned_ill"].isna().to_numpy()
-        if "postponed" in num:  # on other rows planned_not_postponed has said it already
-            not_ill &= num["postponed"].to_numpy() == 1
+        # on rows that are not postponed infusions planned_not_postponed has said it already
+        not_ill &= num["postponed"].to_numpy() == 1 if "postponed" in num else False
         for name in details:
             m = not_ill & text[name].notna().to_numpy()
             c.add_mask(name, "cross_field:planned_not_ill_details", m,
