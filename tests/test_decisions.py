@@ -397,3 +397,43 @@ def test_a_confounder_recorded_for_given_infusions_only_is_left_out_not_the_post
     assert points.loc[points.postpone == 0, "illness_medication"].notna().all()
     _, full = decision_points(prepare_sessions(coerce_sessions(c.sessions)))
     assert "illness_medication" not in full["unavailable"]
+
+
+def test_aipw_with_a_propensity_of_exactly_one_at_a_postponed_point(monkeypatch):
+    # a near-separated logistic fit can return e = 1.0 exactly at a postponed point (it happened in
+    # a 300-patient cohort); that point's control term is 0 x (Y - m0) / 0 and must count as zero
+    from ketastats.decisions import estimators as est_mod
+
+    rng = np.random.default_rng(2)
+    n = 120
+    sure = np.arange(n) < 30  # always postponed
+    pts = pd.DataFrame({
+        "postpone": np.where(sure, 1.0, (rng.random(n) < 0.4).astype(float)),
+        "previous_score": rng.normal(25, 5, n),
+        "patient_id": [f"p{i // 3}" for i in range(n)],
+    })
+    pts["y_next"] = 20 - 2 * pts["postpone"] + 0.3 * (pts["previous_score"] - 25) + rng.normal(0, 2, n)
+    real = est_mod.fit_propensity
+
+    def saturated(A, X):
+        ps = real(A, X)
+        ps.e = np.where(sure, 1.0, ps.e)
+        return ps
+
+    monkeypatch.setattr(est_mod, "fit_propensity", saturated)
+    kw = dict(decision="postpone", outcome="y_next", binary=False, propensity_terms=["previous_score"],
+              outcome_terms=["previous_score"])
+    e = est_mod.estimate("aipw", pts, **kw)
+    A, Y = pts["postpone"].to_numpy(), pts["y_next"].to_numpy()
+    om = est_mod.fit_outcome_models(Y, A, est_mod.design_matrix(pts, ["previous_score"]), False)
+    ps = saturated(A, est_mod.design_matrix(pts, ["previous_score"]))
+    by_hand = om.m1 - om.m0
+    t = A == 1
+    by_hand[t] += (Y - om.m1)[t] / ps.e[t]
+    by_hand[~t] -= (Y - om.m0)[~t] / (1 - ps.e[~t])
+    assert np.isfinite(e.estimate) and np.isfinite(e.se) and e.estimate == pytest.approx(by_hand.mean(), abs=1e-12)
+    # a point given as planned that the propensity says is always postponed: an infinite weight, refused
+    pts.loc[0, "postpone"] = 0.0
+    for estimator in ("aipw", "ipw"):
+        with pytest.raises(NotEstimable, match="for 1 ill infusion.s. analysed the confounders predict the other"):
+            est_mod.estimate(estimator, pts, **kw)

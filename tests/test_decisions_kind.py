@@ -163,3 +163,13 @@ def test_decision_effects_by_severity_where_each_stratum_has_the_numbers(cohort)
             t = truth[decision]["by_severity"][level]["value"]
             assert abs(e["estimate"] - t) < 3 * e["se"], (decision, level, e["estimate"], t)
     assert shown == 4  # mild and moderate for both decisions; few severe illnesses are given as planned
+
+
+def test_a_clinic_sized_cohort_with_a_saturated_propensity_gets_a_number_not_none():
+    # a 300-patient cohort of the clinic-size recovery study whose propensity is exactly 1 at a
+    # postponed point: AIPW gave status ok with no estimate before that point's zero term was kept zero
+    _, data = _data("decisions", 300, 1603324329)
+    out = _run(data, estimator="aipw", decisions=["postpone"], outcomes=["next"])
+    eff = out["decisions"]["postpone"]["outcomes"]["next"]["effect"]
+    assert out["status"] == "ok" and np.isfinite(eff["estimate"]) and eff["se"] > 0
+    assert eff["ci_low"] < eff["estimate"] < eff["ci_high"]

@@ -188,7 +188,8 @@ def fit_propensity(A: np.ndarray, X: pd.DataFrame) -> Propensity:
 def stabilized_weights(A: np.ndarray, e: np.ndarray, truncate: Sequence[float] | None) -> tuple[np.ndarray, dict]:
     """``P(A = a) / P(A = a | X)``, truncated at the given percentiles of the weights (fractions)."""
     p1 = float(np.mean(A))
-    w = np.where(A == 1, p1 / e, (1 - p1) / (1 - e))
+    with np.errstate(divide="ignore"):  # each arm's branch only where it applies
+        w = np.where(A == 1, p1 / e, (1 - p1) / (1 - e))
     info: dict[str, Any] = {"truncate": list(truncate) if truncate else None, "n_truncated": 0}
     if truncate:
         lo, hi = np.quantile(w, [float(truncate[0]), float(truncate[1])])
@@ -315,6 +316,7 @@ def estimate(
         se_method = "cluster-robust sandwich (patients), OLS of the outcome on the decision"
     elif estimator == "ipw":
         ps = fit_propensity(A, design_matrix(points, propensity_terms))
+        _check_propensity(A, ps.e)
         w, info = stabilized_weights(A, ps.e, truncate)
         est, se = _weighted_difference(Y, A, w, groups)
         m1 = float(np.average(Y[A == 1], weights=w[A == 1]))
@@ -336,8 +338,12 @@ def estimate(
         X = design_matrix(points, outcome_terms)
         om = fit_outcome_models(Y, A, X, binary)
         e = ps.e
-        mu1 = om.m1 + A * (Y - om.m1) / e
-        mu0 = om.m0 + (1 - A) * (Y - om.m0) / (1 - e)
+        _check_propensity(A, e)
+        # each arm's residual term only where that arm was taken: a propensity of exactly 1 (0) at a
+        # point given (not given) the decision, which a near-separated logistic fit can return, is
+        # 0 x (Y - m) / 0 in the other arm's term, which is zero, not NaN
+        mu1 = om.m1 + np.divide(A * (Y - om.m1), e, out=np.zeros_like(Y), where=A == 1)
+        mu0 = om.m0 + np.divide((1 - A) * (Y - om.m0), 1 - e, out=np.zeros_like(Y), where=A == 0)
         phi = mu1 - mu0
         est = float(np.mean(phi))
         se = cluster_se((phi - est) / len(phi), groups)
@@ -348,6 +354,9 @@ def estimate(
             "outcome_terms": {str(a): om.columns[a] for a in (0, 1)},
         }
         se_method = "sandwich of the mean of the AIPW pseudo-outcomes, summed within patients"
+    if not (math.isfinite(est) and math.isfinite(se)):
+        raise NotEstimable("the estimate is not a finite number (the models could not be fitted to these points); "
+                           "no effect is estimated")
     lo, hi, p = _wald(est, se, alpha)
     return Estimate(
         estimator=estimator,
@@ -362,6 +371,16 @@ def estimate(
         details=details,
         **common,
     )
+
+
+def _check_propensity(A: np.ndarray, e: np.ndarray) -> None:
+    """Refuse when a point took a decision its propensity gives no chance (an infinite weight)."""
+    impossible = int(np.sum(((A == 1) & (e <= 0)) | ((A == 0) & (e >= 1))))
+    if impossible:
+        raise NotEstimable(
+            "the choice is all but predictable: for {n} ill infusion(s) analysed the confounders predict the "
+            "other choice with certainty (an infinite weight), so the data cannot say what that choice would "
+            "have done; no effect is estimated", n=impossible)
 
 
 def analysis_set(
