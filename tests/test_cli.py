@@ -132,3 +132,19 @@ def test_fit_on_empty_or_garbage_files_says_what_is_wrong(name, content, message
     assert message in err and str(path) in err
     assert "Traceback" not in err
     assert not (tmp_path / "x.json").exists()
+
+
+
+def test_decision_recovery_scores_the_chosen_estimators(tmp_path):
+    import pandas as pd
+
+    argv = ["recovery", "--scenario", "decisions", "--model", "decision", "--replicates", "2", "--patients", "400",
+            "--seed", "4"]
+    assert main([*argv, "--variants", "aipw", "--out", str(tmp_path / "a")]) == 0
+    summary = pd.read_csv(tmp_path / "a" / "summary.csv")
+    assert sorted(zip(summary["decision"], summary["outcome"], strict=True)) == [
+        ("postpone", "end"), ("postpone", "next"), ("reduced_dose", "end"), ("reduced_dose", "next")]
+    assert set(summary["variant"]) == {"aipw"} and (summary["replicates"] == 2).all()
+    rows = pd.read_csv(tmp_path / "a" / "replicates.csv", keep_default_na=False)
+    assert len(rows) == 8 and {"skipped", "n_treated", "truth"} <= set(rows.columns)
+    assert main([*argv, "--variants", "nope", "--out", str(tmp_path / "b")]) != 0

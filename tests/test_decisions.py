@@ -62,6 +62,58 @@ def test_counterfactual_next_rating_reproduces_the_simulated_one_under_the_decis
     assert ill.sum() > 50 and np.mean(other[ill] != taken[ill]) > 0.5
 
 
+@pytest.mark.parametrize(
+    ("scenario", "overrides"),
+    [
+        ("decisions", None),
+        ("sickness", None),
+        ("attenuation", {"schedule": {"escalation_efficacy_multiplier": 1.4, "escalation_prob": 0.9}}),
+    ],
+)
+def test_the_forced_course_agrees_with_the_simulation_and_with_next_rating(scenario, overrides):
+    # the end-of-course truth re-runs the generator's own per-visit pass with one visit's decisions
+    # forced: forcing the decisions taken gives the simulated course exactly, and forcing others
+    # gives, at the next rating, what the independent next_rating computes
+    p = resolve_params(scenario, overrides)
+    sim = generator._simulate(1200, p, generator._streams(3))
+    n = sim["n"]
+    for v in range(1, sim["n_inf"]):
+        same = generator._simulate(n, p, generator._streams(3), force=(v, sim["postponed"][:, v], sim["reduced"][:, v]))
+        for key in ("core", "direct", "carry", "mediated", "day", "postponed", "reduced"):
+            assert np.array_equal(same[key], sim[key]), (v, key)
+        rng = np.random.default_rng(v)
+        for post, red in [(np.ones(n, bool), None), (np.zeros(n, bool), None), (np.zeros(n, bool), np.ones(n, bool)),
+                          (rng.random(n) < 0.5, rng.random(n) < 0.5)]:
+            forced = generator._simulate(n, p, generator._streams(3), force=(v, post, red))
+            want = next_rating(sim, p, v, post, forced["reduced"][:, v])
+            got = observed_rating(forced["core"][:, v + 1], forced["direct"][:, v + 1] + forced["carry"][:, v + 1]
+                                  + forced["mediated"][:, v + 1])
+            assert np.array_equal(got, want), v
+
+
+def test_end_of_course_truth_is_the_next_rating_truth_at_the_last_infusion():
+    c = simulate_cohort(1500, seed=4, scenario="decisions")
+    truth = c.truth["effects"]["decisions"]
+    end = truth["end_of_course"]
+    assert end["postpone"]["n_points"] == truth["postpone"]["n_points"]
+    assert end["reduced_dose"]["n_points"] == truth["reduced_dose"]["n_points"]
+    last = c.params["schedule"]["planned_infusions"]  # its next rating is the end of the course
+    rows = pd.DataFrame(truth["points"])
+    at_last = rows[rows["session"] == last]
+    assert len(at_last) > 30
+    assert (at_last["postpone_effect_end"] == at_last["postpone_effect"]).all()
+    given = at_last[at_last["reduced_dose_effect"].notna()]
+    assert (given["reduced_dose_effect_end"] == given["reduced_dose_effect"]).all()
+    assert end["postpone"]["value"] == pytest.approx(rows["postpone_effect_end"].mean(), abs=1e-4)
+    assert end["reduced_dose"]["value"] == pytest.approx(rows["reduced_dose_effect_end"].dropna().mean(), abs=1e-4)
+    # earlier points: the next-rating shifts have faded by the end (a reduced dose shifts one rating),
+    # what is left is the later day's course
+    early = rows[rows["session"] < last]
+    assert abs(early["reduced_dose_effect_end"].dropna().mean()) < 0.25 * abs(truth["reduced_dose"]["value"])
+    assert 0 < end["reduced_dose"]["value"] < truth["reduced_dose"]["value"]
+    assert truth["postpone"]["value"] < end["postpone"]["value"] < 0
+
+
 def test_decisions_scenario_records_its_truth_and_the_planned_illness():
     c = simulate_cohort(1500, seed=4, scenario="decisions")
     truth = c.truth["effects"]["decisions"]
@@ -85,11 +137,27 @@ def test_decisions_scenario_records_its_truth_and_the_planned_illness():
     assert sorted(s["dose_mg_kg"].dropna().round(2).unique()) == [0.3, 0.45, 0.5, 0.75]
 
 
-def test_other_scenarios_have_no_decision_truth_or_columns():
-    c = simulate_cohort(100, seed=4, scenario="sickness")
-    assert "decisions" not in c.truth["effects"]
-    assert not set(DECISION_COLUMNS) & set(c.sessions.columns)
-    assert c.params["decisions"]["policy"] == "rule"
+@pytest.mark.parametrize("scenario", ["sickness", "null", "mnar"])
+def test_every_scenario_records_the_planned_illness_and_nothing_else_moves(scenario):
+    # the planned_* columns are records of what happened on the planned day; writing them (and the
+    # decision truth) leaves every other column and truth value of the scenario as it was
+    c = simulate_cohort(300, seed=4, scenario=scenario)
+    off = simulate_cohort(300, seed=4, scenario=scenario, overrides={"decisions": {"record_planned_illness": False}})
+    assert c.params["decisions"]["policy"] == "rule" and c.params["decisions"]["record_planned_illness"]
+    assert tuple(c.sessions.columns) == tuple(off.sessions.columns) + DECISION_COLUMNS
+    pd.testing.assert_frame_equal(c.sessions[list(off.sessions.columns)], off.sessions)
+    truth = dict(c.truth, effects=dict(c.truth["effects"]))
+    decisions = truth["effects"].pop("decisions")
+    assert "decisions" not in off.truth["effects"]
+    assert truth["params"]["decisions"].pop("record_planned_illness") is True
+    assert off.truth["params"]["decisions"].pop("record_planned_illness") is False
+    assert truth == off.truth
+    # the rule policy never lowers a dose on purpose: no dose effect; postponing has one (the later day)
+    assert decisions["policy"] == "rule" and decisions["reduced_dose"]["value"] == 0.0
+    assert decisions["postpone"]["n_points"] > 20 and decisions["postpone"]["value"] != 0.0
+    post = c.sessions["postponed"] == 1
+    assert c.sessions.loc[~post, list(DECISION_COLUMNS)].isna().all().all()
+    assert c.sessions.loc[post, "planned_ill"].notna().all()
 
 
 def test_the_decision_stream_is_spawned_last():
@@ -144,7 +212,7 @@ def test_decision_points_are_the_ill_infusions_with_the_decision_day_confounders
 
 
 def test_a_cohort_without_planned_illness_keeps_only_given_infusions_as_points():
-    c = simulate_cohort(600, seed=6, scenario="sickness")
+    c = simulate_cohort(600, seed=6, scenario="sickness", overrides={"decisions": {"record_planned_illness": False}})
     data = prepare_sessions(coerce_sessions(c.sessions))
     points, _ = decision_points(data)
     # postponed infusions cannot be eligible: their illness on the planned day is unknown
@@ -261,12 +329,21 @@ def test_stabilized_weights_are_truncated_at_percentiles():
 
 def test_positivity_failures_are_refused_with_a_reason():
     a = np.array([1.0] * 5 + [0.0] * 100)
-    with pytest.raises(NotEstimable, match="5 decision point.s. in the arm postponed"):
+    with pytest.raises(NotEstimable, match="too few to compare: 5 of the ill infusions analysed were postponed; "
+                       "comparing the two choices needs at least 20 of each .min_per_arm., so no effect") as err:
         check_positivity(a, None, min_per_arm=20, propensity_range=(0.05, 0.95), max_share_outside=0.5,
                          labels={1: "postponed", 0: "given"})
+    assert err.value.counts == {"n": 5}  # open to the report's suppression
+    with pytest.raises(NotEstimable, match="3 of the ill infusions analysed were given at the usual dose"):
+        check_positivity(np.array([1.0] * 100 + [0.0] * 3), None, min_per_arm=20, propensity_range=(0.05, 0.95),
+                         max_share_outside=0.5, labels={1: "reduced dose", 0: "usual dose"})
+    with pytest.raises(NotEstimable, match="none of the ill infusions analysed were given at a reduced dose"):
+        check_positivity(np.zeros(30), None, min_per_arm=20, propensity_range=(0.05, 0.95),
+                         max_share_outside=0.5, labels={1: "reduced dose", 0: "usual dose"})
     a = np.array([1.0] * 50 + [0.0] * 50)
     e = np.r_[np.full(40, 0.99), np.full(10, 0.5), np.full(40, 0.01), np.full(10, 0.5)]
-    with pytest.raises(NotEstimable, match="80% of decision points"):
+    with pytest.raises(NotEstimable, match="for 80% of the ill infusions analysed the estimated chance of being "
+                       "postponed .the propensity. is outside .0.05, 0.95."):
         check_positivity(a, e, min_per_arm=20, propensity_range=(0.05, 0.95), max_share_outside=0.5,
                          labels={1: "postponed", 0: "given"})
     check_positivity(a, np.full(100, 0.5), min_per_arm=20, propensity_range=(0.05, 0.95),
@@ -291,13 +368,25 @@ def test_recovery_replicate_scores_every_variant_against_the_truth():
     rows = run_decision_replicate("decisions", 1500, 3, 0, spec) + run_decision_replicate("decisions", 1500, 3, 1, spec)
     table = pd.DataFrame(rows)
     assert set(table["variant"]) == set(VARIANTS) and set(table["decision"]) == {"postpone", "reduced_dose"}
-    assert (table.groupby(["replicate", "decision"])["truth"].nunique() == 1).all()
-    s = summarize(table).set_index(["decision", "variant"])
-    assert s.loc[("postpone", "naive"), "bias"] > 2  # confounded
-    assert abs(s.loc[("postpone", "aipw_wrong_propensity"), "bias"]) < 1
-    assert list(s["replicates"].unique()) == [2]
+    # the outcomes with a truth: the next rating and the end of the course (response has none)
+    assert set(table["outcome"]) == {"next", "end"}
+    assert (table.groupby(["replicate", "decision", "outcome"])["truth"].nunique() == 1).all()
+    truth = simulate_cohort(1500, seed=table["seed"].iloc[0], scenario="decisions").truth["effects"]["decisions"]
+    first = table[table["replicate"] == 0].set_index(["decision", "outcome", "variant"])
+    assert first.loc[("postpone", "end", "aipw"), "truth"] == truth["end_of_course"]["postpone"]["value"]
+    assert first.loc[("reduced_dose", "next", "aipw"), "truth"] == truth["reduced_dose"]["value"]
+    assert (table["skipped"] == "").all()
+    s = summarize(table).set_index(["decision", "outcome", "variant"])
+    assert s.loc[("postpone", "next", "naive"), "bias"] > 2  # confounded
+    assert abs(s.loc[("postpone", "next", "aipw_wrong_propensity"), "bias"]) < 1
+    assert list(s["replicates"].unique()) == [2] and (s["replicates_skipped"] == 0).all()
+    # a cohort too small for the decision: counted as skipped with the model's reason, never estimated
+    small = pd.DataFrame(run_decision_replicate("decisions", 60, 3, 0, spec, variants=["aipw"]))
+    assert small["estimate"].isna().all() and small["skipped"].str.contains("too few to compare").all()
+    s = summarize(small).set_index(["decision", "outcome", "variant"])
+    assert (s["replicates_skipped"] == 1).all() and (s["replicates_with_estimate"] == 0).all()
     with pytest.raises(Exception, match="no decision truth"):
-        run_decision_replicate("sickness", 100, 3, 0, spec)
+        run_decision_replicate("sickness", 100, 3, 0, spec, overrides={"decisions": {"record_planned_illness": False}})
 
 
 def test_a_confounder_recorded_for_given_infusions_only_is_left_out_not_the_postponed_points():
@@ -308,3 +397,43 @@ def test_a_confounder_recorded_for_given_infusions_only_is_left_out_not_the_post
     assert points.loc[points.postpone == 0, "illness_medication"].notna().all()
     _, full = decision_points(prepare_sessions(coerce_sessions(c.sessions)))
     assert "illness_medication" not in full["unavailable"]
+
+
+def test_aipw_with_a_propensity_of_exactly_one_at_a_postponed_point(monkeypatch):
+    # a near-separated logistic fit can return e = 1.0 exactly at a postponed point (it happened in
+    # a 300-patient cohort); that point's control term is 0 x (Y - m0) / 0 and must count as zero
+    from ketastats.decisions import estimators as est_mod
+
+    rng = np.random.default_rng(2)
+    n = 120
+    sure = np.arange(n) < 30  # always postponed
+    pts = pd.DataFrame({
+        "postpone": np.where(sure, 1.0, (rng.random(n) < 0.4).astype(float)),
+        "previous_score": rng.normal(25, 5, n),
+        "patient_id": [f"p{i // 3}" for i in range(n)],
+    })
+    pts["y_next"] = 20 - 2 * pts["postpone"] + 0.3 * (pts["previous_score"] - 25) + rng.normal(0, 2, n)
+    real = est_mod.fit_propensity
+
+    def saturated(A, X):
+        ps = real(A, X)
+        ps.e = np.where(sure, 1.0, ps.e)
+        return ps
+
+    monkeypatch.setattr(est_mod, "fit_propensity", saturated)
+    kw = dict(decision="postpone", outcome="y_next", binary=False, propensity_terms=["previous_score"],
+              outcome_terms=["previous_score"])
+    e = est_mod.estimate("aipw", pts, **kw)
+    A, Y = pts["postpone"].to_numpy(), pts["y_next"].to_numpy()
+    om = est_mod.fit_outcome_models(Y, A, est_mod.design_matrix(pts, ["previous_score"]), False)
+    ps = saturated(A, est_mod.design_matrix(pts, ["previous_score"]))
+    by_hand = om.m1 - om.m0
+    t = A == 1
+    by_hand[t] += (Y - om.m1)[t] / ps.e[t]
+    by_hand[~t] -= (Y - om.m0)[~t] / (1 - ps.e[~t])
+    assert np.isfinite(e.estimate) and np.isfinite(e.se) and e.estimate == pytest.approx(by_hand.mean(), abs=1e-12)
+    # a point given as planned that the propensity says is always postponed: an infinite weight, refused
+    pts.loc[0, "postpone"] = 0.0
+    for estimator in ("aipw", "ipw"):
+        with pytest.raises(NotEstimable, match="for 1 ill infusion.s. analysed the confounders predict the other"):
+            est_mod.estimate(estimator, pts, **kw)

@@ -11,6 +11,7 @@ from ketastats.models import resolve_spec, run_model
 from ketastats.models.specs import resolve_estimands, spec_problems
 from ketastats.prepare import prepare_sessions
 from ketastats.simulate import simulate_cohort
+from ketastats.simulate.decisions import DECISION_COLUMNS
 from ketastats.validate import coerce_sessions
 
 
@@ -75,8 +76,9 @@ def test_each_estimator_gives_both_decisions_with_estimand_assumptions_and_proto
 
 def test_a_cohort_without_the_columns_says_which_and_what_to_record():
     _, data = _data("sickness", 600, 3)
+    # a clinic export without the planned_* columns (the generator writes them), and too few reduced doses
+    data = data.drop(columns=list(DECISION_COLUMNS))
     out = _run(data, estimator="aipw")
-    # the demo-like cohort: no planned_* columns, and too few reduced doses
     assert out["status"] == "skipped"
     assert "planned_ill, planned_illness_severity" in out["reason"]
     assert "record whether the patient was ill on the planned day of a postponed infusion" in out["reason"]
@@ -90,10 +92,10 @@ def test_positivity_failure_gives_a_reason_not_a_number(cohort):
     _, data = cohort
     out = _run(data, estimator="ipw", decisions=["postpone"], propensity_range=[0.45, 0.55])
     assert out["status"] == "skipped"
-    assert "propensity outside [0.45, 0.55]" in out["reason"]
+    assert "the estimated chance of being postponed (the propensity) is outside [0.45, 0.55]" in out["reason"]
     assert out["coefficients"] == [] and "decisions" not in out
     out = _run(data, estimator="ipw", min_per_arm=100000)
-    assert out["status"] == "skipped" and "fewer than the 100000 needed (min_per_arm)" in out["reason"]
+    assert out["status"] == "skipped" and "needs at least 100000 of each (min_per_arm)" in out["reason"]
     # the count in the reason is recorded for the report's suppression
     assert any(v["counts"] for v in out["counted_text"].values())
 
@@ -126,3 +128,48 @@ def test_propensity_terms_can_be_misspecified_on_purpose(cohort):
     assert abs(b - truth) > 2 * abs(g - truth) and abs(b - truth) > 1.5
     assert bad["decisions"]["postpone"]["propensity_terms"] == ["progress"]
     assert np.isfinite(b)
+
+
+def test_decision_effects_by_severity_where_each_stratum_has_the_numbers(cohort):
+    from ketastats.decisions import decision_points
+    from ketastats.decisions.estimators import analysis_set, estimate
+
+    c, data = cohort
+    truth = c.truth["effects"]["decisions"]
+    # the true effect of postponing grows with severity (the illness passes before the next rating)
+    sev_truth = truth["postpone"]["by_severity"]
+    assert sev_truth["mild"]["value"] > sev_truth["moderate"]["value"] > sev_truth["severe"]["value"]
+    out = _run(data, estimator="aipw", outcomes=["next"])
+    points, _ = decision_points(data)
+    shown = 0
+    for decision in ("postpone", "reduced_dose"):
+        block = out["decisions"][decision]
+        terms = [t for t in block["propensity_terms"] if t != "severity"]
+        for r in block["by_severity"]:
+            level = r["severity"]
+            if min(r["n_treated"], r["n_control"]) < 20:  # min_per_stratum
+                assert r["status"] == "skipped" and "effect" not in r
+                assert f"{level} illness: too few to compare" in r["reason"] and "(min_per_stratum)" in r["reason"]
+                continue
+            shown += 1
+            e = r["effect"]
+            # the stratum's own analysis: the estimator on that stratum's points, severity left out
+            sub, _ = analysis_set(points[points["severity"] == level], decision, "y_next", terms)
+            ref = estimate("aipw", sub, decision=decision, outcome="y_next", binary=False, propensity_terms=terms,
+                           outcome_terms=terms, truncate=[0.01, 0.99], alpha=0.05)
+            assert e["estimate"] == pytest.approx(ref.estimate, abs=1e-10) and e["se"] == pytest.approx(ref.se)
+            assert e["n_treated"] == r["n_treated"] and e["n_control"] == r["n_control"]
+            # and it estimates that stratum's true effect (mean individual effect of its points)
+            t = truth[decision]["by_severity"][level]["value"]
+            assert abs(e["estimate"] - t) < 3 * e["se"], (decision, level, e["estimate"], t)
+    assert shown == 4  # mild and moderate for both decisions; few severe illnesses are given as planned
+
+
+def test_a_clinic_sized_cohort_with_a_saturated_propensity_gets_a_number_not_none():
+    # a 300-patient cohort of the clinic-size recovery study whose propensity is exactly 1 at a
+    # postponed point: AIPW gave status ok with no estimate before that point's zero term was kept zero
+    _, data = _data("decisions", 300, 1603324329)
+    out = _run(data, estimator="aipw", decisions=["postpone"], outcomes=["next"])
+    eff = out["decisions"]["postpone"]["outcomes"]["next"]["effect"]
+    assert out["status"] == "ok" and np.isfinite(eff["estimate"]) and eff["se"] > 0
+    assert eff["ci_low"] < eff["estimate"] < eff["ci_high"]

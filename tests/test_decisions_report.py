@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import warnings
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from ketastats.report import build_results
 from ketastats.report.decision_figures import by_illness_figure, love_figure, overlap_figure
 from ketastats.report.decisions import answer_sentence
 from ketastats.simulate import simulate_cohort
+from ketastats.simulate.decisions import DECISION_COLUMNS
 from ketastats.validate import coerce_sessions
 
 SPECS = {
@@ -27,9 +29,9 @@ SPECS = {
 }
 
 
-def _results(scenario: str, n: int, seed: int = 5):
+def _results(scenario: str, n: int, seed: int = 5, drop: tuple[str, ...] = ()):
     c = simulate_cohort(n, seed=seed, scenario=scenario)
-    data = prepare_sessions(coerce_sessions(c.sessions))
+    data = prepare_sessions(coerce_sessions(c.sessions.drop(columns=list(drop))))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         models = {k: run_model(k, resolve_spec(k, s), data, resolve_estimands(None)) for k, s in SPECS.items()}
@@ -80,6 +82,51 @@ def test_by_illness_rows_hold_the_primary_model_by_kind_and_the_decisions_by_sev
     assert test["df"] == 2 and test["p_value"] < 1e-6
 
 
+def test_by_severity_strata_with_a_small_arm_are_held_back_by_the_report(decisions_results):
+    c, models, res = decisions_results
+    raw = {d: {r["severity"]: r for r in models["decision_aipw"]["decisions"][d]["by_severity"]}
+           for d in ("postpone", "reduced_dose")}
+    # at the default threshold (10) every estimated stratum is shown, with its CI, in the by-illness rows
+    rows = {(r["panel"], r["level"]): r for r in res["decisions"]["by_illness"]}
+    panel = {"postpone": "Postponed versus given as planned (by severity)",
+             "reduced_dose": "Reduced dose versus usual dose (by severity)"}
+    for d, strata in raw.items():
+        for level, r in strata.items():
+            row = rows[(panel[d], level)]
+            assert row["status"] == r["status"]
+            if r["status"] == "ok":
+                assert row["ci_low"] < row["estimate"] == r["effect"]["estimate"] < row["ci_high"]
+    # a threshold above min_per_stratum: a stratum whose smaller arm is at or below it loses its effect
+    threshold = 40
+    data = prepare_sessions(coerce_sessions(c.sessions))
+    received = {"records": len(c.sessions), "patients": 1500, "sha256": "0" * 64, "file": "sessions.csv"}
+    prov = provenance({"cohorts": {}}, {"sha256": "0" * 64, "file": "sessions.csv"}, Path("."))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        strict = build_results("t", data, received, models, prov,
+                               {"small_cell_threshold": threshold, "confidence_level": 0.95})
+    small = {(d, lv) for d, strata in raw.items() for lv, r in strata.items()
+             if r["status"] == "ok" and min(r["n_treated"], r["n_control"]) <= threshold}
+    big = {(d, lv) for d, strata in raw.items() for lv, r in strata.items()
+           if r["status"] == "ok" and min(r["n_treated"], r["n_control"]) > threshold}
+    assert small and big  # the cohort has both
+    for d, strata in strata_of(strict).items():
+        for level, r in strata.items():
+            if (d, level) in small:
+                assert r["status"] == "suppressed" and "effect" not in r and "small-cell rule" in r["reason"]
+            elif (d, level) in big:
+                assert r["status"] == "ok" and r["effect"]["estimate"] == raw[d][level]["effect"]["estimate"]
+    text = json.dumps(strict["decisions"]["by_illness"])
+    for d, level in small:
+        assert str(raw[d][level]["effect"]["estimate"]) not in text
+    labels = [t.get_text() for t in by_illness_figure(strict["decisions"], mcid=2.0).axes[0].get_yticklabels()]
+    assert sum("(not shown: small cell)" in t for t in labels) == len(small)
+
+
+def strata_of(res):
+    return {d: {r["severity"]: r for r in e["by_severity"]} for d, e in res["decisions"]["decisions"].items()}
+
+
 def test_no_raw_balance_or_histogram_counts_in_the_release(decisions_results):
     _, models, res = decisions_results
     raw = models["decision_aipw"]["decisions"]["postpone"]["diagnostics"]
@@ -97,11 +144,26 @@ def test_no_raw_balance_or_histogram_counts_in_the_release(decisions_results):
 
 
 def test_a_cohort_without_the_columns_says_what_to_record_and_the_rest_runs():
-    _, models, res = _results("sickness", 300)
+    _, models, res = _results("sickness", 300, drop=DECISION_COLUMNS)
     dx = res["decisions"]
     assert dx["status"] == "skipped" and "planned_ill" in dx["reason"] and "record whether" in dx["reason"]
     assert res["models"]["primary"]["status"] == "ok"
     assert res["illness_effects"]
+
+
+def test_too_few_postponements_are_said_in_a_clinicians_words():
+    # a demo-sized clinic cohort: the planned_* columns are there, but few ill infusions were
+    # postponed and none given at a reduced dose; the section says so instead of a number
+    _, models, res = _results("sickness", 150)
+    dx = res["decisions"]
+    assert dx["status"] == "skipped" and dx["decisions"] == {}
+    post, dose = dx["reason"].split("; reduced dose versus usual dose: ")
+    m = re.fullmatch(r"postponed versus given as planned: too few to compare: (\d+) of the ill infusions analysed "
+                     r"were postponed; comparing the two choices needs at least 20 of each \(min_per_arm\), so no "
+                     r"effect is estimated", post)
+    assert m and 10 < int(m.group(1)) < 20, post  # above the report's small-cell threshold: shown
+    assert dose.startswith("too few to compare: none of the ill infusions analysed were given at a reduced dose")
+    assert res["models"]["primary"]["status"] == "ok"
 
 
 @pytest.mark.parametrize(

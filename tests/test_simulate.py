@@ -73,7 +73,7 @@ def test_csv_uses_newline_endings_contract_columns_and_round_trips(tmp_path, coh
     raw = paths["sessions"].read_bytes()
     assert b"\r" not in raw and raw.endswith(b"\n")
     df = _read_csv(paths["sessions"])
-    assert tuple(df.columns) == SESSION_COLUMNS
+    assert tuple(df.columns) == SESSION_COLUMNS + DECISION_COLUMNS  # every scenario records the planned day
     assert len(df) == len(cohort.sessions)
     # what was written is what the in-memory table holds
     assert (df["madrs"] == cohort.sessions["madrs"].astype(str).fillna("").to_numpy()).all()

@@ -135,6 +135,16 @@ def cycle(values):
     return lambda n: [values[i % len(values)] for i in range(n)]
 
 
+#: the illness on the planned day of the one postponed infusion (PFFE012, session 4): valid
+with_planned = chain(
+    setcell("PFFE012", 4, "planned_ill", "1"),
+    setcell("PFFE012", 4, "planned_illness_type", "influenza_like"),
+    setcell("PFFE012", 4, "planned_illness_severity", "moderate"),
+    setcell("PFFE012", 4, "planned_days_since_onset", "1"),
+    setcell("PFFE012", 4, "planned_illness_medication", "0"),
+)
+
+
 # (id, mutation, rule, column). Each case has exactly one defect.
 CORPUS = [
     ("no_patient_id_column", drop("patient_id"), "required", "patient_id"),
@@ -179,6 +189,20 @@ CORPUS = [
      "cross_field:postponed_delay", "delay_days"),
     ("delay_without_postponed", setcell("PFFE012", 2, "delay_days", "4"),
      "cross_field:delay_not_postponed", "delay_days"),
+    ("planned_ill_on_an_infusion_given_as_planned", chain(with_planned, setcell("P00A1B2", 2, "planned_ill", "1")),
+     "cross_field:planned_not_postponed", "planned_ill"),
+    ("planned_severity_on_an_infusion_given_as_planned",
+     chain(with_planned, setcell("P3A9F0C", 3, "planned_illness_severity", "mild")),
+     "cross_field:planned_not_postponed", "planned_illness_severity"),
+    ("planned_columns_without_a_postponed_column", chain(with_planned, drop("postponed")),
+     "cross_field:planned_not_postponed", "planned_ill"),
+    ("planned_details_while_not_ill_on_the_planned_day", chain(with_planned, setcell("PFFE012", 4, "planned_ill", "0")),
+     "cross_field:planned_not_ill_details", "planned_illness_type"),
+    ("planned_details_without_planned_ill", chain(with_planned, drop("planned_ill")),
+     "cross_field:planned_not_ill_details", "planned_illness_severity"),
+    ("planned_ill_is_2", chain(with_planned, setcell("PFFE012", 4, "planned_ill", "2")), "range", "planned_ill"),
+    ("planned_medication_is_text", chain(with_planned, setcell("PFFE012", 4, "planned_illness_medication", "maybe")),
+     "type", "planned_illness_medication"),
     ("duplicate_patient_session", duplicate_row, "duplicate", "session"),
     ("day_not_increasing", setcell("P00A1B2", 3, "day", "2"), "day_order", "day"),
     ("session_1_not_day_0", shift_first_day, "cross_field:first_day", "day"),
@@ -263,6 +287,48 @@ def test_each_defect_is_reported_with_its_rule_and_column(case, mutate, rule, co
     assert set(errors["rule"]) == {rule}, report.format_text()
     assert (errors["file"] == f"{case}.csv").all()
     assert hits["message"].str.len().min() > 20
+
+
+def test_the_planned_illness_of_a_postponed_infusion_is_valid_and_every_mix_up_listed():
+    assert validate_sessions(with_planned(valid_table())).problems.empty
+    # every planned detail on a wrong row at once, each with its file, row, column, value and fix
+    bad = chain(with_planned, setcell("PFFE012", 4, "planned_ill", "0"),
+                setcell("P00A1B2", 2, "planned_days_since_onset", "3"))(valid_table())
+    errors = validate_sessions(bad, source="export.csv").errors
+    details = errors[errors["rule"] == "cross_field:planned_not_ill_details"]
+    assert details["column"].tolist() == ["planned_illness_type", "planned_illness_severity",
+                                          "planned_days_since_onset", "planned_illness_medication"]
+    assert details["value"].tolist() == ["influenza_like", "moderate", "1", "0"]
+    assert (details["row"] == 13).all() and (details["file"] == "export.csv").all()
+    assert details["message"].str.contains("but planned_ill = 0; clear it, or set planned_ill = 1").all()
+    wrong_row = errors[errors["rule"] == "cross_field:planned_not_postponed"]
+    assert wrong_row[["column", "row", "value"]].values.tolist() == [["planned_days_since_onset", 7, "3"]]
+    assert "but postponed = 0" in wrong_row["message"].iloc[0]
+
+
+def test_a_postponement_without_its_planned_illness_is_a_warning():
+    # the column is kept, but this postponement's cell (or the severity) is empty: the decision
+    # analysis leaves the point out, the rest of the data is fine
+    report = validate_sessions(chain(with_planned, setcell("PFFE012", 4, "planned_illness_severity", np.nan))(
+        valid_table()))
+    assert report.ok
+    assert report.warnings["rule"].tolist() == ["cross_field:planned_severity_missing"]
+    assert report.warnings["row"].tolist() == [13]
+    report = validate_sessions(setcell("P00A1B2", 2, "planned_ill", np.nan)(valid_table()))  # column, all empty
+    assert report.ok
+    assert report.warnings["rule"].tolist() == ["cross_field:planned_ill_missing"]
+    assert report.warnings[["column", "row"]].values.tolist() == [["planned_ill", 13]]
+    assert "leaves this postponement out" in report.warnings["message"].iloc[0]
+
+
+def test_the_generator_writes_planned_illness_the_validator_accepts(tmp_path):
+    from ketastats.simulate import simulate_cohort, write_cohort
+
+    for scenario in ("decisions", "sickness"):
+        path = write_cohort(simulate_cohort(150, seed=8, scenario=scenario), tmp_path / scenario)["sessions"]
+        df = pd.read_csv(path, dtype=str, keep_default_na=False).replace("", np.nan)
+        assert df["planned_ill"].notna().sum() > 5
+        assert validate_sessions(df).errors.empty, scenario
 
 
 def test_the_row_is_the_line_in_the_file():

@@ -10,7 +10,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from .exceptions import KetastatsError
+from .exceptions import ConfigError, KetastatsError
 
 log = logging.getLogger("ketastats")
 
@@ -113,6 +113,12 @@ def _parser() -> argparse.ArgumentParser:
         choices=("model", "robust", "bias_reduced", "cr2"),
         help="standard errors of a kind-lmm model: model-based, or cluster-robust over patients "
         "(default: the model spec's own; cr2, the CR2 sandwich with its df, for the built-in primary model)",
+    )
+    rc.add_argument(
+        "--variants",
+        nargs="+",
+        help="kind decision: the estimators (and misspecified variants) to score, e.g. aipw "
+        "(default: every one of ketastats.decisions.recovery.VARIANTS)",
     )
     rc.add_argument("--out", type=Path, required=True, help="output folder")
 
@@ -404,15 +410,24 @@ def cmd_recovery(a: argparse.Namespace) -> int:
 
 def _decision_recovery(a: argparse.Namespace, spec) -> int:
     """Recovery of the decision estimators (kind decision): every estimator, both decisions."""
-    from .decisions.recovery import run_decision_recovery, write_decision_recovery
+    from .decisions.recovery import VARIANTS, run_decision_recovery, write_decision_recovery
 
-    table, summary = run_decision_recovery(a.scenario, a.replicates, a.patients, a.seed, spec, alpha=a.alpha)
+    unknown = sorted(set(a.variants or ()) - set(VARIANTS))
+    if unknown:
+        raise ConfigError(f"--variants: unknown {', '.join(unknown)}; choose from {', '.join(VARIANTS)}.")
+    table, summary = run_decision_recovery(a.scenario, a.replicates, a.patients, a.seed, spec, alpha=a.alpha,
+                                           variants=a.variants)
     paths = write_decision_recovery(table, summary, a.out)
     for r in summary.itertuples():
+        if r.replicates_with_estimate < 2:
+            log.info("recovery %s %s %s %s: %d of %d replicates skipped (positivity)", a.scenario, r.decision,
+                     r.outcome, r.variant, r.replicates_skipped, r.replicates)
+            continue
         log.info(
-            "recovery %s %s %s: bias %.3f (MCSE %.3f, %.2f emp SE), emp SE %.3f, mean SE %.3f, coverage %.3f",
-            a.scenario, r.decision, r.variant, r.bias, r.bias_mcse, r.bias_over_emp_se, r.emp_se, r.mean_se,
-            r.coverage,
+            "recovery %s %s %s %s: bias %.3f (MCSE %.3f, %.2f emp SE), emp SE %.3f, mean SE %.3f, coverage %.3f; "
+            "%d of %d replicates skipped (positivity)",
+            a.scenario, r.decision, r.outcome, r.variant, r.bias, r.bias_mcse, r.bias_over_emp_se, r.emp_se,
+            r.mean_se, r.coverage, r.replicates_skipped, r.replicates,
         )
     log.info("wrote %s", paths["summary_csv"])
     return 0

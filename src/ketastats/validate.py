@@ -76,13 +76,24 @@ CROSS_FIELD_RULES: dict[str, str] = {
                                    "sessions of one patient",
     "cross_field:no_session_1": "no patient has session 1 (the baseline); sessions are numbered "
                                 "from 1",
+    "cross_field:planned_not_postponed": "a planned_* column given on a row that is not a "
+                                         "postponed infusion (postponed = 0 or empty)",
+    "cross_field:planned_not_ill_details": "planned illness type, severity, days since onset or "
+                                           "medication given while planned_ill = 0 or empty",
     "cross_field:below_lod": "(warning) a measured value below its own detection limit",
     "cross_field:ill_type_missing": "(warning) ill = 1 but no illness_type",
+    "cross_field:planned_ill_missing": "(warning) postponed = 1 but planned_ill is empty, "
+                                       "where the column is given",
+    "cross_field:planned_severity_missing": "(warning) planned_ill = 1 but no "
+                                            "planned_illness_severity",
     "cross_field:first_session_missing": "(warning) a patient has no session 1: the baseline "
                                          "comes from a later session",
 }
 
 _CAP = 50
+#: the illness on the planned day of a postponed infusion (contract section "Treatment")
+_PLANNED_COLUMNS = ("planned_ill", "planned_illness_type", "planned_illness_severity",
+                    "planned_days_since_onset", "planned_illness_medication")
 _TRUE = {"true": 1.0, "false": 0.0, "yes": 1.0, "no": 0.0}
 
 
@@ -664,6 +675,9 @@ def validate_sessions(
             c.add_mask("delay_days", "cross_field:postponed_delay", post == 1,
                        "postponed = 1 but there is no delay_days column; add it.")
 
+    # --- the illness on the planned day of a postponed infusion ---------------------------------
+    _check_planned_illness(c, text, num, raw)
+
     # --- baseline values constant within a patient -------------------------------------------
     if "patient_id" in text:
         pid = text["patient_id"]
@@ -699,6 +713,65 @@ def validate_sessions(
     order = problems["severity"].map({"error": 0, "warning": 1}).fillna(2)
     problems = problems.iloc[np.argsort(order.to_numpy(), kind="stable")].reset_index(drop=True)
     return ValidationReport(problems, source=source, n_rows=n)
+
+
+def _check_planned_illness(c: _Collector, text: dict[str, pd.Series], num: dict[str, pd.Series],
+                           raw: Callable[[str], pd.Series]) -> None:
+    """The ``planned_*`` columns: set on postponed rows only, the details only where planned_ill = 1.
+
+    They describe the illness on the planned day of a postponed infusion (what the decision to
+    postpone saw); on any other row they mean nothing, and a value there is a mix-up the decision
+    analysis would otherwise read as a confounder.
+    """
+    given = [name for name in _PLANNED_COLUMNS if name in text]
+    if not given:
+        return
+    if "postponed" in num:
+        post = num["postponed"].to_numpy()
+        not_post = (post == 0) | text["postponed"].isna().to_numpy()
+        for name in given:
+            m = not_post & text[name].notna().to_numpy()
+            c.add_mask(name, "cross_field:planned_not_postponed", m,
+                       lambda i, nm=name, p=post: f"'{nm}' is given but postponed = "
+                       f"{'0' if p[i] == 0 else 'empty'}; the planned_* columns describe the planned "
+                       "day of a postponed infusion only: clear it, or set postponed = 1 (and "
+                       "delay_days).", values=raw(name))
+    else:
+        for name in given:
+            c.add_mask(name, "cross_field:planned_not_postponed", text[name].notna().to_numpy(),
+                       f"'{name}' is given but there is no postponed column; the planned_* columns "
+                       "describe the planned day of a postponed infusion: add postponed (0/1).",
+                       values=raw(name))
+    details = [name for name in given if name != "planned_ill"]
+    if "planned_ill" in text:
+        pill = num["planned_ill"].to_numpy()
+        not_ill = (pill == 0) | text["planned_ill"].isna().to_numpy()
+        # on rows that are not postponed infusions planned_not_postponed has said it already
+        not_ill &= num["postponed"].to_numpy() == 1 if "postponed" in num else False
+        for name in details:
+            m = not_ill & text[name].notna().to_numpy()
+            c.add_mask(name, "cross_field:planned_not_ill_details", m,
+                       lambda i, nm=name, p=pill: f"'{nm}' is given but planned_ill = "
+                       f"{'0' if p[i] == 0 else 'empty'}; clear it, or set planned_ill = 1 if the "
+                       "patient was ill on the planned day.", values=raw(name))
+        if "postponed" in num:
+            m = (num["postponed"].to_numpy() == 1) & text["planned_ill"].isna().to_numpy()
+            c.add_mask("planned_ill", "cross_field:planned_ill_missing", m,
+                       "postponed = 1 but planned_ill is empty; the decision analysis leaves this "
+                       "postponement out (it cannot tell whether the patient was ill on the planned "
+                       "day). Give 1 (ill) or 0 (postponed for another reason).", severity="warning")
+        if "planned_illness_severity" in text:
+            m = (pill == 1) & text["planned_illness_severity"].isna().to_numpy()
+            c.add_mask("planned_illness_severity", "cross_field:planned_severity_missing", m,
+                       "planned_ill = 1 but planned_illness_severity is empty; the decision analysis "
+                       "needs the severity at the decision and leaves this point out.",
+                       severity="warning")
+    else:
+        on_post = num["postponed"].to_numpy() == 1 if "postponed" in num else np.zeros(len(c.rows), bool)
+        for name in details:
+            c.add_mask(name, "cross_field:planned_not_ill_details", on_post & text[name].notna().to_numpy(),
+                       f"'{name}' is given but there is no planned_ill column; add planned_ill "
+                       "(1 where the patient was ill on the planned day).", values=raw(name))
 
 
 def _check_first_sessions(keys: pd.DataFrame, index: pd.Index, session_text: pd.Series,

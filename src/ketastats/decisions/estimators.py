@@ -50,6 +50,7 @@ from ..exceptions import KetastatsError
 from .points import CATEGORICAL
 
 __all__ = [
+    "ARM_PHRASES",
     "ESTIMATORS",
     "Estimate",
     "NotEstimable",
@@ -61,6 +62,15 @@ __all__ = [
 ]
 
 ESTIMATORS = ("naive", "ipw", "gformula", "aipw")
+
+#: How a skip reason says what happened in the arm that is too small ("18 of the ill infusions
+#: analysed were postponed"), keyed by the arm labels of the decision kind.
+ARM_PHRASES = {
+    "postponed": "were postponed",
+    "given as planned": "were given as planned",
+    "reduced dose": "were given at a reduced dose",
+    "usual dose": "were given at the usual dose",
+}
 
 
 class NotEstimable(KetastatsError):
@@ -178,7 +188,8 @@ def fit_propensity(A: np.ndarray, X: pd.DataFrame) -> Propensity:
 def stabilized_weights(A: np.ndarray, e: np.ndarray, truncate: Sequence[float] | None) -> tuple[np.ndarray, dict]:
     """``P(A = a) / P(A = a | X)``, truncated at the given percentiles of the weights (fractions)."""
     p1 = float(np.mean(A))
-    w = np.where(A == 1, p1 / e, (1 - p1) / (1 - e))
+    with np.errstate(divide="ignore"):  # each arm's branch only where it applies
+        w = np.where(A == 1, p1 / e, (1 - p1) / (1 - e))
     info: dict[str, Any] = {"truncate": list(truncate) if truncate else None, "n_truncated": 0}
     if truncate:
         lo, hi = np.quantile(w, [float(truncate[0]), float(truncate[1])])
@@ -305,6 +316,7 @@ def estimate(
         se_method = "cluster-robust sandwich (patients), OLS of the outcome on the decision"
     elif estimator == "ipw":
         ps = fit_propensity(A, design_matrix(points, propensity_terms))
+        _check_propensity(A, ps.e)
         w, info = stabilized_weights(A, ps.e, truncate)
         est, se = _weighted_difference(Y, A, w, groups)
         m1 = float(np.average(Y[A == 1], weights=w[A == 1]))
@@ -326,8 +338,12 @@ def estimate(
         X = design_matrix(points, outcome_terms)
         om = fit_outcome_models(Y, A, X, binary)
         e = ps.e
-        mu1 = om.m1 + A * (Y - om.m1) / e
-        mu0 = om.m0 + (1 - A) * (Y - om.m0) / (1 - e)
+        _check_propensity(A, e)
+        # each arm's residual term only where that arm was taken: a propensity of exactly 1 (0) at a
+        # point given (not given) the decision, which a near-separated logistic fit can return, is
+        # 0 x (Y - m) / 0 in the other arm's term, which is zero, not NaN
+        mu1 = om.m1 + np.divide(A * (Y - om.m1), e, out=np.zeros_like(Y), where=A == 1)
+        mu0 = om.m0 + np.divide((1 - A) * (Y - om.m0), 1 - e, out=np.zeros_like(Y), where=A == 0)
         phi = mu1 - mu0
         est = float(np.mean(phi))
         se = cluster_se((phi - est) / len(phi), groups)
@@ -338,6 +354,9 @@ def estimate(
             "outcome_terms": {str(a): om.columns[a] for a in (0, 1)},
         }
         se_method = "sandwich of the mean of the AIPW pseudo-outcomes, summed within patients"
+    if not (math.isfinite(est) and math.isfinite(se)):
+        raise NotEstimable("the estimate is not a finite number (the models could not be fitted to these points); "
+                           "no effect is estimated")
     lo, hi, p = _wald(est, se, alpha)
     return Estimate(
         estimator=estimator,
@@ -352,6 +371,16 @@ def estimate(
         details=details,
         **common,
     )
+
+
+def _check_propensity(A: np.ndarray, e: np.ndarray) -> None:
+    """Refuse when a point took a decision its propensity gives no chance (an infinite weight)."""
+    impossible = int(np.sum(((A == 1) & (e <= 0)) | ((A == 0) & (e >= 1))))
+    if impossible:
+        raise NotEstimable(
+            "the choice is all but predictable: for {n} ill infusion(s) analysed the confounders predict the "
+            "other choice with certainty (an infinite weight), so the data cannot say what that choice would "
+            "have done; no effect is estimated", n=impossible)
 
 
 def analysis_set(
@@ -383,21 +412,29 @@ def check_positivity(
     labels: Mapping[int, str],
     setting: str = "min_per_arm",
 ) -> None:
-    """Raise :class:`NotEstimable` when an arm is too small or most propensities are extreme."""
+    """Raise :class:`NotEstimable` when an arm is too small or most propensities are extreme.
+
+    The message is for a clinician: how many of the ill infusions analysed had each choice, and
+    how many are needed (``setting`` names the configuration key). The count is a keyword of
+    :class:`NotEstimable`, so that the report can suppress it when small.
+    """
     for a in (1, 0):
         n = int(np.sum(A == a))
         if n < min_per_arm:
-            raise NotEstimable(
-                f"positivity: {{n}} decision point(s) in the arm {labels[a]}, fewer than the {min_per_arm} "
-                f"needed ({setting}); no effect is estimated",
-                n=n,
-            )
+            did = ARM_PHRASES.get(labels[a], f"were in the group '{labels[a]}'")
+            needs = (f"; comparing the two choices needs at least {min_per_arm} of each ({setting}), so no "
+                     "effect is estimated")
+            # the other arm's size is not quoted: with this one it could reveal a small count
+            if n == 0:
+                raise NotEstimable(f"too few to compare: none of the ill infusions analysed {did}" + needs)
+            raise NotEstimable(f"too few to compare: {{n}} of the ill infusions analysed {did}" + needs, n=n)
     if e is not None:
         lo, hi = float(propensity_range[0]), float(propensity_range[1])
         outside = float(np.mean((e < lo) | (e > hi)))
         if outside > max_share_outside:
             raise NotEstimable(
-                f"positivity: {100 * outside:.0f}% of decision points have a propensity outside "
-                f"[{lo:g}, {hi:g}] (more than {100 * max_share_outside:.0f}%): the decision is all but "
-                "determined by the confounders, so the data cannot say what the other choice would have done"
+                f"the choice is all but predictable: for {100 * outside:.0f}% of the ill infusions analysed "
+                f"the estimated chance of being {labels[1]} (the propensity) is outside [{lo:g}, {hi:g}] "
+                f"(more than {100 * max_share_outside:.0f}%; propensity_range, max_share_outside), so the data "
+                "cannot say what the other choice would have done; no effect is estimated"
             )

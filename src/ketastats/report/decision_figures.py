@@ -120,7 +120,8 @@ def by_illness_figure(
             est, lo, hi = r.get("estimate"), r.get("ci_low"), r.get("ci_high")
             ok = r.get("status") == "ok" and all(isinstance(v, int | float) for v in (est, lo, hi))
             ticks.append(y)
-            labels.append(f"   {str(r['level']).replace('_', ' ')}" + ("" if ok else " (not estimated: too few)"))
+            why = " (not shown: small cell)" if r.get("status") == "suppressed" else " (not estimated: too few)"
+            labels.append(f"   {str(r['level']).replace('_', ' ')}" + ("" if ok else why))
             if ok:
                 ax.hlines(y, lo, hi, color="k", lw=1.4)
                 ax.plot(est, y, "o", color="k", ms=5)

@@ -77,7 +77,12 @@ def decision_diagnostics(models: Mapping[str, Mapping[str, Any]], layer: Disclos
                 rows.append(r)
             outside = layer.count((*base, "outside_range"), int(ov.get("points_outside_range") or 0),
                                   where=where, label=f"{decision}: points outside the propensity range")
+            # a severity stratum estimated (min_per_stratum) with an arm of 1..threshold points: the
+            # report's small-cell rule holds its effect back, whatever the model's own setting
+            small = [r["severity"] for r in block.get("by_severity") or [] if r.get("status") == "ok"
+                     and 0 < min(int(r["n_treated"]), int(r["n_control"])) <= layer.threshold]
             per[decision] = {
+                "small_strata": small,
                 "balance": rows,
                 "balance_threshold": diag.get("balance_threshold"),
                 "overlap": {"range": ov["range"], "density": ov.get("density"), "quantiles": ov.get("quantiles"),
@@ -123,6 +128,16 @@ def answer_sentence(decision: str, effect: Mapping[str, Any], labels: Mapping[st
     else:
         verdict = f"inconclusive: the CI includes both no difference and a difference as large as the {m:g}-point MCID"
     return f"{head}: {verdict}."
+
+
+def _small_stratum(row: Mapping[str, Any], labels: Mapping[str, str]) -> dict[str, Any]:
+    """A by-severity row whose smaller arm is a small cell: counts as released, no effect."""
+    out = {k: v for k, v in row.items() if k != "effect"}
+    out["status"] = "suppressed"
+    out["reason"] = (f"{labels['treated']} versus {labels['control']}, {row['severity']} illness: an arm has too "
+                     "few decision points for the report's small-cell rule (report.small_cell_threshold); the "
+                     "effect is not shown")
+    return out
 
 
 def _effect_row(model: str, estimator: str, entry: Mapping[str, Any]) -> dict[str, Any]:
@@ -200,9 +215,11 @@ def decision_section(
         entry["confounders"] = block.get("confounders")
         entry["confounders_unavailable"] = block.get("confounders_unavailable")
         entry["diagnostics"] = (diagnostics.get(headline) or {}).get(decision)
-        entry["by_severity"] = block.get("by_severity")
+        small = set(((diagnostics.get(headline) or {}).get(decision) or {}).get("small_strata") or [])
+        entry["by_severity"] = [_small_stratum(r, labels) if r.get("severity") in small else r
+                                for r in block.get("by_severity") or []]
         out["decisions"][decision] = entry
-        for r in block.get("by_severity") or []:
+        for r in entry["by_severity"]:
             out["by_illness"].append({
                 "panel": f"{labels['treated'].capitalize()} versus {labels['control']} (by severity)",
                 "group": "severity", "level": r["severity"], "status": r["status"],

@@ -38,6 +38,8 @@ the simulated ratings exactly, so the two cannot drift apart unnoticed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 from scipy.special import expit
@@ -46,6 +48,7 @@ __all__ = [
     "DECISION_COLUMNS",
     "decision_probability",
     "decision_truth",
+    "end_rating",
     "next_rating",
     "observed_rating",
     "planned_illness_columns",
@@ -222,11 +225,35 @@ def _mean(x: np.ndarray) -> float | None:
     return round(float(np.mean(x)), 4) if x.size else None
 
 
-def decision_truth(sim: dict, p: dict) -> dict:
-    """True effects of postponing and of a reduced dose on the next rating (module docstring)."""
+def _by_severity(effects: np.ndarray, sev: np.ndarray) -> dict:
+    """Mean effect and points per severity of the illness at the decision (the by-severity estimands)."""
+    return {name: {"value": _mean(effects[sev == k]), "n_points": int(np.sum(sev == k))}
+            for k, name in enumerate(_SEVERITIES)}
+
+
+def end_rating(sim: dict) -> np.ndarray:
+    """Expected written rating at the planned last session (the end of the course) of every patient."""
+    e = sim["n_vis"] - 1
+    return observed_rating(sim["core"][:, e], sim["direct"][:, e] + sim["carry"][:, e] + sim["mediated"][:, e])
+
+
+def decision_truth(sim: dict, p: dict, resimulate: Callable[[tuple], dict] | None = None) -> dict:
+    """True effects of postponing and of a reduced dose on the next rating and the end of the course.
+
+    Parameters
+    ----------
+    sim, p : the generator's arrays and parameters
+    resimulate : callable, optional
+        ``resimulate((visit, postpone, reduce))`` returns the same cohort (same random numbers)
+        with the decisions at ``visit`` forced (the generator's ``_simulate(..., force=)``). With
+        it the truth also holds ``end_of_course``: the same contrasts on the expected rating at the
+        planned last session, the whole rest of the course re-run by the generator itself.
+    """
     n_inf, n_vis = sim["n_inf"], sim["n_vis"]
     att = sim["attended"]
-    post_eff, red_eff, post_points, red_points = [], [], [], []
+    post_eff, red_eff = [], []
+    post_end, red_end = [], []
+    post_sev, red_sev = [], []  # severity of the illness at the decision (on the planned day)
     rows = []
     for v in range(1, min(n_inf, n_vis - 1)):
         eligible = att[:, v] & (sim["ep_plan"][:, v] >= 0)
@@ -241,25 +268,42 @@ def decision_truth(sim: dict, p: dict) -> dict:
         given = eligible & ~sim["postponed"][:, v]
         post_eff.append((y_post - y_proceed)[eligible])
         red_eff.append((y_reduced - y_usual)[given])
-        post_points.append(int(eligible.sum()))
-        red_points.append(int(given.sum()))
+        sev = sim["episodes"].sev[np.maximum(sim["ep_plan"][:, v], 0)]
+        post_sev.append(sev[eligible])
+        red_sev.append(sev[given])
+        end = None
+        if resimulate is not None:
+            e_post = end_rating(resimulate((v, ~no, None)))
+            e_proceed = end_rating(resimulate((v, no, None)))  # the policy's own dose decision
+            if p["decisions"]["policy"] == "logistic":
+                e_reduced_minus_usual = end_rating(resimulate((v, no, ~no))) - end_rating(resimulate((v, no, no)))
+            else:  # under the rule a dose is never reduced for an illness and a reduction changes nothing
+                e_reduced_minus_usual = np.zeros(sim["n"])
+            end = (e_post - e_proceed, e_reduced_minus_usual)
+            post_end.append(end[0][eligible])
+            red_end.append(end[1][given])
         for i in np.nonzero(eligible)[0]:
-            rows.append(
-                {
-                    "patient_id": str(sim["patient_id"][i]),
-                    "session": v + 1,
-                    "postponed": bool(sim["postponed"][i, v]),
-                    "reduced_dose": bool(sim["reduced"][i, v]),
-                    "postpone_effect": round(float(y_post[i] - y_proceed[i]), 4),
-                    "reduced_dose_effect": (
-                        round(float(y_reduced[i] - y_usual[i]), 4) if given[i] else None
-                    ),
-                }
-            )
+            row = {
+                "patient_id": str(sim["patient_id"][i]),
+                "session": v + 1,
+                "severity": _SEVERITIES[int(sev[i])],
+                "postponed": bool(sim["postponed"][i, v]),
+                "reduced_dose": bool(sim["reduced"][i, v]),
+                "postpone_effect": round(float(y_post[i] - y_proceed[i]), 4),
+                "reduced_dose_effect": (
+                    round(float(y_reduced[i] - y_usual[i]), 4) if given[i] else None
+                ),
+            }
+            if end is not None:
+                row["postpone_effect_end"] = round(float(end[0][i]), 4)
+                row["reduced_dose_effect_end"] = round(float(end[1][i]), 4) if given[i] else None
+            rows.append(row)
     post = np.concatenate(post_eff) if post_eff else np.zeros(0)
     red = np.concatenate(red_eff) if red_eff else np.zeros(0)
+    psev = np.concatenate(post_sev) if post_sev else np.zeros(0, dtype=int)
+    rsev = np.concatenate(red_sev) if red_sev else np.zeros(0, dtype=int)
     dc = p["decisions"]
-    return {
+    out = {
         "outcome": "MADRS at the next rating after the infusion is given (session + 1)",
         "policy": dc["policy"],
         "postpone_shift_next": round(float(dc["postpone_shift_next"]), 4),
@@ -267,6 +311,7 @@ def decision_truth(sim: dict, p: dict) -> dict:
         "postpone": {
             "value": _mean(post),
             "n_points": int(post.size),
+            "by_severity": _by_severity(post, psev),
             "definition": (
                 "mean over eligible decision points (attended infusion sessions 2.. at which the "
                 "patient is truly ill on the planned day) of the expected next rating when the "
@@ -277,13 +322,41 @@ def decision_truth(sim: dict, p: dict) -> dict:
         "reduced_dose": {
             "value": _mean(red),
             "n_points": int(red.size),
+            "by_severity": _by_severity(red, rsev),
             "definition": (
                 "mean over eligible decision points at which the infusion was given of the "
                 "expected next rating after a reduced dose minus after the usual dose"
             ),
         },
-        "points": rows,
     }
+    if resimulate is not None:
+        pe = np.concatenate(post_end) if post_end else np.zeros(0)
+        re_ = np.concatenate(red_end) if red_end else np.zeros(0)
+        out["end_of_course"] = {
+            "outcome": "MADRS at the end of the course (the planned last session)",
+            "postpone": {
+                "value": _mean(pe),
+                "n_points": int(pe.size),
+                "by_severity": _by_severity(pe, psev),
+                "definition": (
+                    "mean over the same eligible decision points of the expected rating at the planned "
+                    "last session when the infusion is postponed minus when it is given (usual dose "
+                    "practice), the rest of the course re-simulated with the same random numbers and the "
+                    "policy's own later decisions; missed visits and dropout do not apply (hypothetical)"
+                ),
+            },
+            "reduced_dose": {
+                "value": _mean(re_),
+                "n_points": int(re_.size),
+                "by_severity": _by_severity(re_, rsev),
+                "definition": (
+                    "mean over the eligible points at which the infusion was given of the expected rating "
+                    "at the planned last session after a reduced dose minus after the usual dose"
+                ),
+            },
+        }
+    out["points"] = rows
+    return out
 
 
 def planned_illness_columns(sessions: pd.DataFrame, sim: dict) -> pd.DataFrame:

@@ -387,20 +387,19 @@ def simulate_cohort(
         raise ConfigError(f"n_patients={n_patients} is too large for 6-hex-digit patient ids.")
     p = resolve_params(scenario, overrides)
     n = int(n_patients)
-    children = np.random.SeedSequence(int(seed)).spawn(len(_STREAMS))
-    rng = {
-        name: np.random.Generator(np.random.PCG64(s))
-        for name, s in zip(_STREAMS, children, strict=True)
-    }
     logger.info("simulating %d patients, scenario %s, seed %d", n, scenario, seed)
 
-    sim = _simulate(n, p, rng)
+    sim = _simulate(n, p, _streams(int(seed)))
     sessions = _session_table(sim, p)
     truth = _truth(sim, p, scenario=scenario, seed=int(seed), n=n)
     if p["decisions"]["policy"] != "rule" or p["decisions"]["record_planned_illness"]:
         from ketastats.simulate.decisions import decision_truth, planned_illness_columns
 
-        truth["effects"]["decisions"] = decision_truth(sim, p)
+        def resimulate(force: tuple) -> dict:
+            """The same cohort (same random numbers) with one visit's decisions forced."""
+            return _simulate(n, p, _streams(int(seed)), force=force)
+
+        truth["effects"]["decisions"] = decision_truth(sim, p, resimulate=resimulate)
         if p["decisions"]["record_planned_illness"]:
             sessions = planned_illness_columns(sessions, sim)
     return SimulatedCohort(
@@ -408,7 +407,21 @@ def simulate_cohort(
     )
 
 
-def _simulate(n: int, p: dict, rng: dict) -> dict:
+def _streams(seed: int) -> dict:
+    """The generator's independent PCG64 streams for ``seed`` (one per name in :data:`_STREAMS`)."""
+    children = np.random.SeedSequence(seed).spawn(len(_STREAMS))
+    return {name: np.random.Generator(np.random.PCG64(s)) for name, s in zip(_STREAMS, children, strict=True)}
+
+
+def _simulate(n: int, p: dict, rng: dict, force: tuple | None = None) -> dict:
+    """The cohort's latent course, visit by visit.
+
+    ``force`` = ``(visit, postpone, reduce)`` replaces the decisions at that 0-based infusion visit
+    for every patient (``postpone`` a bool array; ``reduce`` a bool array, or None for the
+    policy's own dose decision), everything else as drawn: the counterfactual course behind the
+    decisions' end-of-course truth (:func:`ketastats.simulate.decisions.decision_truth`). Every
+    random number is drawn before the per-visit pass, so a forced decision moves no draw.
+    """
     co, sc, rs, il, ef, bm, ms, scl = (
         p["cohort"],
         p["schedule"],
@@ -561,9 +574,14 @@ def _simulate(n: int, p: dict, rng: dict) -> dict:
                 pprob = np.where(sick0, decision_probability(dc, "postpone", ep, e0, previous), 0.0)
                 rprob = np.where(sick0, decision_probability(dc, "reduce", ep, e0, previous), 0.0)
             postponed[:, v] = sick0 & (u_post[:, v] < pprob)
+            forced = force is not None and v == force[0]
+            if forced:
+                postponed[:, v] = np.asarray(force[1], dtype=bool)
             delay[:, v] = np.where(postponed[:, v], post_len[:, v], 0)
             if logistic and v > 0:  # the first infusion has no usual dose to reduce from
                 reduced[:, v] = sick0 & ~postponed[:, v] & (u_reduce[:, v] < rprob)
+            if forced and force[2] is not None:
+                reduced[:, v] = np.asarray(force[2], dtype=bool) & ~postponed[:, v]
         day[:, v] = t_plan + delay[:, v]
         t = day[:, v].astype(float)
         e = ep.dominant(t)
@@ -666,6 +684,8 @@ def _simulate(n: int, p: dict, rng: dict) -> dict:
     if logistic:
         out["expected"] = out["expected"] + decision_shift
     out["efficacy_shift"] = bf[:, None] * (prog0 - prog)
+    if force is not None:  # a counterfactual course: the latent ratings are all the truth needs
+        return out
 
     # ---- MADRS items and totals (complete data, before missingness)
     r = rng["items"]

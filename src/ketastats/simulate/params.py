@@ -216,7 +216,7 @@ DEFAULTS: dict[str, Any] = {
         "reduced_dose_factor": 1.0,
         "postpone_shift_next": 0.0,
         "reduced_dose_shift_next": 0.0,
-        "record_planned_illness": False,
+        "record_planned_illness": True,
     },
 }
 
