@@ -192,3 +192,17 @@ def test_the_figures_draw_from_the_released_section(decisions_results):
     # without a decision analysis the figures say why
     none = {"available": False}
     assert overlap_figure(none).axes[0].texts[0].get_text().startswith("No decision analysis")
+
+
+def test_first_screen_says_why_no_decision_was_estimated_when_it_was_configured():
+    """A cohort with the decision columns but too few points in an arm (a small sickness cohort): the
+    answer says the analysis could not be estimated and why, not that it was not configured."""
+    from ketastats.report.results import answer_sentences
+
+    _, models, res = _results("sickness", 60)
+    assert {models[k]["status"] for k in SPECS if k.startswith("decision")} == {"skipped"}
+    said = [a for a in answer_sentences(res) if "patient arrives ill" in a["text"]]
+    assert len(said) == 1 and said[0]["link"] == "#decisions"
+    text = said[0]["text"]
+    assert "could not be estimated from these data: " in text and "too few to compare" in text
+    assert "not configured" not in text

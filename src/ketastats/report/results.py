@@ -821,10 +821,16 @@ def answer_sentences(results: Mapping[str, Any]) -> list[dict[str, str]]:
                             + ("the interval excludes an odds ratio of 1 (no difference)." if clear else
                                "the interval includes an odds ratio of 1 (no difference)."),
                     "link": f"#model-{name}"})
-    decisions = [n for n, m in models.items() if m.get("kind") == "decision" and m["status"] == "ok"]
+    configured = {n: m for n, m in models.items() if m.get("kind") == "decision"}
+    decisions = [n for n, m in configured.items() if m["status"] == "ok"]
     if decisions:
         out.append({"text": "What to do when a patient arrives ill (proceed, postpone or reduce the dose) is "
                             "estimated in its own section.", "link": "#decisions"})
+    elif configured:  # configured, and the data have the columns, but no decision could be estimated
+        reason = next((str(m["reason"]) for m in configured.values() if m.get("reason")), "")
+        out.append({"text": "What to do when a patient arrives ill (proceed, postpone or lower the dose) could not "
+                            "be estimated from these data" + (f": {reason}" if reason else "") + ".",
+                    "link": "#decisions"})
     else:
         missing = [c for c in DECISION_COLUMNS if c not in (settings.get("decision_columns") or [])]
         needs = ("the data lack " + ", ".join(missing) + " (record each session's postponement, dose and illness "
