@@ -206,3 +206,13 @@ def test_first_screen_says_why_no_decision_was_estimated_when_it_was_configured(
     text = said[0]["text"]
     assert "could not be estimated from these data: " in text and "too few to compare" in text
     assert "not configured" not in text
+
+
+def test_summary_names_models_skipped_for_one_reason_together():
+    _, models, res = _results("sickness", 60)
+    said = [s for s in res["summary"] if s.startswith("Not estimated: ")]
+    assert len(said) == 1
+    reason = models["decision_aipw"]["reason"]
+    assert said[0].count("too few to compare") == reason.count("too few to compare")  # said once, not thrice
+    for k in ("decision_aipw", "decision_ipw", "decision_gformula"):
+        assert models[k]["label"] in said[0]

@@ -969,9 +969,14 @@ def summary_sentences(results: Mapping[str, Any]) -> list[str]:
             )
         bad = [m for m in bad if m not in needs_ill]
     if bad:
+        # models that failed or were skipped for the same reason (the three decision estimators on one
+        # cohort) are named together, the reason said once
+        groups: dict[tuple[str, str], list[str]] = {}
+        for m in bad:
+            groups.setdefault((str(m["status"]), _without_label(m)), []).append(str(m["label"]))
         out.append(
             "Not estimated: "
-            + "; ".join(f"{m['label']} ({m['status']}: {_without_label(m)})" for m in bad)
+            + "; ".join(f"{', '.join(labels)} ({status}: {why})" for (status, why), labels in groups.items())
             + "."
         )
     if results["suppression"]["applied"]:
