@@ -216,3 +216,19 @@ def test_summary_names_models_skipped_for_one_reason_together():
     assert said[0].count("too few to compare") == reason.count("too few to compare")  # said once, not thrice
     for k in ("decision_aipw", "decision_ipw", "decision_gformula"):
         assert models[k]["label"] in said[0]
+
+
+def test_no_empty_decision_figures_when_nothing_was_estimated(tmp_path):
+    """Decision models that ran but were all skipped: the reason is shown, and no overlap or love plot
+    with nothing in it; the by-illness figure (the primary model's rows) stays."""
+    from ketastats.report.render import render_html
+
+    c, models, res = _results("sickness", 60)
+    data = prepare_sessions(coerce_sessions(c.sessions))
+    res["provenance"].setdefault("command", "snakemake --cores 2")  # as the report rule records it
+    html = render_html(res, data, tmp_path / "report.html", models=models).read_text()
+    section = html[html.index('<section id="decisions">'):]
+    section = section[: section.index("</section>")]
+    assert "Not analysed in this cohort: " in section and "too few to compare" in section
+    assert "love plot" not in section and "(overlap)" not in section
+    assert section.count("<img ") == 1 and "Which illnesses matter" in section
