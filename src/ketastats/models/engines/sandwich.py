@@ -63,6 +63,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .satterthwaite import LMMCrossProducts, _gls
+
 __all__ = ["ADJUSTMENTS", "SandwichResult", "cluster_robust", "cluster_robust_cov"]
 
 #: the adjustments ``A_i`` of the residuals (see the module docstring)
@@ -76,18 +78,6 @@ class SandwichResult:
     cov: np.ndarray
     df: np.ndarray | None
     adjust: str
-
-
-def _group_sums(codes: np.ndarray, m: int, values: np.ndarray) -> np.ndarray:
-    flat = values.reshape(len(values), -1)
-    out = np.empty((m, flat.shape[1]))
-    for j in range(flat.shape[1]):
-        out[:, j] = np.bincount(codes, flat[:, j], m)
-    return out.reshape((m, *values.shape[1:]))
-
-
-def _cross(A: np.ndarray, B: np.ndarray) -> np.ndarray:
-    return A.reshape(-1, A.shape[2]).T @ B.reshape(-1, B.shape[2])
 
 
 def _sym_inv_sqrt(B: np.ndarray) -> np.ndarray:
@@ -136,14 +126,12 @@ def cluster_robust(
     _, codes = np.unique(np.asarray(groups), return_inverse=True)
     m = int(codes.max()) + 1
     p, q = X.shape[1], Z.shape[1]
-    # GLS at (G, sigma2) by Woodbury, all patients at once: W_i = (I - Z_i B_i Z_i') / s2
-    S = _group_sums(codes, m, Z[:, :, None] * Z[:, None, :])
-    NX = _group_sums(codes, m, Z[:, :, None] * X[:, None, :])
-    Ny = _group_sums(codes, m, Z * y[:, None])
-    B = G @ np.linalg.inv(s2 * np.eye(q) + S @ G)
-    XWX = (X.T @ X - _cross(NX, B @ NX)) / s2
+    # GLS at (G, sigma2) by Woodbury, all patients at once (as the likelihood): W_i = (I - Z_i B_i Z_i') / s2
+    cp = LMMCrossProducts.build(y, X, Z, codes)
+    XWX, XWy = _gls(cp, G, s2)[:2]
+    B = G @ np.linalg.inv(s2 * np.eye(q) + cp.ZtZ @ G)
     M = np.linalg.inv((XWX + XWX.T) / 2)
-    beta = M @ ((X.T @ y - _cross(NX, B @ Ny[:, :, None])[:, 0]) / s2)
+    beta = M @ XWy
     r = y - X @ beta
     order = np.argsort(codes, kind="stable")
     sizes = np.bincount(codes, minlength=m)
