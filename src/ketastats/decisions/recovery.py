@@ -100,7 +100,7 @@ def run_decision_replicate(
     outcome's analysis set, arm sizes on each outcome's): a decision or outcome that fails gets no
     estimate and ``skipped`` = the reason, counted by :func:`summarize`.
     """
-    from ..models.kinds.decision import ARM_LABELS
+    from ..models.kinds.decision import ARM_LABELS, se_options
     from ..prepare import prepare_sessions
     from ..recovery import replicate_seed
     from ..simulate import simulate_cohort
@@ -155,9 +155,12 @@ def run_decision_replicate(
                                 estimator, data_d, decision=decision, outcome=ycol, binary=binary,
                                 propensity_terms=WRONG_TERMS if wrong == "propensity" else ps_terms,
                                 outcome_terms=WRONG_TERMS if wrong == "outcome" else or_terms,
-                                truncate=spec.get("truncate"), alpha=alpha,
+                                truncate=spec.get("truncate"), alpha=alpha, **se_options(spec),
                             )
                         row.update(estimate=e.estimate, se=e.se, ci_low=e.ci_low, ci_high=e.ci_high)
+                        if "analytic_se" in e.details:  # the bootstrap's run: the analytic SE for contrast
+                            row.update(analytic_se=e.details["analytic_se"],
+                                       analytic_covers=_covers(e.estimate, e.details["analytic_se"], value, alpha))
                     except (NotEstimable, np.linalg.LinAlgError) as exc:
                         log.warning("replicate %d %s %s %s: no estimate: %s", replicate, decision, outcome,
                                     variant, exc)
@@ -165,6 +168,14 @@ def run_decision_replicate(
                 row["covers"] = bool(value is not None and row["ci_low"] <= value <= row["ci_high"])
                 rows.append(row)
     return rows
+
+
+def _covers(est: float, se: float, truth: float | None, alpha: float) -> bool:
+    """Whether the Wald interval ``est +- z se`` covers ``truth``."""
+    from scipy import stats
+
+    z = float(stats.norm.ppf(1 - alpha / 2))
+    return bool(truth is not None and est - z * se <= truth <= est + z * se)
 
 
 def summarize(rows: pd.DataFrame) -> pd.DataFrame:
@@ -196,11 +207,21 @@ def summarize(rows: pd.DataFrame) -> pd.DataFrame:
             "mean_se": float(ok["se"].mean()),
             "coverage": cov,
             "coverage_mcse": math.sqrt(cov * (1 - cov) / n),
+            **_analytic(ok),
             "bias_over_emp_se": float(err.mean()) / emp if emp > 0 else math.nan,
             "mean_points": float(ok["n_points"].mean()),
             "mean_treated": float(ok["n_treated"].mean()),
         })
     return pd.DataFrame(out)
+
+
+def _analytic(ok: pd.DataFrame) -> dict[str, float]:
+    """Mean analytic SE and its coverage, when the study ran the bootstrap (``se: bootstrap``)."""
+    if "analytic_se" not in ok or not ok["analytic_se"].notna().all():
+        return {}
+    cov = float(ok["analytic_covers"].astype(bool).mean())
+    return {"mean_analytic_se": float(ok["analytic_se"].mean()), "analytic_coverage": cov,
+            "analytic_coverage_mcse": math.sqrt(cov * (1 - cov) / len(ok))}
 
 
 def run_decision_recovery(
