@@ -461,7 +461,14 @@ def _by_hand_bootstrap(estimator, a, terms, outcome, binary, resamples, seed):
         sample = pd.concat([rows[patients[i]] for i in pick], ignore_index=True)
         ests.append(estimate(estimator, sample, decision="postpone", outcome=outcome, binary=binary,
                              propensity_terms=terms, outcome_terms=terms).estimate)
-    return float(np.std(ests, ddof=1))
+    ests = np.sort(ests)
+    # the rescaled interquartile range, quartiles by linear interpolation written out
+    def quantile(q):
+        h = (len(ests) - 1) * q
+        lo = int(np.floor(h))
+        return ests[lo] + (h - lo) * (ests[min(lo + 1, len(ests) - 1)] - ests[lo])
+
+    return (quantile(0.75) - quantile(0.25)) / 1.3489795003921634, float(np.std(ests, ddof=1))
 
 
 @pytest.mark.parametrize(("estimator", "outcome", "binary"), [
@@ -475,9 +482,11 @@ def test_bootstrap_se_equals_a_hand_written_resampling_loop_with_the_same_seed(s
     kw = dict(decision="postpone", outcome=outcome, binary=binary, propensity_terms=terms, outcome_terms=terms)
     boot = estimate(estimator, a, se="bootstrap", bootstrap=25, seed=4, **kw)
     plain = estimate(estimator, a, **kw)
-    want = _by_hand_bootstrap(estimator, a, terms, outcome, binary, resamples=25, seed=4)
+    want, want_sd = _by_hand_bootstrap(estimator, a, terms, outcome, binary, resamples=25, seed=4)
     assert boot.se == pytest.approx(want, rel=1e-6)
-    assert boot.details["bootstrap"] == {"resamples": 25, "seed": 4, "failed": 0}
+    info = boot.details["bootstrap"]
+    assert info["sd"] == pytest.approx(want_sd, rel=1e-6)
+    assert {k: info[k] for k in ("resamples", "seed", "failed")} == {"resamples": 25, "seed": 4, "failed": 0}
     # the point estimate is untouched; the analytic SE is kept; the interval uses the bootstrap SE
     assert boot.estimate == plain.estimate and boot.details["analytic_se"] == plain.se
     assert boot.ci_high - boot.ci_low == pytest.approx(2 * 1.959963984540054 * boot.se)

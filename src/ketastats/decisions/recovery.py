@@ -158,9 +158,11 @@ def run_decision_replicate(
                                 truncate=spec.get("truncate"), alpha=alpha, **se_options(spec),
                             )
                         row.update(estimate=e.estimate, se=e.se, ci_low=e.ci_low, ci_high=e.ci_high)
-                        if "analytic_se" in e.details:  # the bootstrap's run: the analytic SE for contrast
-                            row.update(analytic_se=e.details["analytic_se"],
-                                       analytic_covers=_covers(e.estimate, e.details["analytic_se"], value, alpha))
+                        if "analytic_se" in e.details:  # se: bootstrap; the other SEs for contrast
+                            for name, other in (("analytic", e.details["analytic_se"]),
+                                                ("bootstrap_sd", e.details["bootstrap"]["sd"])):
+                                row.update({f"se_{name}": other,
+                                            f"covers_{name}": _covers(e.estimate, other, value, alpha)})
                     except (NotEstimable, np.linalg.LinAlgError) as exc:
                         log.warning("replicate %d %s %s %s: no estimate: %s", replicate, decision, outcome,
                                     variant, exc)
@@ -207,7 +209,7 @@ def summarize(rows: pd.DataFrame) -> pd.DataFrame:
             "mean_se": float(ok["se"].mean()),
             "coverage": cov,
             "coverage_mcse": math.sqrt(cov * (1 - cov) / n),
-            **_analytic(ok),
+            **_other_ses(ok),
             "bias_over_emp_se": float(err.mean()) / emp if emp > 0 else math.nan,
             "mean_points": float(ok["n_points"].mean()),
             "mean_treated": float(ok["n_treated"].mean()),
@@ -215,13 +217,16 @@ def summarize(rows: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def _analytic(ok: pd.DataFrame) -> dict[str, float]:
-    """Mean analytic SE and its coverage, when the study ran the bootstrap (``se: bootstrap``)."""
-    if "analytic_se" not in ok or not ok["analytic_se"].notna().all():
-        return {}
-    cov = float(ok["analytic_covers"].astype(bool).mean())
-    return {"mean_analytic_se": float(ok["analytic_se"].mean()), "analytic_coverage": cov,
-            "analytic_coverage_mcse": math.sqrt(cov * (1 - cov) / len(ok))}
+def _other_ses(ok: pd.DataFrame) -> dict[str, float]:
+    """Mean and coverage of the SEs recorded for contrast when the study ran ``se: bootstrap``."""
+    out: dict[str, float] = {}
+    for name in ("analytic", "bootstrap_sd"):
+        if f"se_{name}" not in ok or not ok[f"se_{name}"].notna().all():
+            continue
+        cov = float(ok[f"covers_{name}"].astype(bool).mean())
+        out.update({f"mean_se_{name}": float(ok[f"se_{name}"].mean()), f"coverage_{name}": cov,
+                    f"coverage_{name}_mcse": math.sqrt(cov * (1 - cov) / len(ok))})
+    return out
 
 
 def run_decision_recovery(
