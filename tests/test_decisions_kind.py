@@ -173,3 +173,24 @@ def test_a_clinic_sized_cohort_with_a_saturated_propensity_gets_a_number_not_non
     eff = out["decisions"]["postpone"]["outcomes"]["next"]["effect"]
     assert out["status"] == "ok" and np.isfinite(eff["estimate"]) and eff["se"] > 0
     assert eff["ci_low"] < eff["estimate"] < eff["ci_high"]
+
+
+def test_se_bootstrap_reaches_the_model_json_and_the_methods_text(cohort):
+    from ketastats.models.descriptions import describe_method
+
+    _, data = cohort
+    small = data[data["patient_id"].isin(data["patient_id"].unique()[:400])]
+    kw = dict(estimator="aipw", decisions=["postpone"], outcomes=["next"])
+    boot = _run(small, se="bootstrap", bootstrap=20, seed=3, **kw)
+    plain = _run(small, **kw)
+    b = boot["decisions"]["postpone"]["outcomes"]["next"]["effect"]
+    p = plain["decisions"]["postpone"]["outcomes"]["next"]["effect"]
+    assert b["estimate"] == p["estimate"] and b["analytic_se"] == p["se"] and b["se"] != p["se"]
+    assert {k: b["bootstrap"][k] for k in ("resamples", "seed", "failed")} == {"resamples": 20, "seed": 3,
+                                                                              "failed": 0}
+    assert b["bootstrap"]["sd"] > 0
+    assert "bootstrap" in b["se_method"] and "bootstrap" not in p["se_method"]
+    assert "analytic_se" not in p
+    assert "cluster bootstrap (20 resamples of the patients, seed 3)" in describe_method(boot).se_method
+    s = resolve_spec("d", {"kind": "decision", "se": "cr2"})
+    assert any("decision takes sandwich or bootstrap" in p for p in spec_problems("models.d", s))

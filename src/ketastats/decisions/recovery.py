@@ -100,7 +100,7 @@ def run_decision_replicate(
     outcome's analysis set, arm sizes on each outcome's): a decision or outcome that fails gets no
     estimate and ``skipped`` = the reason, counted by :func:`summarize`.
     """
-    from ..models.kinds.decision import ARM_LABELS
+    from ..models.kinds.decision import ARM_LABELS, se_options
     from ..prepare import prepare_sessions
     from ..recovery import replicate_seed
     from ..simulate import simulate_cohort
@@ -155,9 +155,14 @@ def run_decision_replicate(
                                 estimator, data_d, decision=decision, outcome=ycol, binary=binary,
                                 propensity_terms=WRONG_TERMS if wrong == "propensity" else ps_terms,
                                 outcome_terms=WRONG_TERMS if wrong == "outcome" else or_terms,
-                                truncate=spec.get("truncate"), alpha=alpha,
+                                truncate=spec.get("truncate"), alpha=alpha, **se_options(spec),
                             )
                         row.update(estimate=e.estimate, se=e.se, ci_low=e.ci_low, ci_high=e.ci_high)
+                        if "analytic_se" in e.details:  # se: bootstrap; the other SEs for contrast
+                            for name, other in (("analytic", e.details["analytic_se"]),
+                                                ("bootstrap_sd", e.details["bootstrap"]["sd"])):
+                                row.update({f"se_{name}": other,
+                                            f"covers_{name}": _covers(e.estimate, other, value, alpha)})
                     except (NotEstimable, np.linalg.LinAlgError) as exc:
                         log.warning("replicate %d %s %s %s: no estimate: %s", replicate, decision, outcome,
                                     variant, exc)
@@ -165,6 +170,14 @@ def run_decision_replicate(
                 row["covers"] = bool(value is not None and row["ci_low"] <= value <= row["ci_high"])
                 rows.append(row)
     return rows
+
+
+def _covers(est: float, se: float, truth: float | None, alpha: float) -> bool:
+    """Whether the Wald interval ``est +- z se`` covers ``truth``."""
+    from scipy import stats
+
+    z = float(stats.norm.ppf(1 - alpha / 2))
+    return bool(truth is not None and est - z * se <= truth <= est + z * se)
 
 
 def summarize(rows: pd.DataFrame) -> pd.DataFrame:
@@ -196,11 +209,24 @@ def summarize(rows: pd.DataFrame) -> pd.DataFrame:
             "mean_se": float(ok["se"].mean()),
             "coverage": cov,
             "coverage_mcse": math.sqrt(cov * (1 - cov) / n),
+            **_other_ses(ok),
             "bias_over_emp_se": float(err.mean()) / emp if emp > 0 else math.nan,
             "mean_points": float(ok["n_points"].mean()),
             "mean_treated": float(ok["n_treated"].mean()),
         })
     return pd.DataFrame(out)
+
+
+def _other_ses(ok: pd.DataFrame) -> dict[str, float]:
+    """Mean and coverage of the SEs recorded for contrast when the study ran ``se: bootstrap``."""
+    out: dict[str, float] = {}
+    for name in ("analytic", "bootstrap_sd"):
+        if f"se_{name}" not in ok or not ok[f"se_{name}"].notna().all():
+            continue
+        cov = float(ok[f"covers_{name}"].astype(bool).mean())
+        out.update({f"mean_se_{name}": float(ok[f"se_{name}"].mean()), f"coverage_{name}": cov,
+                    f"coverage_{name}_mcse": math.sqrt(cov * (1 - cov) / len(ok))})
+    return out
 
 
 def run_decision_recovery(

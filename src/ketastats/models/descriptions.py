@@ -380,6 +380,10 @@ def _decision(m: Mapping[str, Any]) -> MethodDescription:
         "aipw": "cluster-robust sandwich standard errors (patients as clusters) of the mean of the AIPW "
         "pseudo-outcomes (the influence function)",
     }.get(est, "")
+    if spec.get("se") == "bootstrap" and est in ("ipw", "gformula", "aipw"):
+        se = (f"standard errors from a patient-level cluster bootstrap ({int(spec.get('bootstrap') or 200)} "
+              f"resamples of the patients, seed {spec.get('seed')}) that refits the propensity and outcome models "
+              "in each resample, so that their estimation is accounted for")
     return MethodDescription(
         model=(
             "a sequential target-trial emulation [hernan2016]: each scheduled infusion (from the second) at "

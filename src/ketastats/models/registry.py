@@ -391,8 +391,12 @@ _KINDS = (
             "max_share_outside": 0.5,
             "illness_term": None,
             "df_method": "normal",
+            # sandwich: the analytic SEs (docs/statistics.md); bootstrap: the patient-level cluster bootstrap
+            "se": "sandwich",
+            "bootstrap": 200,
+            "seed": 17,
         },
-        checks=(_decision_fields,),
+        checks=(_decision_fields, _se_choice(("sandwich", "bootstrap"))),
         needs_outcome=False,
     ),
     Kind(

@@ -205,6 +205,9 @@ def _effect_json(e, mcid: float | None, binary: bool) -> dict[str, Any]:
         out["versus_mcid"] = _versus_mcid(e.ci_low, e.ci_high, mcid)
     if e.details.get("weights"):
         out["weights"] = e.details["weights"]
+    if e.details.get("bootstrap"):  # se: bootstrap; the analytic SE kept for contrast
+        out["bootstrap"] = e.details["bootstrap"]
+        out["analytic_se"] = _num(e.details["analytic_se"])
     return out
 
 
@@ -300,7 +303,7 @@ def _analyse_decision(
                 raise NotEstimable("too few responses or non-responses ({n}) for a logistic outcome model",
                                    n=int(min(data_o[ycol].sum(), len(data_o) - data_o[ycol].sum())))
             kw = dict(decision=decision, outcome=ycol, binary=ybinary, propensity_terms=ps_terms,
-                      outcome_terms=or_terms, truncate=spec.get("truncate"), alpha=alpha)
+                      outcome_terms=or_terms, truncate=spec.get("truncate"), alpha=alpha, **se_options(spec))
             entry["effect"] = _effect_json(estimate(spec["estimator"], data_o, **kw), mcid, ybinary)
             entry["naive"] = _effect_json(estimate("naive", data_o, **kw), mcid, ybinary)
         except NotEstimable as exc:
@@ -311,6 +314,12 @@ def _analyse_decision(
     block["outcomes"] = results
     block["by_severity"] = _by_severity(decision, points, spec, alpha, mcid, out, ps_terms, or_terms, labels)
     return block
+
+
+def se_options(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """The spec's standard-error settings as keywords of :func:`~ketastats.decisions.estimators.estimate`."""
+    return {"se": str(spec.get("se") or "sandwich"), "bootstrap": int(spec.get("bootstrap") or 200),
+            "seed": int(spec.get("seed") if spec.get("seed") is not None else 17)}
 
 
 def _by_severity(decision, points, spec, alpha, mcid, out, ps_terms, or_terms, labels) -> list[dict[str, Any]]:
@@ -333,7 +342,7 @@ def _by_severity(decision, points, spec, alpha, mcid, out, ps_terms, or_terms, l
             e = estimate(spec["estimator"], data_s, decision=decision, outcome=ycol, binary=ybinary,
                          propensity_terms=[t for t in ps_terms if t != "severity"],
                          outcome_terms=[t for t in or_terms if t != "severity"],
-                         truncate=spec.get("truncate"), alpha=alpha)
+                         truncate=spec.get("truncate"), alpha=alpha, **se_options(spec))
             row.update(status="ok", effect=_effect_json(e, mcid, ybinary))
         except NotEstimable as exc:
             row.update(status="skipped", reason=remember(
