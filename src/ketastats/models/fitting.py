@@ -129,7 +129,9 @@ def fit_lmm_robust(
 
     out = fit_with_retries([(f"engine={e}", attempt(e)) for e in engines], assess)
     res, sat = out.result
-    robust_df = None
+    df, method = (sat.df, "satterthwaite") if df_method == "satterthwaite" and sat.hessian_pd else (None, "normal")
+    if se == "model" and df_method == "satterthwaite" and not sat.hessian_pd:
+        log.warning("Satterthwaite df unavailable (Hessian not positive definite): normal approximation used")
     if se != "model":
         if list(res.fixed["term"]) != list(xnames):
             raise ModelError(f"fixed effects {list(res.fixed['term'])} differ from the design's {xnames}")
@@ -137,32 +139,17 @@ def fit_lmm_robust(
         res.cov_beta = sw.cov
         res.fixed = res.fixed.assign(se=np.sqrt(np.diag(sw.cov)))
         # CR2 comes with its own Satterthwaite df (Bell-McCaffrey); the other sandwiches use the normal
-        robust_df = sw.df
-        df_method = "bell_mccaffrey" if sw.df is not None and df_method != "normal" else "normal"
-    if robust_df is not None and df_method == "bell_mccaffrey":
-        coefs = coefficient_rows(
-            list(res.fixed["term"]),
-            res.fixed["estimate"].to_numpy(),
-            res.fixed["se"].to_numpy(),
-            alpha=alpha,
-            df=robust_df,
-            df_method="bell_mccaffrey",
-            prefix=prefix,
-        )
-        return LMMFit(res, sat, out, coefs, "bell_mccaffrey", se)
-    use_satt = df_method == "satterthwaite" and sat.hessian_pd
+        use_cr2_df = sw.df is not None and df_method != "normal"
+        df, method = (sw.df, "bell_mccaffrey") if use_cr2_df else (None, "normal")
     coefs = coefficient_rows(
         list(res.fixed["term"]),
         res.fixed["estimate"].to_numpy(),
         res.fixed["se"].to_numpy(),
         alpha=alpha,
-        df=sat.df if use_satt else None,
-        df_method="satterthwaite",
+        df=df,
+        df_method=method,
         prefix=prefix,
     )
-    method = "satterthwaite" if use_satt else "normal"
-    if df_method == "satterthwaite" and not use_satt:
-        log.warning("Satterthwaite df unavailable (Hessian not positive definite): normal approximation used")
     return LMMFit(res, sat, out, coefs, method, se)
 
 
